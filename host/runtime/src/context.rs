@@ -1,0 +1,39 @@
+//! What the host grants one call: settings, secrets, and which hosts it may reach.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::manifest::HostPattern;
+
+/// Grants for calls into a plugin. The default grants nothing: settings `{}`,
+/// no secrets, HTTP limited to the manifest's `allowed-hosts`.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The plugin's settings as JSON text.
+    pub settings: Arc<str>,
+    /// Secrets an operator granted, by name; the plugin sees only those its manifest asks for.
+    pub secrets: Arc<BTreeMap<String, String>>,
+    /// When set, HTTP must also match one of these (an operator's or a flow's narrowing
+    /// of a manifest that allows `*`).
+    pub allowed_hosts: Option<Arc<[HostPattern]>>,
+}
+
+impl Default for CallContext {
+    fn default() -> Self {
+        CallContext {
+            settings: Arc::from("{}"),
+            secrets: Arc::default(),
+            allowed_hosts: None,
+        }
+    }
+}
+
+impl CallContext {
+    /// A context with these settings.
+    pub fn with_settings(settings: &serde_json::Value) -> Self {
+        CallContext {
+            settings: Arc::from(settings.to_string()),
+            ..CallContext::default()
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Typed calls into each plugin kind, one module per kind with the same shape:
+//! the kind's public types, `describe` at load, and one method per export.
+
+mod deploy_target;
+mod node_type;
+mod registry_adapter;
+
+use serde::{Deserialize, Serialize};
+
+pub use deploy_target::{
+    Health, HostMount, MountKind, Observed, PortPair, Rendered, Resources, Service, ServiceType,
+    Storage, TargetError, TargetInfo,
+};
+pub use node_type::{Message, NodeError, NodeInfo, Output, Port, Translation};
+pub use registry_adapter::{Credentials, Image, PushCredentials, RegistryError, RegistryInfo};
+
+pub(crate) use deploy_target::describe as describe_target;
+pub(crate) use node_type::describe as describe_node;
+pub(crate) use registry_adapter::describe as describe_registry;
+
+use crate::bindings::types;
+
+/// One problem in a checked document, located by a JSON pointer into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// RFC 6901 JSON pointer; `""` is the whole document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<types::Diagnostic> for Diagnostic {
+    fn from(d: types::Diagnostic) -> Self {
+        Diagnostic {
+            path: d.path,
+            message: d.message,
+        }
+    }
+}
+
+pub(crate) fn diagnostics(list: Vec<types::Diagnostic>) -> Vec<Diagnostic> {
+    list.into_iter().map(Diagnostic::from).collect()
+}
+
+/// Parses JSON a plugin returned; `what` names it in the error.
+pub(crate) fn plugin_json(text: &str, what: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}

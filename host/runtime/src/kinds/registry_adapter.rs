@@ -1,0 +1,251 @@
+//! Calls into `registry-adapter` plugins.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Diagnostic, diagnostics, plugin_json};
+use crate::bindings::registry::RegistryAdapterPre;
+use crate::bindings::registry::exports::slipway::plugin::registry as wit;
+use crate::context::CallContext;
+use crate::error::CallError;
+use crate::plugin::{Description, Plugin, Pre, Session};
+use crate::state::CallState;
+
+/// What a registry adapter says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// One sentence for people.
+    pub description: String,
+    /// JSON Schema of its settings.
+    pub settings_schema: serde_json::Value,
+}
+
+/// Where an image lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Registry host (and port).
+    pub registry: String,
+    /// Repository path.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+}
+
+impl Image {
+    /// `registry/repository:tag`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}:{}", self.registry, self.repository, self.tag)
+    }
+}
+
+/// How to authenticate a push. `Debug` never shows a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// No credentials.
+    Anonymous,
+    /// User name and password.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or token.
+        password: String,
+    },
+    /// A registry token.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+/// Credentials and when they expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCredentials {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// Expiry in ms since the Unix epoch, if known.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A failure the adapter reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Settings are invalid.
+    #[error("invalid settings: {}", .0.iter().map(|d| format!("{}: {}", d.path, d.message)).collect::<Vec<_>>().join("; "))]
+    InvalidSettings(Vec<Diagnostic>),
+    /// The name breaks the registry's rules.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// Credentials refused.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The registry cannot be reached.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<wit::Error> for RegistryError {
+    fn from(e: wit::Error) -> Self {
+        match e {
+            wit::Error::InvalidSettings(d) => RegistryError::InvalidSettings(diagnostics(d)),
+            wit::Error::InvalidName(m) => RegistryError::InvalidName(m),
+            wit::Error::Unauthorized(m) => RegistryError::Unauthorized(m),
+            wit::Error::Unavailable(m) => RegistryError::Unavailable(m),
+            wit::Error::Other(m) => RegistryError::Other(m),
+        }
+    }
+}
+
+impl From<wit::Image> for Image {
+    fn from(i: wit::Image) -> Self {
+        Image {
+            registry: i.registry,
+            repository: i.repository,
+            tag: i.tag,
+        }
+    }
+}
+
+impl From<&Image> for wit::Image {
+    fn from(i: &Image) -> Self {
+        wit::Image {
+            registry: i.registry.clone(),
+            repository: i.repository.clone(),
+            tag: i.tag.clone(),
+        }
+    }
+}
+
+pub(crate) async fn describe(
+    mut session: Session,
+    pre: &RegistryAdapterPre<CallState>,
+) -> Result<Description, CallError> {
+    let result = async {
+        let instance = pre.instantiate_async(&mut session.store).await?;
+        instance
+            .slipway_plugin_registry()
+            .call_describe(&mut session.store)
+            .await
+    }
+    .await;
+    let raw = match result {
+        Ok(raw) => raw,
+        Err(err) => return session.finish(Err(err)),
+    };
+    match plugin_json(&raw.settings_schema, "the settings schema") {
+        Ok(settings_schema) => Ok(Description::Registry(RegistryInfo {
+            name: raw.name,
+            version: raw.version,
+            description: raw.description,
+            settings_schema,
+        })),
+        Err(e) => Err(session.bad_result(e)),
+    }
+}
+
+/// Runs one export of a registry adapter on a fresh instance.
+macro_rules! registry_call {
+    ($plugin:expr, $context:expr, $name:literal, |$guest:ident, $store:ident| $call:expr) => {{
+        let pre = match &$plugin.pre {
+            Pre::Registry(pre) => pre,
+            _ => return Err($plugin.wrong_kind($name)),
+        };
+        let mut session = $plugin.session($context, $name).await;
+        let result = async {
+            let instance = pre.instantiate_async(&mut session.store).await?;
+            let $guest = instance.slipway_plugin_registry();
+            let $store = &mut session.store;
+            $call.await
+        }
+        .await;
+        session.finish(result)
+    }};
+}
+
+impl Plugin {
+    /// Checks settings before an operator saves them.
+    pub async fn validate_settings(
+        &self,
+        context: &CallContext,
+        settings: &serde_json::Value,
+    ) -> Result<Vec<Diagnostic>, CallError> {
+        let settings = settings.to_string();
+        match &self.pre {
+            Pre::Registry(_) => registry_call!(self, context, "validate-settings", |g, s| g
+                .call_validate_settings(s, &settings))
+            .map(diagnostics),
+            Pre::Target(_) => self.target_validate_settings(context, &settings).await,
+            Pre::Node(_) => Err(self.wrong_kind("validate-settings")),
+        }
+    }
+
+    /// Where `repository:tag` lives under the adapter's rules.
+    pub async fn resolve_image(
+        &self,
+        context: &CallContext,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Result<Image, RegistryError>, CallError> {
+        registry_call!(self, context, "resolve", |g, s| g.call_resolve(s, repository, tag))
+            .map(|r| r.map(Image::from).map_err(RegistryError::from))
+    }
+
+    /// Credentials to push `image`.
+    pub async fn authenticate(
+        &self,
+        context: &CallContext,
+        image: &Image,
+    ) -> Result<Result<PushCredentials, RegistryError>, CallError> {
+        let image = wit::Image::from(image);
+        registry_call!(self, context, "authenticate", |g, s| g.call_authenticate(s, &image)).map(
+            |r| {
+                r.map(|c| PushCredentials {
+                    credentials: match c.credentials {
+                        wit::Credentials::Anonymous => Credentials::Anonymous,
+                        wit::Credentials::Basic((username, password)) => {
+                            Credentials::Basic { username, password }
+                        }
+                        wit::Credentials::Bearer(token) => Credentials::Bearer(token),
+                    },
+                    expires_at_ms: c.expires_at_ms,
+                })
+                .map_err(RegistryError::from)
+            },
+        )
+    }
+
+    /// The hook before the first blob is pushed.
+    pub async fn before_push(
+        &self,
+        context: &CallContext,
+        image: &Image,
+    ) -> Result<Result<(), RegistryError>, CallError> {
+        let image = wit::Image::from(image);
+        registry_call!(self, context, "before-push", |g, s| g.call_before_push(s, &image))
+            .map(|r| r.map_err(RegistryError::from))
+    }
+
+    /// The hook after the manifest was pushed.
+    pub async fn after_push(
+        &self,
+        context: &CallContext,
+        image: &Image,
+        digest: &str,
+    ) -> Result<Result<(), RegistryError>, CallError> {
+        let image = wit::Image::from(image);
+        registry_call!(self, context, "after-push", |g, s| g.call_after_push(s, &image, digest))
+            .map(|r| r.map_err(RegistryError::from))
+    }
+}

@@ -1,0 +1,48 @@
+//! The Slipway plugin runtime.
+//!
+//! Loads WebAssembly components that implement one of the `slipway:plugin`
+//! worlds (node type, registry adapter, deploy target) and runs them in a
+//! sandbox: a fresh instance per call from a pooling allocator, a per-call
+//! deadline (epoch interruption) and memory cap, and only the host imports
+//! Slipway offers. Used by the server and by the flow engine alike, so it
+//! depends on neither.
+//!
+//! ```no_run
+//! # async fn demo(wasm: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! use slipway_runtime::{CallContext, Kind, Message, Runtime, RuntimeConfig};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! runtime.install(wasm).await?;
+//! let transform = runtime
+//!     .catalog()
+//!     .resolve(Kind::NodeType, "transform", &"^1".parse()?)?;
+//! let node = r#"{"expression": ".a + 1"}"#;
+//! let out = transform
+//!     .invoke(&CallContext::default(), node, Message::from_body(r#"{"a": 1}"#))
+//!     .await??;
+//! assert_eq!(out.message.body, b"2");
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cache;
+mod catalog;
+mod context;
+mod error;
+pub mod harness;
+mod imports;
+pub mod inspect;
+pub mod kinds;
+pub mod manifest;
+mod plugin;
+mod runtime;
+mod state;
+
+pub use cache::CodeSource;
+pub use catalog::{Catalog, RemoveError, ResolveError};
+pub use context::CallContext;
+pub use error::{CallError, CallFailure, LoadError, LoadFailure};
+pub use kinds::{Diagnostic, Message, NodeError, Output};
+pub use manifest::{HostPattern, Kind, Manifest};
+pub use plugin::{Description, Plugin};
+pub use runtime::{Installed, Runtime, RuntimeConfig, StartError};

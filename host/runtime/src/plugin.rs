@@ -1,0 +1,250 @@
+//! A loaded plugin: its manifest, identity, compiled code ready to instantiate,
+//! and the machinery of one sandboxed call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::{node, registry, target};
+use crate::cache::CodeSource;
+use crate::context::CallContext;
+use crate::error::{CallError, CallFailure};
+use crate::inspect::Inspection;
+use crate::kinds::{NodeInfo, RegistryInfo, TargetInfo};
+use crate::manifest::{Kind, Manifest};
+use crate::runtime::Shared;
+use crate::state::{CallLimits, CallState};
+
+/// Ready-to-instantiate code, typed by the world the component implements.
+pub(crate) enum Pre {
+    Node(node::NodeTypePre<CallState>),
+    Registry(registry::RegistryAdapterPre<CallState>),
+    Target(target::DeployTargetPre<CallState>),
+}
+
+impl Pre {
+    pub fn new(kind: Kind, pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+        Ok(match kind {
+            Kind::NodeType => Pre::Node(node::NodeTypePre::new(pre)?),
+            Kind::RegistryAdapter => Pre::Registry(registry::RegistryAdapterPre::new(pre)?),
+            Kind::DeployTarget => Pre::Target(target::DeployTargetPre::new(pre)?),
+        })
+    }
+}
+
+/// What a plugin's `describe` returned, by kind.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Description {
+    /// A node type.
+    Node(NodeInfo),
+    /// A registry adapter.
+    Registry(RegistryInfo),
+    /// A deploy target.
+    Target(TargetInfo),
+}
+
+impl Description {
+    /// `name@version` as the plugin describes itself.
+    pub fn id(&self) -> String {
+        let (name, version) = match self {
+            Description::Node(i) => (&i.name, &i.version),
+            Description::Registry(i) => (&i.name, &i.version),
+            Description::Target(i) => (&i.name, &i.version),
+        };
+        format!("{name}@{version}")
+    }
+}
+
+/// A loaded plugin version. Cheap to share; calls may run on it from many tasks.
+pub struct Plugin {
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) id: Arc<str>,
+    pub(crate) sha256: String,
+    pub(crate) inspection: Inspection,
+    pub(crate) code_source: CodeSource,
+    pub(crate) description: Description,
+    pub(crate) pre: Pre,
+    pub(crate) limits: CallLimits,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.id)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `name@version`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The plugin's identity: the sha256 of the component, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The component's top-level imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inspection.imports
+    }
+
+    /// The component's top-level exports.
+    pub fn exports(&self) -> &[String] {
+        &self.inspection.exports
+    }
+
+    /// The `slipway:plugin` version of the world it implements.
+    pub fn world_version(&self) -> &str {
+        self.inspection.world_version().unwrap_or_default()
+    }
+
+    /// Whether the code came from the cache or was compiled at load.
+    pub fn code_source(&self) -> CodeSource {
+        self.code_source
+    }
+
+    /// What `describe` returned at load.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        self.limits.deadline
+    }
+
+    /// The per-call memory cap in bytes.
+    pub fn memory_cap(&self) -> usize {
+        self.limits.memory_bytes
+    }
+
+    pub(crate) async fn session(&self, context: &CallContext, function: &'static str) -> Session {
+        Session::start(
+            &self.shared,
+            &self.manifest,
+            &self.id,
+            self.limits,
+            context,
+            function,
+        )
+        .await
+    }
+
+    pub(crate) fn wrong_kind(&self, function: &'static str) -> CallError {
+        CallError {
+            plugin: self.id.to_string(),
+            function,
+            cause: CallFailure::BadResult(format!(
+                "a {} plugin has no `{function}`",
+                self.manifest.kind
+            )),
+        }
+    }
+}
+
+/// One call: a fresh store with its limits and deadline, holding a slot of
+/// the instance pool until it ends.
+pub(crate) struct Session {
+    pub store: Store<CallState>,
+    id: Arc<str>,
+    function: &'static str,
+    limits: CallLimits,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Session {
+    pub async fn start(
+        shared: &Shared,
+        manifest: &Arc<Manifest>,
+        id: &Arc<str>,
+        limits: CallLimits,
+        context: &CallContext,
+        function: &'static str,
+    ) -> Session {
+        let permit = shared
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the call semaphore is never closed");
+        let state = CallState::new(
+            manifest.clone(),
+            id.clone(),
+            context.clone(),
+            shared.http.clone(),
+            limits,
+        );
+        let mut store = Store::new(&shared.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().clock.check() {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Session {
+            store,
+            id: id.clone(),
+            function,
+            limits,
+            _permit: permit,
+        }
+    }
+
+    /// Maps a wasmtime result to the call's outcome, naming the cause of a failure.
+    pub fn finish<R>(&self, result: wasmtime::Result<R>) -> Result<R, CallError> {
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let state = self.store.data();
+        let cause = if state.limiter.hit {
+            CallFailure::MemoryCap((self.limits.memory_bytes >> 20) as u64)
+        } else if state.clock.expired {
+            CallFailure::Deadline(self.limits.deadline.as_millis() as u64)
+        } else if let Some(message) = &state.panic {
+            CallFailure::Panic(message.clone())
+        } else if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+            let stderr = state.stderr_text();
+            match stderr.find("panicked at") {
+                Some(at) => CallFailure::Panic(stderr[at..].to_string()),
+                None => {
+                    let text = trap.to_string();
+                    CallFailure::Trap(text.strip_prefix("wasm trap: ").unwrap_or(&text).to_string())
+                }
+            }
+        } else {
+            CallFailure::Trap(format!("{err:#}"))
+        };
+        Err(CallError {
+            plugin: self.id.to_string(),
+            function: self.function,
+            cause,
+        })
+    }
+
+    /// A result the plugin returned that the host cannot use.
+    pub fn bad_result(&self, detail: String) -> CallError {
+        CallError {
+            plugin: self.id.to_string(),
+            function: self.function,
+            cause: CallFailure::BadResult(detail),
+        }
+    }
+}

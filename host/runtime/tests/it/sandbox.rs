@@ -1,0 +1,219 @@
+//! Hostile plugins: each is stopped or refused with an exact error, and the
+//! host keeps serving afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slipway_runtime::{CallContext, CallFailure, LoadFailure, Plugin};
+
+use crate::common::{body, echo_server, guest, install, run, runtime};
+
+async fn hostile() -> (slipway_runtime::Runtime, Arc<Plugin>) {
+    let rt = runtime();
+    let plugin = install(&rt, &guest("hostile")).await;
+    (rt, plugin)
+}
+
+/// The plugin still answers after whatever happened before.
+async fn still_serves(plugin: &Plugin) {
+    let out = run(plugin, &CallContext::default(), json!({"mode": "echo"}), r#"{"alive": true}"#)
+        .await
+        .expect("the plugin still serves")
+        .unwrap();
+    assert_eq!(body(&out), json!({"alive": true}));
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let (_rt, plugin) = hostile().await;
+    assert_eq!(plugin.deadline(), Duration::from_millis(200));
+    let started = Instant::now();
+    let err = run(&plugin, &CallContext::default(), json!({"mode": "spin"}), "{}")
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.cause, CallFailure::Deadline(200));
+    assert_eq!(err.to_string(), "plugin `hostile@1.0.0` ran past its 200 ms deadline and was stopped (in `invoke`)");
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "took {took:?}");
+    still_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_is_stopped_at_the_cap() {
+    let (_rt, plugin) = hostile().await;
+    let err = run(&plugin, &CallContext::default(), json!({"mode": "grow"}), "{}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.cause, CallFailure::MemoryCap(32));
+    assert_eq!(err.to_string(), "plugin `hostile@1.0.0` hit its 32 MiB memory cap (in `invoke`)");
+    still_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_panic_is_reported_with_its_message() {
+    let (_rt, plugin) = hostile().await;
+    let err = run(&plugin, &CallContext::default(), json!({"mode": "panic"}), "{}")
+        .await
+        .unwrap_err();
+    let CallFailure::Panic(message) = &err.cause else {
+        panic!("expected a panic, got {err}");
+    };
+    assert!(message.contains("the hostile guest panics on purpose"), "{message}");
+    still_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_trap_is_reported() {
+    let (_rt, plugin) = hostile().await;
+    let err = run(&plugin, &CallContext::default(), json!({"mode": "trap"}), "{}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.cause, CallFailure::Trap("wasm `unreachable` instruction executed".into()));
+    still_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_filesystem_import_is_refused_at_load() {
+    let rt = runtime();
+    let err = rt.load(&guest("fs-reader")).await.unwrap_err();
+    let LoadFailure::ForbiddenImport { import, reason } = &err.reason else {
+        panic!("expected a refused import, got {err}");
+    };
+    assert!(import.starts_with("wasi:filesystem/"), "{import}");
+    assert_eq!(*reason, "plugins get no filesystem access");
+    assert!(err.to_string().starts_with("cannot load plugin `fs-reader@1.0.0`: imports `wasi:filesystem/"));
+    assert!(rt.catalog().list().is_empty());
+}
+
+#[tokio::test]
+async fn http_to_a_host_outside_the_manifest_is_denied() {
+    let (_rt, plugin) = hostile().await;
+    let ctx = CallContext::default();
+    let port = echo_server().await;
+    // The manifest allows 127.0.0.1 only: `localhost` is another host.
+    let err = run(&plugin, &ctx, json!({"mode": "fetch", "url": format!("http://localhost:{port}/")}), "{}")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, "denied");
+    assert_eq!(err.message, format!("`localhost:{port}` is not among the hosts this plugin may call"));
+
+    let out = run(&plugin, &ctx, json!({"mode": "fetch", "url": format!("http://127.0.0.1:{port}/ok")}), "{}")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(&out)["path"], "/ok");
+}
+
+#[tokio::test]
+async fn secrets_reach_a_plugin_only_when_listed_and_granted() {
+    let (_rt, plugin) = hostile().await;
+    let none = run(&plugin, &CallContext::default(), json!({"mode": "secret"}), "{}")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(&none), json!({"token": null, "unlisted": null}));
+
+    let granted = CallContext {
+        secrets: Arc::new(BTreeMap::from([
+            ("token".to_string(), "s3cret".to_string()),
+            ("unlisted".to_string(), "not for you".to_string()),
+        ])),
+        ..CallContext::default()
+    };
+    let seen = run(&plugin, &granted, json!({"mode": "secret"}), "{}").await.unwrap().unwrap();
+    assert_eq!(body(&seen), json!({"token": "s3cret", "unlisted": null}));
+
+    let settings = CallContext::with_settings(&json!({"region": "eu"}));
+    let out = run(&plugin, &settings, json!({"mode": "settings"}), "{}").await.unwrap().unwrap();
+    assert_eq!(body(&out), json!({"region": "eu"}));
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused() {
+    let rt = runtime();
+    let err = rt.load(&guest("wrong-world")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot load plugin `wrong-world@1.0.0`: declares kind `node-type` but does not export `slipway:plugin/node@0.1.0` (it exports: slipway:plugin/registry@0.1.0)"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_a_component_are_refused() {
+    let rt = runtime();
+    let err = rt.load(b"#!/bin/sh\necho hi\n").await.unwrap_err();
+    assert_eq!(err.to_string(), "cannot load plugin: not a WebAssembly binary");
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = rt.load(core_module).await.unwrap_err();
+    assert!(matches!(err.reason, LoadFailure::NotComponent), "{err}");
+    let mut truncated = guest("hostile");
+    truncated.truncate(truncated.len() / 2);
+    let err = rt.load(&truncated).await.unwrap_err();
+    assert!(matches!(err.reason, LoadFailure::Invalid(_)), "{err}");
+}
+
+#[tokio::test]
+async fn no_state_survives_between_calls() {
+    let (_rt, plugin) = hostile().await;
+    for _ in 0..3 {
+        let out = run(&plugin, &CallContext::default(), json!({"mode": "count"}), "{}")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body(&out), json!(1), "every call starts from a fresh instance");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_succeed() {
+    let rt = runtime();
+    let plugin = install(&rt, crate::common::builtin("transform")).await;
+    let node = plugin
+        .translate(&CallContext::default(), &json!({"expression": ".n * 2"}))
+        .await
+        .unwrap()
+        .unwrap()
+        .node
+        .to_string();
+    let node: Arc<str> = Arc::from(node);
+    let mut tasks = Vec::new();
+    for n in 0..1000 {
+        let plugin = plugin.clone();
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let out = plugin
+                .invoke(
+                    &CallContext::default(),
+                    &node,
+                    slipway_runtime::Message::from_body(format!(r#"{{"n": {n}}}"#)),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(body(&out), json!(n * 2));
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_call_does_not_stall_others() {
+    let (_rt, plugin) = hostile().await;
+    let spinner = {
+        let plugin = plugin.clone();
+        tokio::spawn(async move {
+            run(&plugin, &CallContext::default(), json!({"mode": "spin"}), "{}").await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..20 {
+        still_serves(&plugin).await;
+    }
+    assert!(!spinner.is_finished(), "the echo calls finished while the spinner ran");
+    assert_eq!(spinner.await.unwrap().unwrap_err().cause, CallFailure::Deadline(200));
+}

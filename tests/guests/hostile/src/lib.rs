@@ -1,0 +1,101 @@
+//! A node type that misbehaves on request, for the runtime's hostile tests.
+//! Its node config is `{"mode": "..."}` (and `url` for `fetch`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+use slipway_sdk::node::{Info, NodeError, NodeType, Output, Translated};
+use slipway_sdk::serde_json::{Value, json};
+use slipway_sdk::{Diagnostic, Message, http};
+
+/// The node type.
+pub struct Hostile;
+
+/// What to do.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Config {
+    /// `echo`, `count`, `spin`, `grow`, `panic`, `trap`, `fetch`, `secret`, `settings`.
+    pub mode: String,
+    /// For `fetch`.
+    #[serde(default)]
+    pub url: String,
+}
+
+impl NodeType for Hostile {
+    type Config = Config;
+    type Node = Config;
+
+    fn info() -> Info {
+        Info::new("misbehaves on request", json!({"type": "object"}))
+    }
+
+    fn translate(config: Config) -> Result<Translated<Config>, Vec<Diagnostic>> {
+        Ok(Translated::new(config))
+    }
+
+    fn invoke(node: Config, input: Message) -> Result<Output, NodeError> {
+        match node.mode.as_str() {
+            "echo" => Ok(Output::out(input)),
+            "count" => {
+                // State that would leak if instances were reused between calls.
+                static CALLS: AtomicU32 = AtomicU32::new(0);
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(Output::out(Message::json(&calls)))
+            }
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("the hostile guest panics on purpose"),
+            "trap" => {
+                #[cfg(target_arch = "wasm32")]
+                core::arch::wasm32::unreachable();
+                #[cfg(not(target_arch = "wasm32"))]
+                unreachable!("trap")
+            }
+            "fetch" => match http::get(&node.url) {
+                Ok(response) => {
+                    let mut out = input;
+                    out.body = response.body;
+                    out.set_attribute("http.status", &response.status.to_string());
+                    Ok(Output::out(out))
+                }
+                Err(http::Error::Denied(m)) => Err(NodeError::new("denied", m)),
+                Err(e) => Err(NodeError::new("http", format!("{e:?}"))),
+            },
+            "secret" => {
+                let seen = json!({
+                    "token": slipway_sdk::host::secret("token"),
+                    "unlisted": slipway_sdk::host::secret("unlisted"),
+                });
+                Ok(Output::out(Message::json(&seen)))
+            }
+            "settings" => {
+                let settings: Value = slipway_sdk::serde_json::from_str(&slipway_sdk::host::settings())
+                    .unwrap_or(Value::Null);
+                Ok(Output::out(Message::json(&settings)))
+            }
+            other => Err(NodeError::new("bad-mode", format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+slipway_sdk::export_node_type!(
+    Hostile,
+    manifest: r#"
+allowed-hosts = ["127.0.0.1"]
+secrets = ["token"]
+[limits]
+deadline-ms = 200
+memory-mib = 32
+"#
+);
