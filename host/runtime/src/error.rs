@@ -9,8 +9,7 @@ use crate::manifest::{Kind, ManifestError};
 pub struct LoadError {
     /// `name@version` when the manifest was read.
     pub plugin: Option<String>,
-    /// What was wrong.
-    #[source]
+    /// What was wrong (part of this error's message, so not a `source`).
     pub reason: LoadFailure,
 }
 
@@ -90,7 +89,7 @@ pub enum LoadFailure {
     },
     /// `describe` failed.
     #[error("describe() failed: {0}")]
-    Describe(#[source] CallError),
+    Describe(CallError),
     /// Cranelift could not compile the component.
     #[error("cannot compile: {0}")]
     Compile(String),

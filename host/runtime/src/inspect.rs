@@ -158,3 +158,59 @@ pub fn refusal(import: &str) -> Option<&'static str> {
         "not an interface this host offers plugins"
     })
 }
+
+/// Why a manifest could not be added to a component.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// The manifest does not parse or check.
+    #[error("invalid manifest: {0}")]
+    Manifest(#[from] crate::manifest::ManifestError),
+    /// The bytes are not a component.
+    #[error("{0}")]
+    NotComponent(LoadFailure),
+    /// There is a manifest already.
+    #[error("the component already has a `slipway:manifest` section")]
+    AlreadyPacked,
+}
+
+/// Adds a manifest (TOML) to a component built without the SDK, as a
+/// top-level `slipway:manifest` custom section.
+pub fn pack(wasm: &[u8], manifest: &str) -> Result<Vec<u8>, PackError> {
+    Manifest::parse(manifest)?;
+    if !wasm.starts_with(b"\0asm") {
+        return Err(PackError::NotComponent(LoadFailure::NotWasm));
+    }
+    if !Parser::is_component(wasm) {
+        return Err(PackError::NotComponent(LoadFailure::NotComponent));
+    }
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::CustomSection(s)) if s.name() == SECTION => {
+                return Err(PackError::AlreadyPacked);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(PackError::NotComponent(LoadFailure::Invalid(e.to_string()))),
+        }
+    }
+    let mut payload = Vec::new();
+    leb128(&mut payload, SECTION.len());
+    payload.extend_from_slice(SECTION.as_bytes());
+    payload.extend_from_slice(manifest.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, payload.len());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
