@@ -25,7 +25,10 @@ fn main() {
     for dir in ["plugins", "tests/guests", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let target_dir = out.join("target");
@@ -50,7 +53,9 @@ fn main() {
         .arg(&target_dir);
     for (_, path) in &crates {
         // A path spec: unambiguous even where a crates.io package has the same name.
-        command.arg("-p").arg(format!("path+file://{}", path.display()));
+        command
+            .arg("-p")
+            .arg(format!("path+file://{}", path.display()));
     }
     // The outer build's flags and wrappers are for the host, not for wasm.
     for var in [
@@ -83,7 +88,10 @@ fn main() {
     code.push_str("pub const TEST_GUESTS: &[(&str, &str)] = &[\n");
     for name in TEST_GUESTS {
         let path = wasm_path(&wasm_dir, name);
-        code.push_str(&format!("    ({name:?}, {:?}),\n", path.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
+            path.display().to_string()
+        ));
     }
     code.push_str("];\n");
     std::fs::write(out.join("artifacts.rs"), code).expect("write artifacts.rs");
@@ -103,7 +111,11 @@ fn ensure_target() {
         .output()
         .expect("run rustc --print sysroot");
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
-    if Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists()
+    {
         return;
     }
     println!("cargo:warning=installing the {TARGET} target with rustup");

@@ -243,9 +243,8 @@ impl Harness {
             }
             Call::Assess => {
                 let service = service(&input["service"])?;
-                let observed: Vec<Observed> =
-                    serde_json::from_value(input["observed"].clone())
-                        .map_err(|e| HarnessError::Input(format!("observed: {e}")))?;
+                let observed: Vec<Observed> = serde_json::from_value(input["observed"].clone())
+                    .map_err(|e| HarnessError::Input(format!("observed: {e}")))?;
                 let health = p.assess(ctx, &service, &observed).await?;
                 Outcome {
                     value: to_json(&health),

@@ -45,4 +45,4 @@ pub use error::{CallError, CallFailure, LoadError, LoadFailure};
 pub use kinds::{Diagnostic, Message, NodeError, Output};
 pub use manifest::{HostPattern, Kind, Manifest};
 pub use plugin::{Description, Plugin};
-pub use runtime::{Installed, Runtime, RuntimeConfig, StartError};
+pub use runtime::{Installed, KEEP_RESIDENT, Runtime, RuntimeConfig, StartError};

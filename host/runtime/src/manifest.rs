@@ -101,8 +101,8 @@ impl ManifestError {
 impl Manifest {
     /// Parses and checks a manifest.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = toml::from_str(text)
-            .map_err(|e| ManifestError(e.message().trim_end().to_string()))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError(e.message().trim_end().to_string()))?;
         if !valid_name(&manifest.name) {
             return Err(ManifestError(format!(
                 "invalid name `{}`: use 1 to 64 lowercase letters, digits and dashes, starting with a letter",
@@ -239,7 +239,11 @@ mod tests {
         let err = Manifest::parse("kind = \"node-type\"\nname = \"Bad_Name\"\nversion = \"1.0.0\"")
             .unwrap_err();
         assert!(err.to_string().starts_with("invalid name `Bad_Name`"));
-        let err = Manifest::parse("kind = \"gadget\"\nname = \"x\"\nversion = \"1.0.0\"").unwrap_err();
-        assert!(err.to_string().contains("unknown variant `gadget`"), "{err}");
+        let err =
+            Manifest::parse("kind = \"gadget\"\nname = \"x\"\nversion = \"1.0.0\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `gadget`"),
+            "{err}"
+        );
     }
 }

@@ -226,7 +226,11 @@ impl Session {
                 Some(at) => CallFailure::Panic(stderr[at..].to_string()),
                 None => {
                     let text = trap.to_string();
-                    CallFailure::Trap(text.strip_prefix("wasm trap: ").unwrap_or(&text).to_string())
+                    CallFailure::Trap(
+                        text.strip_prefix("wasm trap: ")
+                            .unwrap_or(&text)
+                            .to_string(),
+                    )
                 }
             }
         } else {

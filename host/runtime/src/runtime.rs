@@ -23,6 +23,11 @@ use crate::kinds::{describe_node, describe_registry, describe_target};
 use crate::plugin::{Plugin, Pre, Session};
 use crate::state::{CallLimits, CallState};
 
+/// Linear memory a pool slot keeps resident (zeroed in place) between calls;
+/// the rest is returned to the kernel. Covers a typical Rust plugin's stack,
+/// data and small heap, sparing page faults on every call (see BENCHMARKS.md).
+pub const KEEP_RESIDENT: usize = 4 << 20;
+
 /// How often the epoch advances: the resolution of deadlines.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -98,7 +103,10 @@ impl Runtime {
         let linker = linker(&engine).map_err(|e| fail(&e))?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(CodeCache::new(dir, &engine).map_err(|e| {
-                StartError(format!("cannot create the code cache {}: {e}", dir.display()))
+                StartError(format!(
+                    "cannot create the code cache {}: {e}",
+                    dir.display()
+                ))
             })?),
             None => None,
         };
@@ -216,7 +224,9 @@ impl Runtime {
         for path in paths {
             let outcome = match tokio::fs::read(&path).await {
                 Ok(wasm) => self.install(&wasm).await,
-                Err(e) => Err(LoadFailure::Io(format!("cannot read {}: {e}", path.display())).of(None)),
+                Err(e) => {
+                    Err(LoadFailure::Io(format!("cannot read {}: {e}", path.display())).of(None))
+                }
             };
             outcomes.push((path, outcome));
         }
@@ -225,7 +235,10 @@ impl Runtime {
 
     fn limits(&self, manifest: &crate::manifest::Manifest) -> Result<CallLimits, LoadFailure> {
         let config = &self.shared.config;
-        let memory_mib = manifest.limits.memory_mib.unwrap_or(config.default_memory_mib);
+        let memory_mib = manifest
+            .limits
+            .memory_mib
+            .unwrap_or(config.default_memory_mib);
         if memory_mib > config.max_memory_mib {
             return Err(LoadFailure::MemoryTooLarge {
                 asked: memory_mib,
@@ -279,7 +292,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_tables(slots * 4)
         .total_stacks(slots)
         .max_memory_size((config.max_memory_mib as usize) << 20)
-        .linear_memory_keep_resident(1 << 20)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 << 10);
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
@@ -314,7 +327,10 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, CallState::clocks)?;
     random::random::add_to_linker::<_, WasiRandom>(l, <CallState as WasiRandomView>::random)?;
     random::insecure::add_to_linker::<_, WasiRandom>(l, <CallState as WasiRandomView>::random)?;
-    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, <CallState as WasiRandomView>::random)?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(
+        l,
+        <CallState as WasiRandomView>::random,
+    )?;
     Ok(linker)
 }
 

@@ -24,7 +24,12 @@ fn slipway(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -39,7 +44,10 @@ fn check_prints_the_manifest_kind_world_and_exports() {
     let out = slipway(&["plugin", "check", file.to_str().unwrap()], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("transform@1.0.0  node-type\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("transform@1.0.0  node-type\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("  world          slipway:plugin@0.1.0\n"));
     assert!(stdout.contains("  exports        slipway:plugin/node@0.1.0\n"));
 
@@ -69,20 +77,33 @@ fn check_refuses_what_is_not_a_plugin_in_one_line() {
 fn run_invokes_a_node_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let file = builtin_file(&dir, "transform");
-    let input = r#"{"config": {"expression": "{total: (.items | add)}"}, "body": {"items": [1, 2, 3]}}"#;
-    let out = slipway(&["plugin", "run", file.to_str().unwrap(), "--call", "invoke"], input);
+    let input =
+        r#"{"config": {"expression": "{total: (.items | add)}"}, "body": {"items": [1, 2, 3]}}"#;
+    let out = slipway(
+        &["plugin", "run", file.to_str().unwrap(), "--call", "invoke"],
+        input,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["port"], "out");
     assert_eq!(result["body"], json!({"total": 6}));
 
     let out = slipway(
-        &["plugin", "run", file.to_str().unwrap(), "--call", "validate"],
+        &[
+            "plugin",
+            "run",
+            file.to_str().unwrap(),
+            "--call",
+            "validate",
+        ],
         r#"{"expression": ".a |"}"#,
     );
     assert_eq!(out.status.code(), Some(1), "invalid config exits 1");
     let problems: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(problems, json!([{"path": "/expression", "message": "expected term at the end"}]));
+    assert_eq!(
+        problems,
+        json!([{"path": "/expression", "message": "expected term at the end"}])
+    );
 }
 
 #[test]
@@ -102,9 +123,21 @@ fn run_reports_a_stopped_plugin() {
 fn run_grants_settings_and_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("settings.json");
-    std::fs::write(&settings, r#"{"registry": "r.example.com", "prefix": "team", "username": "ci"}"#).unwrap();
+    std::fs::write(
+        &settings,
+        r#"{"registry": "r.example.com", "prefix": "team", "username": "ci"}"#,
+    )
+    .unwrap();
     let resolve = slipway(
-        &["plugin", "run", guest("registry-fixed"), "--call", "resolve", "--settings", settings.to_str().unwrap()],
+        &[
+            "plugin",
+            "run",
+            guest("registry-fixed"),
+            "--call",
+            "resolve",
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
         r#"{"repository": "orders", "tag": "7"}"#,
     );
     assert!(resolve.status.success(), "{}", text(&resolve.stderr));
@@ -119,13 +152,29 @@ fn pack_adds_a_manifest_to_a_bare_component() {
     let bare = dir.path().join("bare.wasm");
     std::fs::write(&bare, b"\0asm\x0d\0\x01\0").unwrap();
     let out = slipway(&["plugin", "check", bare.to_str().unwrap()], "");
-    assert!(text(&out.stderr).contains("no `slipway:manifest` section"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no `slipway:manifest` section"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let manifest = dir.path().join("plugin.toml");
-    std::fs::write(&manifest, "kind = \"node-type\"\nname = \"bare\"\nversion = \"0.1.0\"\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "kind = \"node-type\"\nname = \"bare\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
     let packed = dir.path().join("packed.wasm");
     let out = slipway(
-        &["plugin", "pack", bare.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "-o", packed.to_str().unwrap()],
+        &[
+            "plugin",
+            "pack",
+            bare.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "-o",
+            packed.to_str().unwrap(),
+        ],
         "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -142,6 +191,14 @@ fn builtins_all_load() {
     let out = slipway(&["plugin", "builtins", "--json"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["manifest"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["http-trigger", "http-call", "transform", "choice", "log"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["manifest"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["http-trigger", "http-call", "transform", "choice", "log"]
+    );
 }

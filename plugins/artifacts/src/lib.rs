@@ -11,5 +11,8 @@ pub fn builtin(name: &str) -> Option<&'static [u8]> {
 
 /// A test guest's component path by name.
 pub fn test_guest(name: &str) -> Option<&'static str> {
-    TEST_GUESTS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    TEST_GUESTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
 }

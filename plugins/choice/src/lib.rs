@@ -9,8 +9,8 @@ use slipway_sdk::{Diagnostic, Message};
 /// The node type.
 pub struct Choice;
 
-/// Canvas config and runtime node alike.
-#[derive(Debug, Deserialize, Serialize)]
+/// Canvas config.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Tried in order; the first whose condition is truthy wins.
@@ -49,9 +49,20 @@ impl Config {
     }
 }
 
+/// Runtime node: the routes plus the prelude definitions their conditions use.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Node {
+    /// The routes, in order.
+    pub routes: Vec<Route>,
+    /// See [`Config::otherwise`].
+    pub otherwise: Option<String>,
+    /// jq definitions the conditions use.
+    pub prelude: String,
+}
+
 impl NodeType for Choice {
     type Config = Config;
-    type Node = Config;
+    type Node = Node;
 
     fn info() -> Info {
         let mut info = Info::new(
@@ -95,7 +106,10 @@ impl NodeType for Choice {
             if !valid_port(&route.port) {
                 problems.push(Diagnostic::at(
                     format!("/routes/{i}/port"),
-                    format!("invalid port name `{}`: use lowercase letters, digits, `-` and `_`", route.port),
+                    format!(
+                        "invalid port name `{}`: use lowercase letters, digits, `-` and `_`",
+                        route.port
+                    ),
                 ));
             }
         }
@@ -110,21 +124,31 @@ impl NodeType for Choice {
         problems
     }
 
-    fn translate(config: Config) -> Result<Translated<Config>, Vec<Diagnostic>> {
+    fn translate(config: Config) -> Result<Translated<Node>, Vec<Diagnostic>> {
         let outputs = Some(config.ports());
+        let conditions: Vec<&str> = config.routes.iter().map(|r| r.when.as_str()).collect();
         Ok(Translated {
-            node: config,
+            node: Node {
+                prelude: slipway_jq::prelude_for(&conditions.join(" ")),
+                routes: config.routes,
+                otherwise: config.otherwise,
+            },
             outputs,
         })
     }
 
-    fn invoke(node: Config, input: Message) -> Result<Output, NodeError> {
+    fn invoke(node: Node, input: Message) -> Result<Output, NodeError> {
         for route in &node.routes {
-            let program = Program::compile(&route.when)
+            let program = Program::compile_with(&node.prelude, &route.when)
                 .map_err(|e| NodeError::new("bad-condition", e).with_status(500))?;
             let holds = program.test(&input.body).map_err(|e| {
-                let status = if e.starts_with("the input is not JSON") { 400 } else { 422 };
-                NodeError::new("condition-failed", format!("`{}`: {e}", route.when)).with_status(status)
+                let status = if e.starts_with("the input is not JSON") {
+                    400
+                } else {
+                    422
+                };
+                NodeError::new("condition-failed", format!("`{}`: {e}", route.when))
+                    .with_status(status)
             })?;
             if holds {
                 return Ok(Output::to(&route.port, input));
@@ -132,7 +156,9 @@ impl NodeType for Choice {
         }
         match &node.otherwise {
             Some(port) => Ok(Output::to(port, input)),
-            None => Err(NodeError::new("no-route", "no route matched the message").with_status(422)),
+            None => {
+                Err(NodeError::new("no-route", "no route matched the message").with_status(422))
+            }
         }
     }
 }

@@ -87,7 +87,11 @@ pub fn authority(url: &str) -> Result<String, String> {
         _ => (authority, default_port),
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
+    if bare.is_empty()
+        || !bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+    {
         return Err(format!("invalid host `{host}`"));
     }
     Ok(format!("{}:{port}", host.to_ascii_lowercase()))
@@ -123,7 +127,11 @@ impl NodeType for HttpCall {
         if !METHODS.contains(&config.method.to_ascii_uppercase().as_str()) {
             problems.push(Diagnostic::at(
                 "/method",
-                format!("unsupported method `{}`: use one of {}", config.method, METHODS.join(", ")),
+                format!(
+                    "unsupported method `{}`: use one of {}",
+                    config.method,
+                    METHODS.join(", ")
+                ),
             ));
         }
         for name in config.headers.keys() {
@@ -155,7 +163,9 @@ impl NodeType for HttpCall {
     fn invoke(node: Node, mut input: Message) -> Result<Output, NodeError> {
         let mut headers: Vec<(String, String)> = node.headers.into_iter().collect();
         if let Some(content_type) = input.header("content-type")
-            && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
             headers.push(("content-type".into(), content_type.into()));
         }
@@ -175,7 +185,9 @@ impl NodeType for HttpCall {
             Error::Denied(m) => NodeError::new("denied", m).with_status(502),
             Error::InvalidRequest(m) => NodeError::new("invalid-request", m).with_status(500),
             Error::Transport(m) => NodeError::new("unreachable", m).with_status(502),
-            Error::Timeout => NodeError::new("timeout", "the endpoint did not answer in time").with_status(504),
+            Error::Timeout => {
+                NodeError::new("timeout", "the endpoint did not answer in time").with_status(504)
+            }
         })?;
         if node.fail_on_error_status && response.status >= 400 {
             return Err(NodeError::new(
@@ -199,11 +211,21 @@ mod tests {
 
     #[test]
     fn authority_of_urls() {
-        assert_eq!(authority("https://API.example.com/x?y").unwrap(), "api.example.com:443");
-        assert_eq!(authority("http://127.0.0.1:8080/a").unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            authority("https://API.example.com/x?y").unwrap(),
+            "api.example.com:443"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:8080/a").unwrap(),
+            "127.0.0.1:8080"
+        );
         assert_eq!(authority("http://[::1]:9000/").unwrap(), "[::1]:9000");
         assert!(authority("ftp://x").is_err());
-        assert!(authority("http://user:pw@x/").unwrap_err().contains("credentials"));
+        assert!(
+            authority("http://user:pw@x/")
+                .unwrap_err()
+                .contains("credentials")
+        );
         assert!(authority("http://x:notaport/").is_err());
     }
 }

@@ -41,10 +41,12 @@ pub fn check_path(path: &str) -> Option<String> {
     let mut params: Vec<&str> = Vec::new();
     for segment in path.split('/').skip(1) {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            let ok = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ok =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
-                return Some(format!("invalid parameter `{segment}`: use `{{name}}` with letters, digits and `_`"));
+                return Some(format!(
+                    "invalid parameter `{segment}`: use `{{name}}` with letters, digits and `_`"
+                ));
             }
             if params.contains(&name) {
                 return Some(format!("parameter `{name}` appears twice"));
@@ -83,7 +85,11 @@ impl NodeType for HttpTrigger {
         if !METHODS.contains(&method.as_str()) {
             problems.push(Diagnostic::at(
                 "/method",
-                format!("unsupported method `{}`: use one of {}", config.method, METHODS.join(", ")),
+                format!(
+                    "unsupported method `{}`: use one of {}",
+                    config.method,
+                    METHODS.join(", ")
+                ),
             ));
         }
         if let Some(problem) = check_path(&config.path) {
@@ -124,8 +130,15 @@ mod tests {
     fn paths_are_checked() {
         assert_eq!(check_path("/orders/{id}/lines"), None);
         assert_eq!(check_path("orders").unwrap(), "must start with `/`");
-        assert_eq!(check_path("/a/{id}/{id}").unwrap(), "parameter `id` appears twice");
-        assert!(check_path("/a/{}").unwrap().starts_with("invalid parameter"));
+        assert_eq!(
+            check_path("/a/{id}/{id}").unwrap(),
+            "parameter `id` appears twice"
+        );
+        assert!(
+            check_path("/a/{}")
+                .unwrap()
+                .starts_with("invalid parameter")
+        );
         assert!(check_path("/a/b?c").unwrap().starts_with("invalid segment"));
     }
 }

@@ -4,7 +4,7 @@
 //! one of the `slipway:plugin` worlds. With this crate a node type is a type that
 //! implements [`node::NodeType`] plus one line:
 //!
-//! ```ignore
+//! ```text
 //! slipway_sdk::export_node_type!(MyNode);
 //! ```
 //!
@@ -80,6 +80,7 @@ macro_rules! __manifest {
             $extra,
             "\n"
         );
+        #[cfg(target_arch = "wasm32")]
         #[unsafe(link_section = "slipway:manifest")]
         #[used]
         static __SLIPWAY_MANIFEST: [u8; __SLIPWAY_MANIFEST_TEXT.len()] =
@@ -113,6 +114,8 @@ macro_rules! export_node_type {
 macro_rules! __export_node {
     ($ty:ty) => {
         type __SlipwayNodeExport = $crate::node::Adapter<$ty>;
+        // Exported for wasm only: a native build (unit tests) has no component to export from.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::node::export_node_world!(__SlipwayNodeExport with_types_in $crate::bindings::node);
     };
 }
@@ -139,6 +142,8 @@ macro_rules! export_registry_adapter {
 macro_rules! __export_registry {
     ($ty:ty) => {
         type __SlipwayRegistryExport = $crate::registry::Adapter<$ty>;
+        // Exported for wasm only: a native build (unit tests) has no component to export from.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::registry::export_registry_world!(__SlipwayRegistryExport with_types_in $crate::bindings::registry);
     };
 }
@@ -165,6 +170,8 @@ macro_rules! export_deploy_target {
 macro_rules! __export_target {
     ($ty:ty) => {
         type __SlipwayTargetExport = $crate::target::Adapter<$ty>;
+        // Exported for wasm only: a native build (unit tests) has no component to export from.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::target::export_target_world!(__SlipwayTargetExport with_types_in $crate::bindings::target);
     };
 }

@@ -163,7 +163,10 @@ impl<T: NodeType> wit::Guest for Adapter<T> {
             .outputs
             .unwrap_or_else(|| T::info().outputs.into_iter().map(|p| p.name).collect());
         let node = serde_json::to_string(&translated.node).map_err(|e| {
-            vec![Diagnostic::at("", format!("cannot serialize the node: {e}"))]
+            vec![Diagnostic::at(
+                "",
+                format!("cannot serialize the node: {e}"),
+            )]
         })?;
         Ok(wit::Translation { node, outputs })
     }
@@ -171,7 +174,10 @@ impl<T: NodeType> wit::Guest for Adapter<T> {
     fn invoke(node: String, input: Message) -> Result<Output, NodeError> {
         host::install_panic_hook();
         let node = serde_json::from_str::<T::Node>(&node).map_err(|e| {
-            NodeError::new("bad-node", format!("the node's runtime config is invalid: {e}"))
+            NodeError::new(
+                "bad-node",
+                format!("the node's runtime config is invalid: {e}"),
+            )
         })?;
         T::invoke(node, input)
     }

@@ -9,8 +9,8 @@ use slipway_sdk::{Diagnostic, Message};
 /// The node type.
 pub struct Transform;
 
-/// Canvas config and runtime node alike.
-#[derive(Debug, Deserialize, Serialize)]
+/// Canvas config.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// A jq expression, e.g. `{id: .order.id, total: (.items | map(.price) | add)}`.
@@ -20,9 +20,21 @@ pub struct Config {
     pub collect: bool,
 }
 
+/// Runtime node: the config plus the prelude definitions the expression uses,
+/// so each message compiles no more than it needs.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Node {
+    /// The jq expression.
+    pub expression: String,
+    /// See [`Config::collect`].
+    pub collect: bool,
+    /// jq definitions the expression uses.
+    pub prelude: String,
+}
+
 impl NodeType for Transform {
     type Config = Config;
-    type Node = Config;
+    type Node = Node;
 
     fn info() -> Info {
         Info::new(
@@ -46,15 +58,23 @@ impl NodeType for Transform {
         }
     }
 
-    fn translate(config: Config) -> Result<Translated<Config>, Vec<Diagnostic>> {
-        Ok(Translated::new(config))
+    fn translate(config: Config) -> Result<Translated<Node>, Vec<Diagnostic>> {
+        Ok(Translated::new(Node {
+            prelude: slipway_jq::prelude_for(&config.expression),
+            expression: config.expression,
+            collect: config.collect,
+        }))
     }
 
-    fn invoke(node: Config, mut input: Message) -> Result<Output, NodeError> {
-        let program = Program::compile(&node.expression)
+    fn invoke(node: Node, mut input: Message) -> Result<Output, NodeError> {
+        let program = Program::compile_with(&node.prelude, &node.expression)
             .map_err(|e| NodeError::new("bad-expression", e).with_status(500))?;
         let outputs = program.run(&input.body).map_err(|e| {
-            let status = if e.starts_with("the input is not JSON") { 400 } else { 422 };
+            let status = if e.starts_with("the input is not JSON") {
+                400
+            } else {
+                422
+            };
             NodeError::new("transform-failed", e).with_status(status)
         })?;
         let body = if node.collect {

@@ -139,7 +139,8 @@ impl Plugin {
         context: &CallContext,
         service: &Service,
     ) -> Result<Result<Vec<Rendered>, TargetError>, CallError> {
-        let (session, result) = target_call!(self, context, "render", |g, s| g.call_render(s, service));
+        let (session, result) =
+            target_call!(self, context, "render", |g, s| g.call_render(s, service));
         let objects = match session.finish(result)? {
             Ok(objects) => objects,
             Err(e) => {
@@ -152,7 +153,8 @@ impl Plugin {
         };
         let mut rendered = Vec::with_capacity(objects.len());
         for o in objects {
-            let body = plugin_json(&o.body, "a rendered object").map_err(|e| session.bad_result(e))?;
+            let body =
+                plugin_json(&o.body, "a rendered object").map_err(|e| session.bad_result(e))?;
             rendered.push(Rendered {
                 kind: o.kind,
                 name: o.name,
@@ -177,8 +179,8 @@ impl Plugin {
                 state: o.state.as_ref().map(|s| s.to_string()),
             })
             .collect();
-        let (session, result) =
-            target_call!(self, context, "assess", |g, s| g.call_assess(s, service, &observed));
+        let (session, result) = target_call!(self, context, "assess", |g, s| g
+            .call_assess(s, service, &observed));
         session.finish(result).map(|h| match h {
             wit::Health::Progressing(m) => Health::Progressing(m),
             wit::Health::Healthy => Health::Healthy,

@@ -157,7 +157,10 @@ fn port(p: wit::Port) -> Port {
 }
 
 impl Plugin {
-    fn node_pre(&self, function: &'static str) -> Result<&crate::bindings::node::NodeTypePre<crate::state::CallState>, CallError> {
+    fn node_pre(
+        &self,
+        function: &'static str,
+    ) -> Result<&crate::bindings::node::NodeTypePre<crate::state::CallState>, CallError> {
         match &self.pre {
             Pre::Node(pre) => Ok(pre),
             _ => Err(self.wrong_kind(function)),

@@ -198,8 +198,9 @@ impl Plugin {
         repository: &str,
         tag: &str,
     ) -> Result<Result<Image, RegistryError>, CallError> {
-        registry_call!(self, context, "resolve", |g, s| g.call_resolve(s, repository, tag))
-            .map(|r| r.map(Image::from).map_err(RegistryError::from))
+        registry_call!(self, context, "resolve", |g, s| g
+            .call_resolve(s, repository, tag))
+        .map(|r| r.map(Image::from).map_err(RegistryError::from))
     }
 
     /// Credentials to push `image`.
@@ -209,21 +210,21 @@ impl Plugin {
         image: &Image,
     ) -> Result<Result<PushCredentials, RegistryError>, CallError> {
         let image = wit::Image::from(image);
-        registry_call!(self, context, "authenticate", |g, s| g.call_authenticate(s, &image)).map(
-            |r| {
-                r.map(|c| PushCredentials {
-                    credentials: match c.credentials {
-                        wit::Credentials::Anonymous => Credentials::Anonymous,
-                        wit::Credentials::Basic((username, password)) => {
-                            Credentials::Basic { username, password }
-                        }
-                        wit::Credentials::Bearer(token) => Credentials::Bearer(token),
-                    },
-                    expires_at_ms: c.expires_at_ms,
-                })
-                .map_err(RegistryError::from)
-            },
-        )
+        registry_call!(self, context, "authenticate", |g, s| g
+            .call_authenticate(s, &image))
+        .map(|r| {
+            r.map(|c| PushCredentials {
+                credentials: match c.credentials {
+                    wit::Credentials::Anonymous => Credentials::Anonymous,
+                    wit::Credentials::Basic((username, password)) => {
+                        Credentials::Basic { username, password }
+                    }
+                    wit::Credentials::Bearer(token) => Credentials::Bearer(token),
+                },
+                expires_at_ms: c.expires_at_ms,
+            })
+            .map_err(RegistryError::from)
+        })
     }
 
     /// The hook before the first blob is pushed.
@@ -233,8 +234,9 @@ impl Plugin {
         image: &Image,
     ) -> Result<Result<(), RegistryError>, CallError> {
         let image = wit::Image::from(image);
-        registry_call!(self, context, "before-push", |g, s| g.call_before_push(s, &image))
-            .map(|r| r.map_err(RegistryError::from))
+        registry_call!(self, context, "before-push", |g, s| g
+            .call_before_push(s, &image))
+        .map(|r| r.map_err(RegistryError::from))
     }
 
     /// The hook after the manifest was pushed.
@@ -245,7 +247,8 @@ impl Plugin {
         digest: &str,
     ) -> Result<Result<(), RegistryError>, CallError> {
         let image = wit::Image::from(image);
-        registry_call!(self, context, "after-push", |g, s| g.call_after_push(s, &image, digest))
-            .map(|r| r.map_err(RegistryError::from))
+        registry_call!(self, context, "after-push", |g, s| g
+            .call_after_push(s, &image, digest))
+        .map(|r| r.map_err(RegistryError::from))
     }
 }

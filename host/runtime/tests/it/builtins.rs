@@ -42,10 +42,15 @@ async fn transform_maps_json_with_jq() {
     assert_eq!(out.port, "out");
     assert_eq!(body(&out), json!({"id": 7, "total": 6.5}));
 
-    let collected = run(&transform, &ctx, json!({"expression": ".[] | . * 2", "collect": true}), "[1, 2, 3]")
-        .await
-        .unwrap()
-        .unwrap();
+    let collected = run(
+        &transform,
+        &ctx,
+        json!({"expression": ".[] | . * 2", "collect": true}),
+        "[1, 2, 3]",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(body(&collected), json!([2, 4, 6]));
 }
 
@@ -61,9 +66,15 @@ async fn transform_reports_problems_precisely() {
         .unwrap();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].path, "/expression");
-    assert_eq!(problems[0].message, "undefined filter `nosuch` at character 6");
+    assert_eq!(
+        problems[0].message,
+        "undefined filter `nosuch` at character 6"
+    );
 
-    let problems = transform.validate(&ctx, &json!({"expresion": "."})).await.unwrap();
+    let problems = transform
+        .validate(&ctx, &json!({"expresion": "."}))
+        .await
+        .unwrap();
     assert_eq!(problems[0].path, "/expresion");
     assert!(problems[0].message.starts_with("unknown field `expresion`"));
 
@@ -107,7 +118,10 @@ async fn choice_routes_by_condition() {
     }
 
     let strict = json!({"routes": [{"when": ".ok", "port": "yes"}]});
-    let err = run(&choice, &ctx, strict, r#"{"ok": false}"#).await.unwrap().unwrap_err();
+    let err = run(&choice, &ctx, strict, r#"{"ok": false}"#)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.code, "no-route");
 
     let problems = choice
@@ -135,11 +149,16 @@ async fn http_trigger_checks_method_and_path() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(translated.node, json!({"method": "POST", "path": "/orders/{id}"}));
+    assert_eq!(
+        translated.node,
+        json!({"method": "POST", "path": "/orders/{id}"})
+    );
     assert_eq!(translated.outputs, ["out"]);
 
     let mut request = Message::from_body("{}");
-    request.attributes.push(("http.method".into(), "GET".into()));
+    request
+        .attributes
+        .push(("http.method".into(), "GET".into()));
     let err = trigger
         .invoke(&ctx, &translated.node.to_string(), request)
         .await
@@ -154,36 +173,63 @@ async fn http_call_reaches_granted_hosts_only() {
     let call = install(&rt, builtin("http-call")).await;
     let port = echo_server().await;
     let config = json!({"url": format!("http://127.0.0.1:{port}/orders"), "method": "POST"});
-    let translated = call.translate(&CallContext::default(), &config).await.unwrap().unwrap();
+    let translated = call
+        .translate(&CallContext::default(), &config)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(translated.node["host"], format!("127.0.0.1:{port}"));
 
     // The engine grants each node the host its URL names.
     let granted = CallContext {
-        allowed_hosts: Some(Arc::from([HostPattern::try_from(format!("127.0.0.1:{port}")).unwrap()])),
+        allowed_hosts: Some(Arc::from([HostPattern::try_from(format!(
+            "127.0.0.1:{port}"
+        ))
+        .unwrap()])),
         ..CallContext::default()
     };
     let out = call
-        .invoke(&granted, &translated.node.to_string(), Message::from_body(r#"{"n": 1}"#))
+        .invoke(
+            &granted,
+            &translated.node.to_string(),
+            Message::from_body(r#"{"n": 1}"#),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(out.message.attribute("http.status"), Some("200"));
-    assert_eq!(body(&out), json!({"method": "POST", "path": "/orders", "body": "{\"n\": 1}"}));
+    assert_eq!(
+        body(&out),
+        json!({"method": "POST", "path": "/orders", "body": "{\"n\": 1}"})
+    );
 
     let elsewhere = CallContext {
-        allowed_hosts: Some(Arc::from([HostPattern::try_from("api.example.com".to_string()).unwrap()])),
+        allowed_hosts: Some(Arc::from([HostPattern::try_from(
+            "api.example.com".to_string(),
+        )
+        .unwrap()])),
         ..CallContext::default()
     };
     let err = call
-        .invoke(&elsewhere, &translated.node.to_string(), Message::from_body("{}"))
+        .invoke(
+            &elsewhere,
+            &translated.node.to_string(),
+            Message::from_body("{}"),
+        )
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!(err.code, "denied");
-    assert_eq!(err.message, format!("`127.0.0.1:{port}` is not among the hosts this plugin may call"));
+    assert_eq!(
+        err.message,
+        format!("`127.0.0.1:{port}` is not among the hosts this plugin may call")
+    );
 
     let failing = json!({"url": format!("http://127.0.0.1:{port}/status/503")});
-    let err = crate::common::run(&call, &granted, failing, "{}").await.unwrap().unwrap_err();
+    let err = crate::common::run(&call, &granted, failing, "{}")
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.code, "upstream-status");
     assert_eq!(err.status, Some(502));
 }
@@ -193,11 +239,19 @@ async fn log_passes_messages_on() {
     let rt = runtime();
     let log = install(&rt, builtin("log")).await;
     let ctx = CallContext::default();
-    let out = run(&log, &ctx, json!({"message": "order seen", "includeBody": true}), r#"{"a": 1}"#)
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run(
+        &log,
+        &ctx,
+        json!({"message": "order seen", "includeBody": true}),
+        r#"{"a": 1}"#,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(out.message.body, br#"{"a": 1}"#);
-    let problems = log.validate(&ctx, &json!({"message": "x", "level": "loud"})).await.unwrap();
+    let problems = log
+        .validate(&ctx, &json!({"message": "x", "level": "loud"}))
+        .await
+        .unwrap();
     assert_eq!(problems[0].path, "/level");
 }

@@ -55,7 +55,11 @@ pub async fn run(
         .await?
         .expect("a valid config");
     plugin
-        .invoke(context, &translated.node.to_string(), Message::from_body(body))
+        .invoke(
+            context,
+            &translated.node.to_string(),
+            Message::from_body(body),
+        )
         .await
 }
 
@@ -111,7 +115,8 @@ pub async fn echo_server() -> u16 {
                     .and_then(|s| s.parse::<u16>().ok())
                     .unwrap_or(200);
                 let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-                let answer = serde_json::json!({"method": method, "path": path, "body": body}).to_string();
+                let answer =
+                    serde_json::json!({"method": method, "path": path, "body": body}).to_string();
                 let response = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
                     answer.len()

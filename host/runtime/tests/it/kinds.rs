@@ -17,7 +17,9 @@ fn settings(secrets: &[(&str, &str)]) -> CallContext {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
         ),
-        ..CallContext::with_settings(&json!({"registry": "registry.example.com:5000", "prefix": "flows", "username": "ci"}))
+        ..CallContext::with_settings(
+            &json!({"registry": "registry.example.com:5000", "prefix": "flows", "username": "ci"}),
+        )
     }
 }
 
@@ -29,21 +31,48 @@ async fn a_registry_adapter_resolves_names_and_credentials() {
     assert!(matches!(adapter.description(), Description::Registry(_)));
 
     let ctx = settings(&[("password", "hunter2")]);
-    let image = adapter.resolve_image(&ctx, "orders", "1.2.0").await.unwrap().unwrap();
-    assert_eq!(image.reference(), "registry.example.com:5000/flows/orders:1.2.0");
+    let image = adapter
+        .resolve_image(&ctx, "orders", "1.2.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        image.reference(),
+        "registry.example.com:5000/flows/orders:1.2.0"
+    );
 
-    let err = adapter.resolve_image(&ctx, "Orders", "1").await.unwrap().unwrap_err();
-    assert_eq!(err, RegistryError::InvalidName("`Orders` has uppercase letters".into()));
+    let err = adapter
+        .resolve_image(&ctx, "Orders", "1")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::InvalidName("`Orders` has uppercase letters".into())
+    );
 
     let creds = adapter.authenticate(&ctx, &image).await.unwrap().unwrap();
     assert_eq!(
         creds.credentials,
-        Credentials::Basic { username: "ci".into(), password: "hunter2".into() }
+        Credentials::Basic {
+            username: "ci".into(),
+            password: "hunter2".into()
+        }
     );
-    assert!(!format!("{creds:?}").contains("hunter2"), "Debug hides the password");
+    assert!(
+        !format!("{creds:?}").contains("hunter2"),
+        "Debug hides the password"
+    );
 
-    let err = adapter.authenticate(&settings(&[]), &image).await.unwrap().unwrap_err();
-    assert_eq!(err, RegistryError::Unauthorized("no `password` secret was granted".into()));
+    let err = adapter
+        .authenticate(&settings(&[]), &image)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::Unauthorized("no `password` secret was granted".into())
+    );
 
     let problems = adapter
         .validate_settings(&ctx, &json!({"registry": "", "prefix": "x"}))
@@ -53,7 +82,11 @@ async fn a_registry_adapter_resolves_names_and_credentials() {
 
     // A node-type call on an adapter is refused, not attempted.
     let err = adapter.validate(&ctx, &json!({})).await.unwrap_err();
-    assert!(err.to_string().contains("a registry-adapter plugin has no `validate`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a registry-adapter plugin has no `validate`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -62,7 +95,9 @@ async fn a_deploy_target_renders_and_assesses() {
     let target = install(&rt, &guest("target-echo")).await;
     assert_eq!(target.manifest().kind, Kind::DeployTarget);
     let harness_input = json!({"name": "orders", "image": "r/flows/orders:1", "replicas": 2, "env": {"MODE": "prod"}});
-    let harness = slipway_runtime::harness::Harness::from_bytes(&guest("target-echo")).await.unwrap();
+    let harness = slipway_runtime::harness::Harness::from_bytes(&guest("target-echo"))
+        .await
+        .unwrap();
     let rendered = harness
         .call(slipway_runtime::harness::Call::Render, &harness_input)
         .await
@@ -71,12 +106,19 @@ async fn a_deploy_target_renders_and_assesses() {
         rendered.value,
         json!([{"kind": "Workload", "name": "orders", "body": {"image": "r/flows/orders:1", "replicas": 2, "env": [{"name": "MODE", "value": "prod"}]}}])
     );
-    let assess = |ready: u64| {
-        json!({"service": harness_input, "observed": [{"kind": "Workload", "name": "orders", "state": {"ready": ready}}]})
-    };
-    let health = harness.call(slipway_runtime::harness::Call::Assess, &assess(1)).await.unwrap();
-    assert_eq!(health.value, json!({"status": "progressing", "detail": "1 of 2 ready"}));
-    let health = harness.call(slipway_runtime::harness::Call::Assess, &assess(2)).await.unwrap();
+    let assess = |ready: u64| json!({"service": harness_input, "observed": [{"kind": "Workload", "name": "orders", "state": {"ready": ready}}]});
+    let health = harness
+        .call(slipway_runtime::harness::Call::Assess, &assess(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        health.value,
+        json!({"status": "progressing", "detail": "1 of 2 ready"})
+    );
+    let health = harness
+        .call(slipway_runtime::harness::Call::Assess, &assess(2))
+        .await
+        .unwrap();
     assert_eq!(health.value, json!({"status": "healthy"}));
 
     let missing: Vec<Observed> = Vec::new();

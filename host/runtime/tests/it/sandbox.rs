@@ -18,10 +18,15 @@ async fn hostile() -> (slipway_runtime::Runtime, Arc<Plugin>) {
 
 /// The plugin still answers after whatever happened before.
 async fn still_serves(plugin: &Plugin) {
-    let out = run(plugin, &CallContext::default(), json!({"mode": "echo"}), r#"{"alive": true}"#)
-        .await
-        .expect("the plugin still serves")
-        .unwrap();
+    let out = run(
+        plugin,
+        &CallContext::default(),
+        json!({"mode": "echo"}),
+        r#"{"alive": true}"#,
+    )
+    .await
+    .expect("the plugin still serves")
+    .unwrap();
     assert_eq!(body(&out), json!({"alive": true}));
 }
 
@@ -30,47 +35,82 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     let (_rt, plugin) = hostile().await;
     assert_eq!(plugin.deadline(), Duration::from_millis(200));
     let started = Instant::now();
-    let err = run(&plugin, &CallContext::default(), json!({"mode": "spin"}), "{}")
-        .await
-        .unwrap_err();
+    let err = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "spin"}),
+        "{}",
+    )
+    .await
+    .unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.cause, CallFailure::Deadline(200));
-    assert_eq!(err.to_string(), "plugin `hostile@1.0.0` ran past its 200 ms deadline and was stopped (in `invoke`)");
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(
+        err.to_string(),
+        "plugin `hostile@1.0.0` ran past its 200 ms deadline and was stopped (in `invoke`)"
+    );
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "took {took:?}"
+    );
     still_serves(&plugin).await;
 }
 
 #[tokio::test]
 async fn unbounded_memory_growth_is_stopped_at_the_cap() {
     let (_rt, plugin) = hostile().await;
-    let err = run(&plugin, &CallContext::default(), json!({"mode": "grow"}), "{}")
-        .await
-        .unwrap_err();
+    let err = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "grow"}),
+        "{}",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.cause, CallFailure::MemoryCap(32));
-    assert_eq!(err.to_string(), "plugin `hostile@1.0.0` hit its 32 MiB memory cap (in `invoke`)");
+    assert_eq!(
+        err.to_string(),
+        "plugin `hostile@1.0.0` hit its 32 MiB memory cap (in `invoke`)"
+    );
     still_serves(&plugin).await;
 }
 
 #[tokio::test]
 async fn a_panic_is_reported_with_its_message() {
     let (_rt, plugin) = hostile().await;
-    let err = run(&plugin, &CallContext::default(), json!({"mode": "panic"}), "{}")
-        .await
-        .unwrap_err();
+    let err = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "panic"}),
+        "{}",
+    )
+    .await
+    .unwrap_err();
     let CallFailure::Panic(message) = &err.cause else {
         panic!("expected a panic, got {err}");
     };
-    assert!(message.contains("the hostile guest panics on purpose"), "{message}");
+    assert!(
+        message.contains("the hostile guest panics on purpose"),
+        "{message}"
+    );
     still_serves(&plugin).await;
 }
 
 #[tokio::test]
 async fn a_trap_is_reported() {
     let (_rt, plugin) = hostile().await;
-    let err = run(&plugin, &CallContext::default(), json!({"mode": "trap"}), "{}")
-        .await
-        .unwrap_err();
-    assert_eq!(err.cause, CallFailure::Trap("wasm `unreachable` instruction executed".into()));
+    let err = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "trap"}),
+        "{}",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.cause,
+        CallFailure::Trap("wasm `unreachable` instruction executed".into())
+    );
     still_serves(&plugin).await;
 }
 
@@ -83,7 +123,10 @@ async fn a_filesystem_import_is_refused_at_load() {
     };
     assert!(import.starts_with("wasi:filesystem/"), "{import}");
     assert_eq!(*reason, "plugins get no filesystem access");
-    assert!(err.to_string().starts_with("cannot load plugin `fs-reader@1.0.0`: imports `wasi:filesystem/"));
+    assert!(
+        err.to_string()
+            .starts_with("cannot load plugin `fs-reader@1.0.0`: imports `wasi:filesystem/")
+    );
     assert!(rt.catalog().list().is_empty());
 }
 
@@ -93,27 +136,45 @@ async fn http_to_a_host_outside_the_manifest_is_denied() {
     let ctx = CallContext::default();
     let port = echo_server().await;
     // The manifest allows 127.0.0.1 only: `localhost` is another host.
-    let err = run(&plugin, &ctx, json!({"mode": "fetch", "url": format!("http://localhost:{port}/")}), "{}")
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = run(
+        &plugin,
+        &ctx,
+        json!({"mode": "fetch", "url": format!("http://localhost:{port}/")}),
+        "{}",
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
     assert_eq!(err.code, "denied");
-    assert_eq!(err.message, format!("`localhost:{port}` is not among the hosts this plugin may call"));
+    assert_eq!(
+        err.message,
+        format!("`localhost:{port}` is not among the hosts this plugin may call")
+    );
 
-    let out = run(&plugin, &ctx, json!({"mode": "fetch", "url": format!("http://127.0.0.1:{port}/ok")}), "{}")
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run(
+        &plugin,
+        &ctx,
+        json!({"mode": "fetch", "url": format!("http://127.0.0.1:{port}/ok")}),
+        "{}",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(body(&out)["path"], "/ok");
 }
 
 #[tokio::test]
 async fn secrets_reach_a_plugin_only_when_listed_and_granted() {
     let (_rt, plugin) = hostile().await;
-    let none = run(&plugin, &CallContext::default(), json!({"mode": "secret"}), "{}")
-        .await
-        .unwrap()
-        .unwrap();
+    let none = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "secret"}),
+        "{}",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(body(&none), json!({"token": null, "unlisted": null}));
 
     let granted = CallContext {
@@ -123,11 +184,17 @@ async fn secrets_reach_a_plugin_only_when_listed_and_granted() {
         ])),
         ..CallContext::default()
     };
-    let seen = run(&plugin, &granted, json!({"mode": "secret"}), "{}").await.unwrap().unwrap();
+    let seen = run(&plugin, &granted, json!({"mode": "secret"}), "{}")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(body(&seen), json!({"token": "s3cret", "unlisted": null}));
 
     let settings = CallContext::with_settings(&json!({"region": "eu"}));
-    let out = run(&plugin, &settings, json!({"mode": "settings"}), "{}").await.unwrap().unwrap();
+    let out = run(&plugin, &settings, json!({"mode": "settings"}), "{}")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(body(&out), json!({"region": "eu"}));
 }
 
@@ -145,7 +212,10 @@ async fn a_component_of_another_world_is_refused() {
 async fn bytes_that_are_not_a_component_are_refused() {
     let rt = runtime();
     let err = rt.load(b"#!/bin/sh\necho hi\n").await.unwrap_err();
-    assert_eq!(err.to_string(), "cannot load plugin: not a WebAssembly binary");
+    assert_eq!(
+        err.to_string(),
+        "cannot load plugin: not a WebAssembly binary"
+    );
     let core_module = b"\0asm\x01\0\0\0";
     let err = rt.load(core_module).await.unwrap_err();
     assert!(matches!(err.reason, LoadFailure::NotComponent), "{err}");
@@ -159,11 +229,20 @@ async fn bytes_that_are_not_a_component_are_refused() {
 async fn no_state_survives_between_calls() {
     let (_rt, plugin) = hostile().await;
     for _ in 0..3 {
-        let out = run(&plugin, &CallContext::default(), json!({"mode": "count"}), "{}")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(body(&out), json!(1), "every call starts from a fresh instance");
+        let out = run(
+            &plugin,
+            &CallContext::default(),
+            json!({"mode": "count"}),
+            "{}",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            body(&out),
+            json!(1),
+            "every call starts from a fresh instance"
+        );
     }
 }
 
@@ -207,13 +286,25 @@ async fn a_spinning_call_does_not_stall_others() {
     let spinner = {
         let plugin = plugin.clone();
         tokio::spawn(async move {
-            run(&plugin, &CallContext::default(), json!({"mode": "spin"}), "{}").await
+            run(
+                &plugin,
+                &CallContext::default(),
+                json!({"mode": "spin"}),
+                "{}",
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     for _ in 0..20 {
         still_serves(&plugin).await;
     }
-    assert!(!spinner.is_finished(), "the echo calls finished while the spinner ran");
-    assert_eq!(spinner.await.unwrap().unwrap_err().cause, CallFailure::Deadline(200));
+    assert!(
+        !spinner.is_finished(),
+        "the echo calls finished while the spinner ran"
+    );
+    assert_eq!(
+        spinner.await.unwrap().unwrap_err().cause,
+        CallFailure::Deadline(200)
+    );
 }

@@ -45,21 +45,36 @@ async fn versions_live_side_by_side_and_resolve_by_semver() {
     install(&rt, &guest("greeter-v1")).await;
     install(&rt, &guest("greeter-v2")).await;
 
-    assert_eq!(greeting(&node(&rt, "greeter", "^1")).await, "hello from greeter 1.4.0");
-    assert_eq!(greeting(&node(&rt, "greeter", "~1.0")).await, "hello from greeter 1.0.0");
-    assert_eq!(greeting(&node(&rt, "greeter", "=1.0.0")).await, "hello from greeter 1.0.0");
+    assert_eq!(
+        greeting(&node(&rt, "greeter", "^1")).await,
+        "hello from greeter 1.4.0"
+    );
+    assert_eq!(
+        greeting(&node(&rt, "greeter", "~1.0")).await,
+        "hello from greeter 1.0.0"
+    );
+    assert_eq!(
+        greeting(&node(&rt, "greeter", "=1.0.0")).await,
+        "hello from greeter 1.0.0"
+    );
 
     let err = rt
         .catalog()
         .resolve(Kind::NodeType, "greeter", &"^2".parse().unwrap())
         .unwrap_err();
-    assert_eq!(err.to_string(), "no version of node-type `greeter` matches `^2` (loaded: 1.0.0, 1.4.0)");
+    assert_eq!(
+        err.to_string(),
+        "no version of node-type `greeter` matches `^2` (loaded: 1.0.0, 1.4.0)"
+    );
     let err = rt
         .catalog()
         .resolve(Kind::NodeType, "nosuch", &"*".parse().unwrap())
         .unwrap_err();
     assert!(matches!(err, ResolveError::Unknown { .. }));
-    assert_eq!(err.to_string(), "no node-type plugin named `nosuch` is loaded");
+    assert_eq!(
+        err.to_string(),
+        "no node-type plugin named `nosuch` is loaded"
+    );
 }
 
 #[tokio::test]
@@ -70,9 +85,15 @@ async fn a_pinned_version_cannot_be_removed() {
     let catalog = rt.catalog();
     catalog.pin(Kind::NodeType, "greeter", &v1, "release 7");
     let err = catalog.remove(Kind::NodeType, "greeter", &v1).unwrap_err();
-    assert_eq!(err.to_string(), "node-type `greeter@1.0.0` is still used by release 7");
+    assert_eq!(
+        err.to_string(),
+        "node-type `greeter@1.0.0` is still used by release 7"
+    );
     assert!(matches!(err, RemoveError::Pinned { .. }));
-    assert!(catalog.get(Kind::NodeType, "greeter", &v1).is_some(), "nothing was removed");
+    assert!(
+        catalog.get(Kind::NodeType, "greeter", &v1).is_some(),
+        "nothing was removed"
+    );
 
     catalog.unpin(Kind::NodeType, "greeter", &v1, "release 7");
     catalog.remove(Kind::NodeType, "greeter", &v1).unwrap();
@@ -108,8 +129,15 @@ async fn hot_replacing_a_plugin_loses_no_call() {
     let mut last = first.sha256().to_string();
     for round in 0..5 {
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        let installed = rt.install(&with_note(&original, &format!("round {round}"))).await.unwrap();
-        assert_eq!(installed.replaced.unwrap().sha256(), last, "replaced the version in place");
+        let installed = rt
+            .install(&with_note(&original, &format!("round {round}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            installed.replaced.unwrap().sha256(),
+            last,
+            "replaced the version in place"
+        );
         last = installed.plugin.sha256().to_string();
     }
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
@@ -121,7 +149,11 @@ async fn hot_replacing_a_plugin_loses_no_call() {
     }
     assert!(calls.load(Ordering::Relaxed) > 0);
     assert!(seen.len() > 1, "callers saw the replacements");
-    assert_eq!(node(&rt, "greeter", "^1").sha256(), last, "new calls get the newest code");
+    assert_eq!(
+        node(&rt, "greeter", "^1").sha256(),
+        last,
+        "new calls get the newest code"
+    );
 }
 
 #[tokio::test]

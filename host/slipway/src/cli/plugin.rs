@@ -200,7 +200,12 @@ async fn builtins(as_json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         for plugin in &plugins {
-            println!("{:<24} {:<12} {}", plugin.id(), plugin.manifest().kind, plugin.manifest().description);
+            println!(
+                "{:<24} {:<12} {}",
+                plugin.id(),
+                plugin.manifest().kind,
+                plugin.manifest().description
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

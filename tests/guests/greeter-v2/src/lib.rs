@@ -22,7 +22,9 @@ impl NodeType for Greeter {
     fn invoke(_node: Value, input: Message) -> Result<Output, NodeError> {
         let body: Value = input.body_json().unwrap_or(Value::Null);
         let greeting = format!("hello from greeter {}", Greeter::VERSION);
-        Ok(Output::out(Message::json(&json!({"greeting": greeting, "input": body}))))
+        Ok(Output::out(Message::json(
+            &json!({"greeting": greeting, "input": body}),
+        )))
     }
 }
 

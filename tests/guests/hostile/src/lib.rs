@@ -80,11 +80,15 @@ impl NodeType for Hostile {
                 Ok(Output::out(Message::json(&seen)))
             }
             "settings" => {
-                let settings: Value = slipway_sdk::serde_json::from_str(&slipway_sdk::host::settings())
-                    .unwrap_or(Value::Null);
+                let settings: Value =
+                    slipway_sdk::serde_json::from_str(&slipway_sdk::host::settings())
+                        .unwrap_or(Value::Null);
                 Ok(Output::out(Message::json(&settings)))
             }
-            other => Err(NodeError::new("bad-mode", format!("unknown mode `{other}`"))),
+            other => Err(NodeError::new(
+                "bad-mode",
+                format!("unknown mode `{other}`"),
+            )),
         }
     }
 }

@@ -38,7 +38,9 @@ impl RegistryAdapter for Fixed {
 
     fn resolve(settings: &Settings, repository: &str, tag: &str) -> Result<Image, Error> {
         if repository.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(Error::InvalidName(format!("`{repository}` has uppercase letters")));
+            return Err(Error::InvalidName(format!(
+                "`{repository}` has uppercase letters"
+            )));
         }
         Ok(Image {
             registry: settings.registry.clone(),

@@ -28,7 +28,11 @@ impl DeployTarget for Echo {
     }
 
     fn assess(_: &Value, service: &Service, observed: &[Observed]) -> Health {
-        let Some(state) = observed.iter().find(|o| o.name == service.name).and_then(|o| o.state.as_ref()) else {
+        let Some(state) = observed
+            .iter()
+            .find(|o| o.name == service.name)
+            .and_then(|o| o.state.as_ref())
+        else {
             return Health::Progressing("not created yet".into());
         };
         let ready = slipway_sdk::serde_json::from_str::<Value>(state)
