@@ -42,7 +42,7 @@ pub use cache::CodeSource;
 pub use catalog::{Catalog, RemoveError, ResolveError};
 pub use context::CallContext;
 pub use error::{CallError, CallFailure, LoadError, LoadFailure};
-pub use kinds::{Diagnostic, Message, NodeError, Output};
+pub use kinds::{AdapterInfo, Diagnostic, Message, NodeError, Output};
 pub use manifest::{HostPattern, Kind, Manifest};
 pub use plugin::{Description, Plugin};
 pub use runtime::{Installed, KEEP_RESIDENT, Runtime, RuntimeConfig, StartError};

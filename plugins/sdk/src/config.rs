@@ -24,6 +24,19 @@ pub fn parse<T: DeserializeOwned>(json: &str) -> Result<T, Diagnostic> {
     })
 }
 
+/// The plugin's settings from the host, parsed and checked by `validate`.
+pub fn settings<T: DeserializeOwned>(
+    validate: impl FnOnce(&T) -> Vec<Diagnostic>,
+) -> Result<T, Vec<Diagnostic>> {
+    let settings = parse::<T>(&crate::host::settings()).map_err(|d| vec![d])?;
+    let problems = validate(&settings);
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(problems)
+    }
+}
+
 /// The JSON pointer of a serde path; `""` for the document itself.
 fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;

@@ -45,14 +45,7 @@ pub struct Adapter<T>(PhantomData<T>);
 
 impl<T: RegistryAdapter> Adapter<T> {
     fn settings() -> Result<T::Settings, Error> {
-        let settings = config::parse::<T::Settings>(&host::settings())
-            .map_err(|d| Error::InvalidSettings(vec![d]))?;
-        let problems = T::validate_settings(&settings);
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(Error::InvalidSettings(problems))
-        }
+        config::settings(T::validate_settings).map_err(Error::InvalidSettings)
     }
 }
 

@@ -13,17 +13,7 @@ use crate::state::CallState;
 pub use wit::{HostMount, MountKind, PortPair, Resources, Service, ServiceType, Storage};
 
 /// What a deploy target says about itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetInfo {
-    /// Its name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// One sentence for people.
-    pub description: String,
-    /// JSON Schema of its settings.
-    pub settings_schema: serde_json::Value,
-}
+pub type TargetInfo = super::AdapterInfo;
 
 /// An object for the host to apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,15 +81,9 @@ pub(crate) async fn describe(
         Ok(raw) => raw,
         Err(err) => return session.finish(Err(err)),
     };
-    match plugin_json(&raw.settings_schema, "the settings schema") {
-        Ok(settings_schema) => Ok(Description::Target(TargetInfo {
-            name: raw.name,
-            version: raw.version,
-            description: raw.description,
-            settings_schema,
-        })),
-        Err(e) => Err(session.bad_result(e)),
-    }
+    super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
+        .map(Description::Target)
+        .map_err(|e| session.bad_result(e))
 }
 
 /// Runs one export of a deploy target on a fresh instance.

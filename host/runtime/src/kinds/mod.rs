@@ -42,6 +42,36 @@ pub(crate) fn diagnostics(list: Vec<types::Diagnostic>) -> Vec<Diagnostic> {
     list.into_iter().map(Diagnostic::from).collect()
 }
 
+/// What a registry adapter or a deploy target says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// One sentence for people.
+    pub description: String,
+    /// JSON Schema of its settings.
+    pub settings_schema: serde_json::Value,
+}
+
+impl AdapterInfo {
+    /// From `describe`'s fields; the schema must be JSON.
+    pub(crate) fn new(
+        name: String,
+        version: String,
+        description: String,
+        settings_schema: &str,
+    ) -> Result<Self, String> {
+        Ok(AdapterInfo {
+            name,
+            version,
+            description,
+            settings_schema: plugin_json(settings_schema, "the settings schema")?,
+        })
+    }
+}
+
 /// Parses JSON a plugin returned; `what` names it in the error.
 pub(crate) fn plugin_json(text: &str, what: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))

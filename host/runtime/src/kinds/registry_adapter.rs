@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Diagnostic, diagnostics, plugin_json};
+use super::{Diagnostic, diagnostics};
 use crate::bindings::registry::RegistryAdapterPre;
 use crate::bindings::registry::exports::slipway::plugin::registry as wit;
 use crate::context::CallContext;
@@ -11,17 +11,7 @@ use crate::plugin::{Description, Plugin, Pre, Session};
 use crate::state::CallState;
 
 /// What a registry adapter says about itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegistryInfo {
-    /// Its name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// One sentence for people.
-    pub description: String,
-    /// JSON Schema of its settings.
-    pub settings_schema: serde_json::Value,
-}
+pub type RegistryInfo = super::AdapterInfo;
 
 /// Where an image lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,15 +134,9 @@ pub(crate) async fn describe(
         Ok(raw) => raw,
         Err(err) => return session.finish(Err(err)),
     };
-    match plugin_json(&raw.settings_schema, "the settings schema") {
-        Ok(settings_schema) => Ok(Description::Registry(RegistryInfo {
-            name: raw.name,
-            version: raw.version,
-            description: raw.description,
-            settings_schema,
-        })),
-        Err(e) => Err(session.bad_result(e)),
-    }
+    super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
+        .map(Description::Registry)
+        .map_err(|e| session.bad_result(e))
 }
 
 /// Runs one export of a registry adapter on a fresh instance.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use slipway_runtime::kinds::{Credentials, Health, Observed, RegistryError};
+use slipway_runtime::kinds::{Credentials, RegistryError};
 use slipway_runtime::{CallContext, Description, Kind};
 
 use crate::common::{guest, install, runtime};
@@ -121,6 +121,15 @@ async fn a_deploy_target_renders_and_assesses() {
         .unwrap();
     assert_eq!(health.value, json!({"status": "healthy"}));
 
-    let missing: Vec<Observed> = Vec::new();
-    let _ = (target, missing, Health::Healthy);
+    let unobserved = harness
+        .call(
+            slipway_runtime::harness::Call::Assess,
+            &json!({"service": harness_input, "observed": []}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        unobserved.value,
+        json!({"status": "progressing", "detail": "not created yet"})
+    );
 }
