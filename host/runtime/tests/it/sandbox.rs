@@ -296,7 +296,7 @@ async fn a_spinning_call_does_not_stall_others() {
         })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    for _ in 0..20 {
+    for _ in 0..3 {
         still_serves(&plugin).await;
     }
     assert!(
