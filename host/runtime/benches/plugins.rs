@@ -89,7 +89,8 @@ mod plain {
             if pooling {
                 // The same pool tuning as Slipway's, so the comparison is of the machinery.
                 let mut pool = PoolingAllocationConfig::default();
-                pool.linear_memory_keep_resident(slipway_runtime::KEEP_RESIDENT);
+                pool.linear_memory_keep_resident(slipway_runtime::KEEP_RESIDENT)
+                    .pagemap_scan(wasmtime::Enabled::Auto);
                 config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             }
             let engine = Engine::new(&config).unwrap();

@@ -24,18 +24,15 @@ impl host::Host for CallState {
             }
             return Ok(());
         }
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        // Formatted only if a subscriber wants the record.
+        let fields = Fields(&fields);
         let plugin = &*self.id;
         match level {
-            host::Level::Trace => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
-            host::Level::Debug => tracing::debug!(target: "plugin", plugin, fields, "{message}"),
-            host::Level::Info => tracing::info!(target: "plugin", plugin, fields, "{message}"),
-            host::Level::Warn => tracing::warn!(target: "plugin", plugin, fields, "{message}"),
-            host::Level::Error => tracing::error!(target: "plugin", plugin, fields, "{message}"),
+            host::Level::Trace => tracing::trace!(target: "plugin", plugin, %fields, "{message}"),
+            host::Level::Debug => tracing::debug!(target: "plugin", plugin, %fields, "{message}"),
+            host::Level::Info => tracing::info!(target: "plugin", plugin, %fields, "{message}"),
+            host::Level::Warn => tracing::warn!(target: "plugin", plugin, %fields, "{message}"),
+            host::Level::Error => tracing::error!(target: "plugin", plugin, %fields, "{message}"),
         }
         Ok(())
     }
@@ -57,6 +54,21 @@ impl host::Host for CallState {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         Ok(now.as_millis() as u64)
+    }
+}
+
+/// A plugin's log fields as `key="value"` pairs.
+struct Fields<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (key, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{key}={value:?}")?;
+        }
+        Ok(())
     }
 }
 

@@ -293,6 +293,7 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_stacks(slots)
         .max_memory_size((config.max_memory_mib as usize) << 20)
         .linear_memory_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(wasmtime::Enabled::Auto)
         .table_keep_resident(64 << 10);
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
