@@ -137,6 +137,9 @@ pub enum CallFailure {
     /// The instance could not be created.
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    /// The host asked a plugin for a function its kind does not have.
+    #[error("is a {0} plugin and has no such function")]
+    WrongKind(Kind),
     /// The plugin returned something the host cannot use.
     #[error("returned an invalid result: {0}")]
     BadResult(String),

@@ -148,10 +148,7 @@ impl Plugin {
         CallError {
             plugin: self.id.to_string(),
             function,
-            cause: CallFailure::BadResult(format!(
-                "a {} plugin has no `{function}`",
-                self.manifest.kind
-            )),
+            cause: CallFailure::WrongKind(self.manifest.kind),
         }
     }
 }

@@ -16,6 +16,21 @@ async fn hostile() -> (slipway_runtime::Runtime, Arc<Plugin>) {
     (rt, plugin)
 }
 
+/// The runtime still loads and runs plugins after a refusal.
+async fn runtime_still_serves(rt: &slipway_runtime::Runtime) {
+    let log = install(rt, crate::common::builtin("log")).await;
+    let out = run(
+        &log,
+        &CallContext::default(),
+        json!({"message": "after"}),
+        "{}",
+    )
+    .await
+    .expect("the runtime still serves")
+    .unwrap();
+    assert_eq!(out.message.body, b"{}");
+}
+
 /// The plugin still answers after whatever happened before.
 async fn still_serves(plugin: &Plugin) {
     let out = run(
@@ -128,6 +143,7 @@ async fn a_filesystem_import_is_refused_at_load() {
             .starts_with("cannot load plugin `fs-reader@1.0.0`: imports `wasi:filesystem/")
     );
     assert!(rt.catalog().list().is_empty());
+    runtime_still_serves(&rt).await;
 }
 
 #[tokio::test]
@@ -206,6 +222,7 @@ async fn a_component_of_another_world_is_refused() {
         err.to_string(),
         "cannot load plugin `wrong-world@1.0.0`: declares kind `node-type` but does not export `slipway:plugin/node@0.1.0` (it exports: slipway:plugin/registry@0.1.0)"
     );
+    runtime_still_serves(&rt).await;
 }
 
 #[tokio::test]
@@ -223,6 +240,7 @@ async fn bytes_that_are_not_a_component_are_refused() {
     truncated.truncate(truncated.len() / 2);
     let err = rt.load(&truncated).await.unwrap_err();
     assert!(matches!(err.reason, LoadFailure::Invalid(_)), "{err}");
+    runtime_still_serves(&rt).await;
 }
 
 #[tokio::test]
