@@ -69,7 +69,8 @@ pub fn body(output: &slipway_runtime::Output) -> Value {
 }
 
 /// Serves HTTP/1.1 on 127.0.0.1: answers every request with status 200 and
-/// `{"method", "path", "body"}`; `/status/NNN` answers NNN. Returns the port.
+/// `{"method", "path", "body"}`; `/status/NNN` answers NNN, `/slow/MS` waits
+/// MS milliseconds first. Returns the port.
 pub async fn echo_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -114,6 +115,9 @@ pub async fn echo_server() -> u16 {
                     .strip_prefix("/status/")
                     .and_then(|s| s.parse::<u16>().ok())
                     .unwrap_or(200);
+                if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse().ok()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
                 let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
                 let answer =
                     serde_json::json!({"method": method, "path": path, "body": body}).to_string();

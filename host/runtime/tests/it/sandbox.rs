@@ -180,6 +180,23 @@ async fn http_to_a_host_outside_the_manifest_is_denied() {
 }
 
 #[tokio::test]
+async fn waiting_on_http_does_not_count_against_the_deadline() {
+    let (_rt, plugin) = hostile().await;
+    let port = echo_server().await;
+    // 400 ms waiting for the server, against a 200 ms deadline on the plugin's own code.
+    let out = run(
+        &plugin,
+        &CallContext::default(),
+        json!({"mode": "fetch", "url": format!("http://127.0.0.1:{port}/slow/400")}),
+        "{}",
+    )
+    .await
+    .expect("the wait is not the plugin's time")
+    .unwrap();
+    assert_eq!(body(&out)["path"], "/slow/400");
+}
+
+#[tokio::test]
 async fn secrets_reach_a_plugin_only_when_listed_and_granted() {
     let (_rt, plugin) = hostile().await;
     let none = run(
