@@ -2,9 +2,12 @@
 
 mod plugin;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use slipway::config::Config;
 
 /// Slipway: packages integration flows into images, pushes and deploys them.
 #[derive(Debug, Parser)]
@@ -16,14 +19,70 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: sled in the data directory, built-in plugins loaded.
+    Serve(ServeArgs),
     /// Check, run and pack plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(plugin::Command),
 }
 
+impl Args {
+    /// Whether this runs the server.
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
 /// Runs the command; the exit code says whether it succeeded.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
+        Command::Serve(serve) => {
+            slipway::server::serve(serve.config()?, slipway::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(command) => plugin::run(command).await,
+    }
+}
+
+/// Settings of `slipway serve`: defaults, then `--config`, then these flags
+/// (or their environment variables).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of: data-dir, listen, organisation, admin-token.
+    #[arg(long, env = "SLIPWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database and the code cache live [default: ./slipway-data].
+    #[arg(long, env = "SLIPWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7420].
+    #[arg(long, env = "SLIPWAY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Name of the organisation made on first start [default: default].
+    #[arg(long, env = "SLIPWAY_ORGANISATION")]
+    organisation: Option<String>,
+    /// The first admin's token, for automation [default: a random one, printed once].
+    #[arg(long, env = "SLIPWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(organisation) = self.organisation {
+            config.organisation = organisation;
+        }
+        if let Some(token) = self.admin_token {
+            config.admin_token = Some(token);
+        }
+        Ok(config)
     }
 }

@@ -1,0 +1,101 @@
+//! Server settings: embedded defaults, overridden by a TOML file, then by
+//! environment variables and flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The port `slipway serve` listens on by default.
+pub const DEFAULT_PORT: u16 = 7420;
+
+/// Everything `slipway serve` needs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Where the database and the code cache live.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The organisation made on first start.
+    pub organisation: String,
+    /// The first admin's token, for automation; a random one when absent.
+    pub admin_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("slipway-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            organisation: "default".into(),
+            admin_token: None,
+        }
+    }
+}
+
+/// The configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not valid.
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// The defaults overridden by the TOML file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.message().trim_end().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/var/lib/slipway\"\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/slipway"));
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.organisation, "default");
+
+        std::fs::write(&path, "listen = \"nowhere\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.starts_with("invalid configuration in "), "{err}");
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        assert!(
+            Config::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `colour`")
+        );
+    }
+}

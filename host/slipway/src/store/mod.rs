@@ -1,0 +1,203 @@
+//! Durable state in sled: the only module that talks to the database.
+//!
+//! Each record kind has a tree of its own; values are JSON. The database holds
+//! its schema version in the `meta` tree and [`Store::open`] migrates older
+//! data before anything else reads it. Changes that touch several keys are one
+//! sled transaction, so a crash leaves either all of them or none.
+
+mod access;
+mod schema;
+
+use std::path::Path;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use access::{Bootstrapped, Organisation, Principal, Role, User};
+pub use schema::{SCHEMA_VERSION, version as schema_version};
+
+/// The database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("database error: {0}")]
+    Sled(#[from] sled::Error),
+    /// The data directory was written by a newer Slipway.
+    #[error(
+        "the data directory has schema version {found}; this Slipway understands up to {supported}"
+    )]
+    TooNew {
+        /// Version in the database.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A stored value does not decode.
+    #[error("corrupt record in `{tree}`: {detail}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// The open database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    organisations: sled::Tree,
+    users: sled::Tree,
+    tokens: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let store = Store {
+            meta: db.open_tree("meta")?,
+            organisations: db.open_tree("organisations")?,
+            users: db.open_tree("users")?,
+            tokens: db.open_tree("tokens")?,
+            db,
+        };
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh unique id.
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 1)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        detail: e.to_string(),
+    })
+}
+
+fn key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_happens_once_and_the_token_authenticates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let made = store
+            .bootstrap("acme", None)
+            .unwrap()
+            .expect("first start bootstraps");
+        assert!(made.token.starts_with("slw_") && made.token.len() == 68);
+        assert_eq!(made.admin.role, Role::OrgAdmin);
+        assert!(
+            store.bootstrap("acme", None).unwrap().is_none(),
+            "only once"
+        );
+
+        let principal = store.authenticate(&made.token).unwrap().unwrap();
+        assert_eq!(principal.organisation.name, "acme");
+        assert_eq!(principal.user, made.admin);
+        assert!(store.authenticate("slw_nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn only_a_hash_of_the_token_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let made = store.bootstrap("acme", None).unwrap().unwrap();
+        for tree in [
+            &store.meta,
+            &store.organisations,
+            &store.users,
+            &store.tokens,
+        ] {
+            for entry in tree.iter() {
+                let (k, v) = entry.unwrap();
+                for bytes in [k.as_ref(), v.as_ref()] {
+                    let text = String::from_utf8_lossy(bytes);
+                    assert!(
+                        !text.contains(&made.token[4..]),
+                        "the plain token is stored"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = {
+            let store = Store::open(dir.path()).unwrap();
+            let token = store
+                .bootstrap("acme", Some("slw_fixed"))
+                .unwrap()
+                .unwrap()
+                .token;
+            store.flush().unwrap();
+            token
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(token, "slw_fixed");
+        assert!(store.authenticate(&token).unwrap().is_some());
+        assert!(store.bootstrap("other", None).unwrap().is_none());
+        assert_eq!(schema_version(&store).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .meta
+                .insert(b"schema-version", &99u32.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the data directory has schema version 99; this Slipway understands up to {SCHEMA_VERSION}"
+            )
+        );
+    }
+
+    #[test]
+    fn concurrent_first_starts_make_one_organisation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let made: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    scope
+                        .spawn(move || store.bootstrap(&format!("org{i}"), None).unwrap().is_some())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(made.iter().filter(|m| **m).count(), 1);
+        assert_eq!(store.organisations.len(), 1);
+        assert_eq!(store.tokens.len(), 1);
+    }
+}

@@ -1,0 +1,44 @@
+//! The schema version and the migrations that lead to it.
+
+use super::{Store, StoreError};
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const KEY: &[u8] = b"schema-version";
+
+/// Brings the database to [`SCHEMA_VERSION`], one step at a time.
+pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
+    let mut version = match store.meta.get(KEY)? {
+        Some(bytes) => {
+            u32::from_be_bytes(bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                tree: "meta",
+                detail: "schema version is not 4 bytes".into(),
+            })?)
+        }
+        None => 0,
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    while version < SCHEMA_VERSION {
+        // Version 0 is an empty database; 1 is the first schema. Later
+        // migrations rewrite records here, inside one transaction each.
+        version += 1;
+        store.meta.insert(KEY, &version.to_be_bytes())?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}
+
+/// The stored version (for tests and diagnostics).
+pub fn version(store: &Store) -> Result<u32, StoreError> {
+    Ok(store
+        .meta
+        .get(KEY)?
+        .and_then(|b| b.as_ref().try_into().ok().map(u32::from_be_bytes))
+        .unwrap_or(0))
+}

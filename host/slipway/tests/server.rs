@@ -1,0 +1,177 @@
+//! The server through its router (no socket) and as a process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway::server::{AppState, router};
+use slipway::store::Store;
+use slipway_runtime::{Runtime, RuntimeConfig};
+use tower::ServiceExt;
+
+fn state(dir: &std::path::Path) -> (Arc<AppState>, String) {
+    let store = Store::open(&dir.join("db")).unwrap();
+    let token = store.bootstrap("acme", None).unwrap().unwrap().token;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("code-cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    (AppState::new(store, runtime), token)
+}
+
+async fn get(state: &Arc<AppState>, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::get(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = router(state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) = state(dir.path());
+    assert_eq!(
+        get(&state, "/healthz", None).await,
+        (StatusCode::OK, json!("ok"))
+    );
+    let (status, body) = get(&state, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["ready"], false);
+    state.load_builtins().await.unwrap();
+    assert_eq!(
+        get(&state, "/readyz", None).await,
+        (StatusCode::OK, json!({"ready": true}))
+    );
+}
+
+#[tokio::test]
+async fn the_api_wants_a_known_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, token) = state(dir.path());
+    let (status, body) = get(&state, "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "unauthorized", "message": "an `Authorization: Bearer <token>` header is required"}})
+    );
+    let (status, body) = get(&state, "/api/v1/me", Some("slw_wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "unknown token");
+
+    let (status, body) = get(&state, "/api/v1/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["organisation"]["name"], "acme");
+    assert_eq!(body["user"]["role"], "org-admin");
+
+    let (status, body) = get(&state, "/api/v1/nothing-here", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not-found");
+}
+
+/// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
+#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
+fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("SLIPWAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "serve exited early: {lines:?}"
+        );
+        let listening = line.starts_with("listening on ");
+        lines.push(line.trim().to_string());
+        if listening {
+            return (child, lines);
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bootstraps_once_and_restarts_on_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, lines) = start(dir.path());
+    let token = lines
+        .iter()
+        .find_map(|l| l.split("admin token (shown once, keep it): ").nth(1))
+        .expect("the first start prints the admin token")
+        .to_string();
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let client = reqwest::Client::new();
+    let me = |base: String, token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{base}/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(me(base.clone(), token.clone()).await.status(), 200);
+    // Ready once the built-in plugins are loaded.
+    let mut ready = false;
+    for _ in 0..200 {
+        let response = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if response.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ready within 10 s");
+    stop(first);
+
+    let (second, lines) = start(dir.path());
+    assert!(
+        !lines.iter().any(|l| l.contains("admin token")),
+        "no second token: {lines:?}"
+    );
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+    assert_eq!(
+        me(base, token).await.status(),
+        200,
+        "the first token still works"
+    );
+    stop(second);
+}
