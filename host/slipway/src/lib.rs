@@ -2,5 +2,6 @@
 //! library, so tests drive the server through [`server::router`] without a socket.
 
 pub mod config;
+pub mod packaging;
 pub mod server;
 pub mod store;

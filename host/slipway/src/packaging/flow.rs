@@ -1,0 +1,59 @@
+//! The flow document: what packaging produces and the engine runs. Subflows
+//! are flattened into it (their node ids prefixed with the subflow node's id
+//! and `/`), so the engine sees one graph.
+
+use serde::{Deserialize, Serialize};
+
+use super::canvas::SubflowRef;
+
+/// A plugin version, as pinned by a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PluginRef {
+    /// Its name.
+    pub name: String,
+    /// Its exact version.
+    pub version: String,
+    /// The sha256 of its component.
+    pub sha256: String,
+}
+
+/// One node the engine runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowNode {
+    /// Unique in the flow; `sub/inner` for a node of subflow `sub`.
+    pub id: String,
+    /// The node type that runs it.
+    pub plugin: PluginRef,
+    /// What `translate` returned: passed to every `invoke`.
+    pub node: serde_json::Value,
+    /// Its output ports.
+    pub outputs: Vec<String>,
+    /// Whether it starts the flow.
+    pub trigger: bool,
+}
+
+/// A connection the engine follows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowEdge {
+    /// Node the message leaves.
+    pub from: String,
+    /// By this output port.
+    pub port: String,
+    /// Node it goes to.
+    pub to: String,
+}
+
+/// A packaged integration version, ready for the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowDocument {
+    /// The integration and version packaged.
+    pub integration: SubflowRef,
+    /// Every node, subflows' included.
+    pub nodes: Vec<FlowNode>,
+    /// Every edge.
+    pub edges: Vec<FlowEdge>,
+    /// Every plugin version used, once.
+    pub plugins: Vec<PluginRef>,
+    /// Every subflow included, with its version, once.
+    pub subflows: Vec<SubflowRef>,
+}
