@@ -1,21 +1,15 @@
-//! The HTTP server: health endpoints, authentication and the API.
+//! The server process: state, start-up (bootstrap, plugins), serving and shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use slipway_runtime::{Runtime, RuntimeConfig};
 
+pub use crate::api::router;
 use crate::config::Config;
-use crate::store::{Principal, Store};
+use crate::store::Store;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -23,7 +17,7 @@ pub struct AppState {
     pub store: Store,
     /// The plugin runtime.
     pub runtime: Runtime,
-    ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
 }
 
 impl AppState {
@@ -47,99 +41,6 @@ impl AppState {
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
-}
-
-/// An API error: `{"error": {"code", "message", "path"?}}` with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    path: Option<String>,
-}
-
-impl ApiError {
-    /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            path: None,
-        }
-    }
-
-    /// An unexpected failure: logged with its cause, answered with a generic 500.
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(path) = self.path {
-            error["path"] = json!(path);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, ApiError> {
-        let unauthorized =
-            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("an `Authorization: Bearer <token>` header is required"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        state
-            .store
-            .authenticate(token.trim())
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unauthorized("unknown token"))
-    }
-}
-
-/// The server's routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/me", get(me))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
-        })
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
-    } else {
-        let body = json!({"ready": false, "waiting_for": "built-in plugins"});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
-}
-
-/// Who the caller is: the CLI checks a login with it.
-async fn me(principal: Principal) -> Json<Principal> {
-    Json(principal)
 }
 
 /// Runs the server until `shutdown` completes, then finishes requests in

@@ -81,3 +81,106 @@ pub struct Edge {
 fn default_port() -> String {
     "out".into()
 }
+
+/// How a canvas is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// A canvas that does not parse: what is wrong and where (a JSON pointer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// JSON pointer to the field at fault; `""` for the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Canvas {
+    /// Parses a canvas, pointing at the field at fault on failure.
+    pub fn parse(bytes: &[u8], format: Format) -> Result<Canvas, ParseError> {
+        let result = match format {
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                    let path = pointer(e.path());
+                    (path, e.into_inner().to_string())
+                })
+            }
+            Format::Yaml => {
+                let de = serde_norway::Deserializer::from_slice(bytes);
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let path = pointer(e.path());
+                    (path, e.into_inner().to_string())
+                })
+            }
+        };
+        result.map_err(|(mut path, message)| {
+            // serde reports a missing field at its parent.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                path.push('/');
+                path.push_str(&escape(field));
+            }
+            ParseError { path, message }
+        })
+    }
+}
+
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(format!("/{index}")),
+            Segment::Map { key } => Some(format!("/{}", escape(key))),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// Escapes one JSON pointer token (RFC 6901).
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_yaml_parse_alike() {
+        let json = br#"{"nodes": [{"id": "a", "type": "log@^1", "config": {"message": "x"}}], "edges": []}"#;
+        let yaml = b"nodes:\n  - id: a\n    type: log@^1\n    config:\n      message: x\n";
+        assert_eq!(
+            Canvas::parse(json, Format::Json).unwrap(),
+            Canvas::parse(yaml, Format::Yaml).unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_point_at_the_field() {
+        let err = Canvas::parse(br#"{"nodes": [{"id": 7}]}"#, Format::Json).unwrap_err();
+        assert_eq!(err.path, "/nodes/0/id");
+        let err = Canvas::parse(br#"{"nodes": [{"type": "log@^1"}]}"#, Format::Json).unwrap_err();
+        assert_eq!(err.path, "/nodes/0/id");
+        assert!(
+            err.message.starts_with("missing field `id`"),
+            "{}",
+            err.message
+        );
+        let err = Canvas::parse(b"nodes:\n  - id: a\n    colour: red\n", Format::Yaml).unwrap_err();
+        assert_eq!(err.path, "/nodes/0/colour");
+        let err = Canvas::parse(
+            br#"{"edges": [{"from": "a", "to": "b", "prot": "x"}], "nodes": []}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "/edges/0/prot");
+    }
+}

@@ -20,6 +20,17 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    /// The role's name, as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::OrgAdmin => "org-admin",
+            Role::ApiProvider => "api-provider",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
 /// An organisation: every resource belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organisation {
@@ -130,6 +141,50 @@ impl Store {
             Ok(true) => Ok(Some(made)),
             Ok(false) | Err(TransactionError::Abort(())) => Ok(None),
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
+    }
+
+    /// Creates another organisation with its own `org-admin` and token.
+    pub fn create_organisation(&self, name: &str) -> Result<Bootstrapped, StoreError> {
+        let organisation = Organisation {
+            id: self.next_id()?,
+            name: name.to_string(),
+        };
+        self.organisations
+            .insert(key(organisation.id), encode(&organisation))?;
+        let (admin, token) = self.create_user(organisation.id, "admin", Role::OrgAdmin)?;
+        Ok(Bootstrapped {
+            organisation,
+            admin,
+            token,
+        })
+    }
+
+    /// Creates a user with a new token, in one transaction; returns both
+    /// (the token in plain text, shown once).
+    pub fn create_user(
+        &self,
+        organisation: u64,
+        name: &str,
+        role: Role,
+    ) -> Result<(User, String), StoreError> {
+        let user = User {
+            id: self.next_id()?,
+            organisation,
+            name: name.to_string(),
+            role,
+        };
+        let token = new_token();
+        let written: Result<(), TransactionError<()>> =
+            (&self.users, &self.tokens).transaction(|(users, tokens)| {
+                users.insert(&key(user.id), encode(&user))?;
+                tokens.insert(token_key(&token), encode(&TokenRecord { user: user.id }))?;
+                Ok(())
+            });
+        match written {
+            Ok(()) => Ok((user, token)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => unreachable!("nothing aborts"),
         }
     }
 

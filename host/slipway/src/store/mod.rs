@@ -6,6 +6,7 @@
 //! sled transaction, so a crash leaves either all of them or none.
 
 mod access;
+mod integrations;
 mod schema;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::path::Path;
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
+pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 
 /// The database could not be used.
@@ -49,6 +51,8 @@ pub struct Store {
     organisations: sled::Tree,
     users: sled::Tree,
     tokens: sled::Tree,
+    integrations: sled::Tree,
+    canvases: sled::Tree,
 }
 
 impl Store {
@@ -60,6 +64,8 @@ impl Store {
             organisations: db.open_tree("organisations")?,
             users: db.open_tree("users")?,
             tokens: db.open_tree("tokens")?,
+            integrations: db.open_tree("integrations")?,
+            canvases: db.open_tree("canvases")?,
             db,
         };
         schema::migrate(&store)?;

@@ -1,0 +1,235 @@
+//! The HTTP API (`/api/v1`, JSON) and the health endpoints.
+//!
+//! Every error is `{"error": {"code", "message", "path"?}}` with its status;
+//! `path` is a JSON pointer into the request body. A resource of another
+//! organisation answers 404, like one that does not exist.
+
+mod integrations;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::server::AppState;
+use crate::store::{Principal, Role};
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// The server's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/me", get(me))
+        .merge(integrations::routes())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An API error with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    path: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            path: None,
+        }
+    }
+
+    /// 422 for the field at `path` of the request body.
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            path: Some(path.into()),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    /// An unexpected failure: logged with its cause, answered with a generic 500.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(path) = self.path {
+            error["path"] = json!(path);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let unauthorized =
+            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("an `Authorization: Bearer <token>` header is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        state
+            .store
+            .authenticate(token.trim())
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unauthorized("unknown token"))
+    }
+}
+
+impl Principal {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.user.role) {
+            return Ok(());
+        }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the `{}` role cannot do this; it needs {}",
+                self.user.role.as_str(),
+                names.join(" or ")
+            ),
+        ))
+    }
+}
+
+/// Roles that change things.
+pub const WRITERS: &[Role] = &[Role::OrgAdmin, Role::ApiProvider];
+
+/// A request body and its content type, within [`MAX_BODY`].
+pub struct Payload {
+    /// The body.
+    pub bytes: Bytes,
+    /// Its `Content-Type`, without parameters.
+    pub content_type: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Payload {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("application/json")
+            .trim()
+            .to_ascii_lowercase();
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    e.status(),
+                    "too-large",
+                    format!("the body is larger than {MAX_BODY} bytes"),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text())
+            }
+        })?;
+        Ok(Payload {
+            bytes,
+            content_type,
+        })
+    }
+}
+
+impl Payload {
+    /// The body as JSON of type `T`: 400 when it is not JSON, 422 with the
+    /// field's pointer when it does not fit.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let mut de = serde_json::Deserializer::from_slice(&self.bytes);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-json",
+                    format!("the body is not JSON: {inner}"),
+                );
+            }
+            let mut path: String = e
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Seq { index } => Some(format!("/{index}")),
+                    serde_path_to_error::Segment::Map { key } => Some(format!("/{key}")),
+                    _ => None,
+                })
+                .collect();
+            let message = inner.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                path.push('/');
+                path.push_str(field);
+            }
+            ApiError::invalid(path, message)
+        })
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        let body = json!({"ready": false, "waiting_for": "built-in plugins"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// Who the caller is: the CLI checks a login with it.
+async fn me(principal: Principal) -> Json<Principal> {
+    Json(principal)
+}

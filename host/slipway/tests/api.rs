@@ -1,0 +1,338 @@
+//! The integrations API through the router, as an integrator's client uses it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway::server::{AppState, router};
+use slipway::store::{Role, Store};
+use slipway_runtime::{Runtime, RuntimeConfig};
+use tower::ServiceExt;
+
+struct Api {
+    state: Arc<AppState>,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let admin = store.bootstrap("acme", None).unwrap().unwrap().token;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let state = AppState::new(store, runtime);
+        state.load_builtins().await.unwrap();
+        Api {
+            state,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    fn user(&self, role: Role) -> String {
+        let org = self
+            .state
+            .store
+            .authenticate(&self.admin)
+            .unwrap()
+            .unwrap()
+            .organisation
+            .id;
+        self.state
+            .store
+            .create_user(org, "someone", role)
+            .unwrap()
+            .1
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, token, "application/json", "").await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, token, "application/json", &body.to_string())
+            .await
+    }
+}
+
+fn flow() -> Value {
+    json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
+            {"id": "map", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}}
+        ],
+        "edges": [{"from": "in", "to": "map"}]
+    })
+}
+
+#[tokio::test]
+async fn integrations_and_immutable_canvas_versions() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let (status, created) = api
+        .post("/api/v1/integrations", &admin, json!({"name": "orders"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["name"], "orders");
+    assert_eq!(created["latest_version"], 0);
+
+    let (status, body) = api
+        .post("/api/v1/integrations", &admin, json!({"name": "orders"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "conflict", "message": "an integration named `orders` exists"}})
+    );
+
+    let (status, body) = api
+        .post("/api/v1/integrations/orders/versions", &admin, flow())
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::CREATED,
+            json!({"integration": "orders", "version": 1})
+        )
+    );
+    let yaml =
+        "nodes:\n  - id: in\n    type: http-trigger@^1\n    config: {method: GET, path: /}\n";
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/integrations/orders/versions",
+            &admin,
+            "application/yaml",
+            yaml,
+        )
+        .await;
+    assert_eq!(
+        (status, body["version"].clone()),
+        (StatusCode::CREATED, json!(2))
+    );
+
+    let (status, canvas) = api
+        .get("/api/v1/integrations/orders/versions/1", &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        canvas["nodes"][1]["config"]["expression"],
+        "{total: (.items | add)}"
+    );
+    assert_eq!(
+        canvas["edges"][0],
+        json!({"from": "in", "port": "out", "to": "map"})
+    );
+    let (_, versions) = api
+        .get("/api/v1/integrations/orders/versions", &admin)
+        .await;
+    assert_eq!(versions, json!([{"version": 1}, {"version": 2}]));
+    let (status, body) = api
+        .get("/api/v1/integrations/orders/versions/3", &admin)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["error"]["message"],
+        "integration `orders` has no version 3"
+    );
+    let (_, list) = api.get("/api/v1/integrations", &admin).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["latest_version"], 2);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_precise_errors_and_change_nothing() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let (status, body) = api
+        .post("/api/v1/integrations", &admin, json!({"name": "Bad Name"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["path"], "/name");
+    let (status, body) = api.post("/api/v1/integrations", &admin, json!({})).await;
+    assert_eq!(
+        (status, body["error"]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("/name"))
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/integrations",
+            &admin,
+            "application/json",
+            "{",
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("bad-json"))
+    );
+
+    api.post("/api/v1/integrations", &admin, json!({"name": "orders"}))
+        .await;
+    let bad_canvas = json!({"nodes": [{"id": "a", "type": "log@^1", "colour": "red"}]});
+    let (status, body) = api
+        .post("/api/v1/integrations/orders/versions", &admin, bad_canvas)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["path"], "/nodes/0/colour");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/integrations/orders/versions",
+            &admin,
+            "text/plain",
+            "x",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = format!("{{\"nodes\": [], \"pad\": \"{}\"}}", "x".repeat(5 << 20));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/integrations/orders/versions",
+            &admin,
+            "application/json",
+            &huge,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("too-large"))
+    );
+
+    let (_, integration) = api.get("/api/v1/integrations/orders", &admin).await;
+    assert_eq!(integration["latest_version"], 0, "no version was written");
+}
+
+#[tokio::test]
+async fn validate_runs_the_packaging_stage() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    api.post("/api/v1/integrations", &admin, json!({"name": "orders"}))
+        .await;
+    api.post("/api/v1/integrations/orders/versions", &admin, flow())
+        .await;
+    let mut broken = flow();
+    broken["nodes"][1]["config"]["expression"] = json!(".a |");
+    api.post("/api/v1/integrations/orders/versions", &admin, broken)
+        .await;
+
+    let (status, ok) = api
+        .post(
+            "/api/v1/integrations/orders/versions/1/validate",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["flow"]["nodes"][1]["id"], "map");
+    let (_, bad) = api
+        .post(
+            "/api/v1/integrations/orders/versions/2/validate",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(bad["valid"], false);
+    assert_eq!(
+        bad["diagnostics"],
+        json!([{"path": "/nodes/1/config/expression", "message": "expected term at the end"}])
+    );
+}
+
+#[tokio::test]
+async fn roles_and_organisations_bound_what_a_token_can_do() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    api.post("/api/v1/integrations", &admin, json!({"name": "orders"}))
+        .await;
+
+    let viewer = api.user(Role::Viewer);
+    let (status, body) = api
+        .post("/api/v1/integrations", &viewer, json!({"name": "mine"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["error"]["message"],
+        "the `viewer` role cannot do this; it needs org-admin or api-provider"
+    );
+    assert_eq!(
+        api.get("/api/v1/integrations/orders", &viewer).await.0,
+        StatusCode::OK,
+        "viewers read"
+    );
+    let (status, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/integrations/orders",
+            &viewer,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let provider = api.user(Role::ApiProvider);
+    assert_eq!(
+        api.post("/api/v1/integrations", &provider, json!({"name": "mine"}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+
+    // Another organisation's integration does not exist for this one.
+    let other = api.state.store.create_organisation("globex").unwrap().token;
+    let (status, body) = api.get("/api/v1/integrations/orders", &other).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["message"], "no integration named `orders`");
+    let (status, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/integrations/orders",
+            &other,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/api/v1/integrations", &other).await.1, json!([]));
+    assert_eq!(
+        api.get("/api/v1/integrations/orders", &admin).await.0,
+        StatusCode::OK,
+        "still there"
+    );
+}
