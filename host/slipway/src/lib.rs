@@ -4,5 +4,6 @@
 pub mod api;
 pub mod config;
 pub mod packaging;
+pub mod plugins;
 pub mod server;
 pub mod store;

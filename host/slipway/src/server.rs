@@ -9,34 +9,49 @@ use slipway_runtime::{Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
+use crate::plugins::Plugins;
 use crate::store::Store;
 
 /// What every request handler shares.
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// The plugin runtime.
-    pub runtime: Runtime,
+    /// The plugins: built-in and uploaded.
+    pub plugins: Plugins,
     pub(crate) ready: AtomicBool,
 }
 
 impl AppState {
-    /// State over an open store and a runtime; not ready until [`AppState::load_builtins`].
+    /// State over an open store and a runtime; not ready until [`AppState::load_plugins`].
     pub fn new(store: Store, runtime: Runtime) -> Arc<AppState> {
         Arc::new(AppState {
             store,
-            runtime,
+            plugins: Plugins::new(runtime),
             ready: AtomicBool::new(false),
         })
     }
 
-    /// Installs the built-in plugins, then reports ready.
-    pub async fn load_builtins(&self) -> anyhow::Result<()> {
+    /// Installs the built-in plugins and every uploaded one, then reports
+    /// ready. An upload that no longer loads is logged and skipped.
+    pub async fn load_plugins(&self) -> anyhow::Result<()> {
+        let runtime = self.plugins.runtime();
         for (name, wasm) in slipway_plugin_artifacts::BUILTIN {
-            self.runtime
+            runtime
                 .install(wasm)
                 .await
                 .with_context(|| format!("the built-in plugin `{name}` does not load"))?;
+        }
+        for stored in self.store.stored_plugins()? {
+            let Some(component) = self.store.component(&stored.sha256)? else {
+                tracing::error!(plugin = %stored.name, sha256 = %stored.sha256, "uploaded plugin has no component");
+                continue;
+            };
+            match runtime.load(&component).await {
+                Ok(plugin) => {
+                    self.plugins.uploaded(stored.organisation).insert(plugin);
+                }
+                Err(err) => tracing::error!(error = %err, "uploaded plugin does not load"),
+            }
         }
         self.ready.store(true, Ordering::Release);
         Ok(())
@@ -84,8 +99,8 @@ pub async fn serve(
 
     let loader = state.clone();
     tokio::spawn(async move {
-        match loader.load_builtins().await {
-            Ok(()) => tracing::info!("built-in plugins loaded; ready"),
+        match loader.load_plugins().await {
+            Ok(()) => tracing::info!("plugins loaded; ready"),
             Err(err) => tracing::error!(error = %format!("{err:#}"), "not ready"),
         }
     });

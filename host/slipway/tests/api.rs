@@ -12,10 +12,21 @@ use slipway::store::{Role, Store};
 use slipway_runtime::{Runtime, RuntimeConfig};
 use tower::ServiceExt;
 
+async fn start(store: Store) -> Arc<AppState> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let state = AppState::new(store, runtime);
+    state.load_plugins().await.unwrap();
+    state
+}
+
 struct Api {
     state: Arc<AppState>,
     admin: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Api {
@@ -23,17 +34,19 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let admin = store.bootstrap("acme", None).unwrap().unwrap().token;
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
-        let state = AppState::new(store, runtime);
-        state.load_builtins().await.unwrap();
+        let state = start(store).await;
+        Api { state, admin, dir }
+    }
+
+    /// The same data directory in a new server, as after a restart.
+    async fn restart(self) -> Api {
+        let Api { state, admin, dir } = self;
+        drop(Arc::try_unwrap(state).ok().expect("no other handle"));
+        let store = Store::open(&dir.path().join("db")).unwrap();
         Api {
-            state,
+            state: start(store).await,
             admin,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -59,14 +72,14 @@ impl Api {
         path: &str,
         token: &str,
         content_type: &str,
-        body: &str,
+        body: impl Into<Vec<u8>>,
     ) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", content_type)
-            .body(Body::from(body.to_string()))
+            .body(Body::from(body.into()))
             .unwrap();
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
@@ -82,7 +95,7 @@ impl Api {
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", path, token, "application/json", &body.to_string())
+        self.call("POST", path, token, "application/json", body.to_string())
             .await
     }
 }
@@ -225,7 +238,7 @@ async fn bad_bodies_get_precise_errors_and_change_nothing() {
             "/api/v1/integrations/orders/versions",
             &admin,
             "application/json",
-            &huge,
+            huge,
         )
         .await;
     assert_eq!(
@@ -334,5 +347,228 @@ async fn roles_and_organisations_bound_what_a_token_can_do() {
         api.get("/api/v1/integrations/orders", &admin).await.0,
         StatusCode::OK,
         "still there"
+    );
+}
+
+fn greeter() -> Vec<u8> {
+    std::fs::read(slipway_plugin_artifacts::test_guest("greeter-v1").unwrap()).unwrap()
+}
+
+fn greeter_flow() -> Value {
+    json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "GET", "path": "/"}},
+            {"id": "hi", "type": "greeter@^1"}
+        ],
+        "edges": [{"from": "in", "to": "hi"}]
+    })
+}
+
+#[tokio::test]
+async fn an_uploaded_plugin_works_at_once_and_after_a_restart() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let (status, uploaded) = api
+        .call(
+            "POST",
+            "/api/v1/plugins",
+            &admin,
+            "application/wasm",
+            greeter(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    assert_eq!(
+        (uploaded["name"].clone(), uploaded["version"].clone()),
+        (json!("greeter"), json!("1.0.0"))
+    );
+    assert_eq!(uploaded["builtin"], false);
+
+    let (_, list) = api.get("/api/v1/plugins", &admin).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "choice",
+            "http-call",
+            "http-trigger",
+            "log",
+            "transform",
+            "greeter"
+        ]
+    );
+
+    api.post("/api/v1/integrations", &admin, json!({"name": "hello"}))
+        .await;
+    api.post(
+        "/api/v1/integrations/hello/versions",
+        &admin,
+        greeter_flow(),
+    )
+    .await;
+    let (_, checked) = api
+        .post(
+            "/api/v1/integrations/hello/versions/1/validate",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(checked["valid"], true, "{checked}");
+    assert_eq!(checked["flow"]["plugins"][0]["name"], "greeter");
+
+    let api = api.restart().await;
+    let (status, shown) = api.get("/api/v1/plugins/node-type/greeter", &admin).await;
+    assert_eq!(status, StatusCode::OK, "the upload survived the restart");
+    assert_eq!(shown["versions"][0]["sha256"], uploaded["sha256"]);
+    let (_, checked) = api
+        .post(
+            "/api/v1/integrations/hello/versions/1/validate",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(checked["valid"], true);
+}
+
+#[tokio::test]
+async fn uploads_are_checked_scoped_and_removable() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/plugins",
+            &admin,
+            "application/wasm",
+            b"not wasm".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"],
+        json!({"code": "invalid-plugin", "message": "cannot load plugin: not a WebAssembly binary"})
+    );
+    let viewer = api.user(Role::Viewer);
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/plugins",
+            &viewer,
+            "application/wasm",
+            greeter(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    api.call(
+        "POST",
+        "/api/v1/plugins",
+        &admin,
+        "application/wasm",
+        greeter(),
+    )
+    .await;
+
+    // Another organisation neither sees nor resolves it.
+    let other = api.state.store.create_organisation("globex").unwrap().token;
+    assert_eq!(
+        api.get("/api/v1/plugins/node-type/greeter", &other).await.0,
+        StatusCode::NOT_FOUND
+    );
+    api.post("/api/v1/integrations", &other, json!({"name": "hello"}))
+        .await;
+    api.post(
+        "/api/v1/integrations/hello/versions",
+        &other,
+        greeter_flow(),
+    )
+    .await;
+    let (_, checked) = api
+        .post(
+            "/api/v1/integrations/hello/versions/1/validate",
+            &other,
+            json!(null),
+        )
+        .await;
+    assert_eq!(
+        checked["diagnostics"],
+        json!([{"path": "/nodes/1/type", "message": "no node-type plugin named `greeter` is loaded"}])
+    );
+
+    let (status, body) = api
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/transform/1.0.0",
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("builtin"))
+    );
+
+    let org = api
+        .state
+        .store
+        .authenticate(&admin)
+        .unwrap()
+        .unwrap()
+        .organisation
+        .id;
+    let v1 = semver::Version::new(1, 0, 0);
+    api.state.plugins.uploaded(org).pin(
+        slipway_runtime::Kind::NodeType,
+        "greeter",
+        &v1,
+        "release 9",
+    );
+    let (status, body) = api
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/greeter/1.0.0",
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["error"]["message"],
+        "node-type `greeter@1.0.0` is still used by release 9"
+    );
+    let (_, shown) = api.get("/api/v1/plugins/node-type/greeter", &admin).await;
+    assert_eq!(shown["versions"][0]["used_by"], json!(["release 9"]));
+
+    api.state.plugins.uploaded(org).unpin(
+        slipway_runtime::Kind::NodeType,
+        "greeter",
+        &v1,
+        "release 9",
+    );
+    let (status, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/greeter/1.0.0",
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get("/api/v1/plugins/node-type/greeter", &admin).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let api = api.restart().await;
+    assert_eq!(
+        api.get("/api/v1/plugins/node-type/greeter", &admin).await.0,
+        StatusCode::NOT_FOUND,
+        "gone after a restart too"
     );
 }

@@ -65,7 +65,7 @@ async fn package(
 ) -> Result<slipway::packaging::flow::FlowDocument, Vec<(String, String)>> {
     let runtime = runtime().await;
     let canvas: Canvas = serde_json::from_value(canvas).unwrap();
-    Packager::new(&runtime, library)
+    Packager::new(runtime.catalog(), library)
         .package(&root(), &canvas)
         .await
         .map_err(|problems| problems.into_iter().map(|d| (d.path, d.message)).collect())

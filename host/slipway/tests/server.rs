@@ -51,7 +51,7 @@ async fn health_and_readiness() {
     let (status, body) = get(&state, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["ready"], false);
-    state.load_builtins().await.unwrap();
+    state.load_plugins().await.unwrap();
     assert_eq!(
         get(&state, "/readyz", None).await,
         (StatusCode::OK, json!({"ready": true}))

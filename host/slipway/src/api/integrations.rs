@@ -197,7 +197,8 @@ async fn validate(
         integration: name,
         version,
     };
-    let result = Packager::new(&state.runtime, &canvases)
+    let plugins = state.plugins.of(principal.organisation.id);
+    let result = Packager::new(&plugins, &canvases)
         .package(&root, &canvas)
         .await;
     Ok(Json(match result {

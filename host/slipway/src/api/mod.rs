@@ -5,6 +5,7 @@
 //! organisation answers 404, like one that does not exist.
 
 mod integrations;
+mod plugins;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/me", get(me))
         .merge(integrations::routes())
+        .merge(plugins::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
         })
@@ -224,7 +226,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({"ready": true}))).into_response()
     } else {
-        let body = json!({"ready": false, "waiting_for": "built-in plugins"});
+        let body = json!({"ready": false, "waiting_for": "plugins"});
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

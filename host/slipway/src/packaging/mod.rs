@@ -10,8 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
+use semver::VersionReq;
 use slipway_runtime::kinds::Diagnostic;
-use slipway_runtime::{CallContext, Kind, Runtime};
+use slipway_runtime::{CallContext, Catalog, Kind, Plugin, ResolveError};
 
 use canvas::{Canvas, SubflowRef};
 use flow::{FlowDocument, FlowEdge, FlowNode, PluginRef};
@@ -36,9 +39,22 @@ pub trait Canvases: Sync {
     fn lookup(&self, integration: &str, version: u32) -> Lookup;
 }
 
-/// Packages canvases with the plugins loaded in a runtime.
+/// Where node types come from: a catalog, or an organisation's view of
+/// its own plugins and the built-in ones.
+pub trait NodeTypes: Sync {
+    /// The node type `name` at the highest version matching `requirement`.
+    fn resolve(&self, name: &str, requirement: &VersionReq) -> Result<Arc<Plugin>, ResolveError>;
+}
+
+impl NodeTypes for Catalog {
+    fn resolve(&self, name: &str, requirement: &VersionReq) -> Result<Arc<Plugin>, ResolveError> {
+        Catalog::resolve(self, Kind::NodeType, name, requirement)
+    }
+}
+
+/// Packages canvases with the node types and canvases given.
 pub struct Packager<'a> {
-    runtime: &'a Runtime,
+    node_types: &'a dyn NodeTypes,
     canvases: &'a dyn Canvases,
 }
 
@@ -70,9 +86,12 @@ enum Placed {
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl<'a> Packager<'a> {
-    /// A packager over these plugins and canvases.
-    pub fn new(runtime: &'a Runtime, canvases: &'a dyn Canvases) -> Self {
-        Packager { runtime, canvases }
+    /// A packager over these node types and canvases.
+    pub fn new(node_types: &'a dyn NodeTypes, canvases: &'a dyn Canvases) -> Self {
+        Packager {
+            node_types,
+            canvases,
+        }
     }
 
     /// Packages `canvas`, the canvas of `integration`.
@@ -399,12 +418,7 @@ impl<'a> Packager<'a> {
     }
 
     /// The plugin for `name@requirement`, or a problem at `/nodes/{i}/type`.
-    fn resolve(
-        &self,
-        spec: &str,
-        i: usize,
-        problems: &mut Vec<Diagnostic>,
-    ) -> Option<std::sync::Arc<slipway_runtime::Plugin>> {
+    fn resolve(&self, spec: &str, i: usize, problems: &mut Vec<Diagnostic>) -> Option<Arc<Plugin>> {
         let path = format!("/nodes/{i}/type");
         let Some((name, requirement)) = spec.split_once('@') else {
             problems.push(at(
@@ -423,11 +437,7 @@ impl<'a> Packager<'a> {
                 return None;
             }
         };
-        match self
-            .runtime
-            .catalog()
-            .resolve(Kind::NodeType, name, &requirement)
-        {
+        match self.node_types.resolve(name, &requirement) {
             Ok(plugin) => Some(plugin),
             Err(e) => {
                 problems.push(at(path, e.to_string()));

@@ -7,6 +7,7 @@
 
 mod access;
 mod integrations;
+mod plugins;
 mod schema;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
+pub use plugins::StoredPlugin;
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 
 /// The database could not be used.
@@ -53,6 +55,8 @@ pub struct Store {
     tokens: sled::Tree,
     integrations: sled::Tree,
     canvases: sled::Tree,
+    plugins: sled::Tree,
+    components: sled::Tree,
 }
 
 impl Store {
@@ -66,6 +70,8 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             integrations: db.open_tree("integrations")?,
             canvases: db.open_tree("canvases")?,
+            plugins: db.open_tree("plugins")?,
+            components: db.open_tree("components")?,
             db,
         };
         schema::migrate(&store)?;
