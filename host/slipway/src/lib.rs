@@ -5,5 +5,6 @@ pub mod api;
 pub mod config;
 pub mod packaging;
 pub mod plugins;
+pub mod releases;
 pub mod server;
 pub mod store;

@@ -10,6 +10,7 @@ use slipway_runtime::{Runtime, RuntimeConfig};
 pub use crate::api::router;
 use crate::config::Config;
 use crate::plugins::Plugins;
+use crate::releases::ReleaseQueue;
 use crate::store::Store;
 
 /// What every request handler shares.
@@ -18,6 +19,8 @@ pub struct AppState {
     pub store: Store,
     /// The plugins: built-in and uploaded.
     pub plugins: Plugins,
+    /// The release queue and its events.
+    pub releases: ReleaseQueue,
     pub(crate) ready: AtomicBool,
 }
 
@@ -27,6 +30,7 @@ impl AppState {
         Arc::new(AppState {
             store,
             plugins: Plugins::new(runtime),
+            releases: ReleaseQueue::new(2),
             ready: AtomicBool::new(false),
         })
     }
@@ -54,6 +58,28 @@ impl AppState {
             }
         }
         self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn start_logged(self: Arc<Self>) {
+        if let Err(err) = self.start().await {
+            tracing::error!(error = %format!("{err:#}"), "not ready");
+        }
+    }
+
+    /// Loads the plugins, requeues interrupted releases and works the
+    /// release queue; run it in a task of its own.
+    pub async fn start(self: Arc<Self>) -> anyhow::Result<()> {
+        self.load_plugins().await?;
+        let requeued = crate::releases::recover(&self)?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "releases interrupted by the last stop are queued again"
+            );
+        }
+        tracing::info!("plugins loaded; ready");
+        crate::releases::run(self).await;
         Ok(())
     }
 }
@@ -97,13 +123,7 @@ pub async fn serve(
     println!("listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "slipway serving");
 
-    let loader = state.clone();
-    tokio::spawn(async move {
-        match loader.load_plugins().await {
-            Ok(()) => tracing::info!("plugins loaded; ready"),
-            Err(err) => tracing::error!(error = %format!("{err:#}"), "not ready"),
-        }
-    });
+    tokio::spawn(state.clone().start_logged());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -6,6 +6,7 @@
 
 mod integrations;
 mod plugins;
+mod releases;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/me", get(me))
         .merge(integrations::routes())
         .merge(plugins::routes())
+        .merge(releases::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
         })

@@ -8,6 +8,7 @@
 mod access;
 mod integrations;
 mod plugins;
+mod releases;
 mod schema;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use plugins::StoredPlugin;
+pub use releases::{LogLine, Release, Stage, Status, now_ms};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 
 /// The database could not be used.
@@ -57,6 +59,7 @@ pub struct Store {
     canvases: sled::Tree,
     plugins: sled::Tree,
     components: sled::Tree,
+    releases: sled::Tree,
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
             canvases: db.open_tree("canvases")?,
             plugins: db.open_tree("plugins")?,
             components: db.open_tree("components")?,
+            releases: db.open_tree("releases")?,
             db,
         };
         schema::migrate(&store)?;

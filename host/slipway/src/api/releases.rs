@@ -1,0 +1,170 @@
+//! Releases: create (202, built in the background), list, show, delete, and a
+//! live event stream (Server-Sent Events).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, Payload, WRITERS};
+use crate::server::AppState;
+use crate::store::{Principal, Release, Status};
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/releases", post(create).get(list))
+        .route("/api/v1/releases/{id}", get(show).delete(remove))
+        .route("/api/v1/releases/{id}/events", get(events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRelease {
+    integration: String,
+    version: u32,
+}
+
+/// A release of the caller's organisation, or 404.
+fn visible(state: &AppState, principal: &Principal, id: u64) -> Result<Release, ApiError> {
+    match state.store.release(id).map_err(ApiError::internal)? {
+        Some(release) if release.organisation == principal.organisation.id => Ok(release),
+        _ => Err(ApiError::not_found(format!("no release {id}"))),
+    }
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    payload: Payload,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(WRITERS)?;
+    let body: NewRelease = payload.json()?;
+    let integration = state
+        .store
+        .integration(principal.organisation.id, &body.integration)
+        .map_err(|e| ApiError::invalid("/integration", e.to_string()))?;
+    if body.version == 0 || body.version > integration.latest_version {
+        return Err(ApiError::invalid(
+            "/version",
+            format!(
+                "integration `{}` has no version {}",
+                body.integration, body.version
+            ),
+        ));
+    }
+    let release = state
+        .store
+        .create_release(principal.organisation.id, &body.integration, body.version)
+        .map_err(ApiError::internal)?;
+    state.releases.wake();
+    let location = format!("/api/v1/releases/{}", release.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(json!({"id": release.id, "status": release.status})),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    status: Option<Status>,
+    integration: Option<String>,
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Query(filter): Query<Filter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let releases: Vec<serde_json::Value> = state
+        .store
+        .releases()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|r| r.organisation == principal.organisation.id)
+        .filter(|r| filter.status.is_none_or(|s| s == r.status))
+        .filter(|r| {
+            filter
+                .integration
+                .as_ref()
+                .is_none_or(|i| *i == r.integration)
+        })
+        .map(|r| {
+            json!({"id": r.id, "integration": r.integration, "version": r.version,
+                   "status": r.status, "created_ms": r.created_ms})
+        })
+        .collect();
+    Ok(Json(json!(releases)))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Release>, ApiError> {
+    Ok(Json(visible(&state, &principal, id)?))
+}
+
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(WRITERS)?;
+    let mut release = visible(&state, &principal, id)?;
+    if release.status != Status::Deleted {
+        release.status = Status::Deleted;
+        release.note("deleted");
+        state
+            .releases
+            .record(&state, &release, "deleted")
+            .map_err(ApiError::internal)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The release's status now, then every change until it is final.
+async fn events(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading, so no change falls in between.
+    let receiver = state.releases.subscribe();
+    let release = visible(&state, &principal, id)?;
+    let first = json!({"id": id, "status": release.status, "message": "current status"});
+    let first = Event::default().event("status").data(first.to_string());
+    let done = release.status.is_final();
+    let stream = futures::stream::unfold(
+        (Some(first), receiver, done),
+        move |(first, mut receiver, done)| async move {
+            if let Some(event) = first {
+                return Some((Ok(event), (None, receiver, done)));
+            }
+            if done {
+                return None;
+            }
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if event.id == id => {
+                        let done = event.status.is_final();
+                        let data = serde_json::to_string(&event).unwrap_or_default();
+                        let sse = Event::default().event("status").data(data);
+                        return Some((Ok(sse), (None, receiver, done)));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream))
+}

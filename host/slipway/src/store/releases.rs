@@ -1,0 +1,157 @@
+//! Releases: one integration version on its way to an image, with its stage
+//! timings, log, problems and the resolved flow.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, decode, encode, key};
+use crate::packaging::flow::FlowDocument;
+use slipway_runtime::kinds::Diagnostic;
+
+/// Where a release is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Waiting for a worker.
+    Queued,
+    /// Being validated, resolved and translated.
+    Packaging,
+    /// Packaged; compiling into an image is not built yet, so it stops here.
+    Packaged,
+    /// A stage failed; see `error` and `diagnostics`.
+    Failed,
+    /// Deleted by a user.
+    Deleted,
+}
+
+impl Status {
+    /// Whether nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Packaged | Status::Failed | Status::Deleted)
+    }
+
+    /// The status's name, as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Packaging => "packaging",
+            Status::Packaged => "packaged",
+            Status::Failed => "failed",
+            Status::Deleted => "deleted",
+        }
+    }
+}
+
+/// A stage's start and end, in ms since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// `packaging`, ...
+    pub stage: String,
+    /// When it started.
+    pub started_ms: u64,
+    /// When it ended, if it has.
+    pub ended_ms: Option<u64>,
+}
+
+/// One line of a release's build log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened.
+    pub message: String,
+}
+
+/// A release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// Its id.
+    pub id: u64,
+    /// The organisation.
+    pub organisation: u64,
+    /// The integration released.
+    pub integration: String,
+    /// Its canvas version.
+    pub version: u32,
+    /// Where it is.
+    pub status: Status,
+    /// When it was asked for.
+    pub created_ms: u64,
+    /// Stage timings, in order.
+    pub stages: Vec<Stage>,
+    /// The build log.
+    pub log: Vec<LogLine>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The canvas's problems, when packaging found some.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The packaged flow: nodes, plugins with digests, subflows with versions.
+    pub flow: Option<FlowDocument>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Release {
+    /// Appends a log line.
+    pub fn note(&mut self, message: impl Into<String>) {
+        self.log.push(LogLine {
+            at_ms: now_ms(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Store {
+    /// Records a new queued release.
+    pub fn create_release(
+        &self,
+        organisation: u64,
+        integration: &str,
+        version: u32,
+    ) -> Result<Release, StoreError> {
+        let mut release = Release {
+            id: self.next_id()?,
+            organisation,
+            integration: integration.to_string(),
+            version,
+            status: Status::Queued,
+            created_ms: now_ms(),
+            stages: Vec::new(),
+            log: Vec::new(),
+            error: None,
+            diagnostics: Vec::new(),
+            flow: None,
+        };
+        release.note(format!("queued {integration}@{version}"));
+        self.put_release(&release)?;
+        Ok(release)
+    }
+
+    /// Writes a release as it is now.
+    pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
+        self.releases.insert(key(release.id), encode(release))?;
+        Ok(())
+    }
+
+    /// A release by id, whatever its organisation.
+    pub fn release(&self, id: u64) -> Result<Option<Release>, StoreError> {
+        self.releases
+            .get(key(id))?
+            .map(|bytes| decode("releases", &bytes))
+            .transpose()
+    }
+
+    /// Every release, oldest first.
+    pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
+        self.releases
+            .iter()
+            .map(|entry| decode("releases", &entry?.1))
+            .collect()
+    }
+}

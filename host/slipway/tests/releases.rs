@@ -1,0 +1,366 @@
+//! Releases: queued, packaged in the background, followed live, recovered after a stop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway::server::{AppState, router};
+use slipway::store::{Role, Stage, Status, Store, now_ms};
+use slipway_runtime::{Runtime, RuntimeConfig};
+use tower::ServiceExt;
+
+struct Server {
+    state: Arc<AppState>,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A server on a fresh store with `setup` applied before it starts working.
+async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let made = store.bootstrap("acme", None).unwrap().unwrap();
+    store
+        .create_integration(made.organisation.id, "orders")
+        .unwrap();
+    let canvas = serde_json::from_value(flow(".items | add")).unwrap();
+    store
+        .add_canvas(made.organisation.id, "orders", &canvas)
+        .unwrap();
+    let broken = serde_json::from_value(flow(".items |")).unwrap();
+    store
+        .add_canvas(made.organisation.id, "orders", &broken)
+        .unwrap();
+    setup(&store, made.organisation.id);
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let state = AppState::new(store, runtime);
+    tokio::spawn(state.clone().start());
+    Server {
+        state,
+        admin: made.token,
+        _dir: dir,
+    }
+}
+
+fn flow(expression: &str) -> Value {
+    json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
+            {"id": "sum", "type": "transform@^1", "config": {"expression": expression}}
+        ],
+        "edges": [{"from": "in", "to": "sum"}]
+    })
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The release once its status is final.
+    async fn settled(&self, id: u64) -> Value {
+        for _ in 0..400 {
+            let (_, release) = self
+                .call(
+                    "GET",
+                    &format!("/api/v1/releases/{id}"),
+                    &self.admin,
+                    json!(null),
+                )
+                .await;
+            if ["packaged", "failed", "deleted"]
+                .contains(&release["status"].as_str().unwrap_or_default())
+            {
+                return release;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("release {id} did not settle in 10 s");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_accepted_at_once_and_packaged_in_the_background() {
+    let server = server(|_, _| {}).await;
+    let admin = server.admin.clone();
+    let (status, accepted) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "orders", "version": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["id"].as_u64().unwrap();
+
+    let release = server.settled(id).await;
+    assert_eq!(release["status"], "packaged", "{release}");
+    assert_eq!(release["stages"][0]["stage"], "packaging");
+    assert!(
+        release["stages"][0]["ended_ms"].as_u64().unwrap()
+            >= release["stages"][0]["started_ms"].as_u64().unwrap()
+    );
+    let plugins = release["flow"]["plugins"].as_array().unwrap();
+    let names: Vec<&str> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http-trigger", "transform"]);
+    assert!(
+        plugins
+            .iter()
+            .all(|p| p["sha256"].as_str().unwrap().len() == 64)
+    );
+    let log: Vec<&str> = release["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(log[0], "queued orders@1");
+    assert!(
+        log.last()
+            .unwrap()
+            .starts_with("packaged: 2 nodes, 2 plugins, 0 subflows"),
+        "{log:?}"
+    );
+    assert!(release["flow"]["nodes"].is_array());
+    assert!(
+        release.get("image").is_none(),
+        "no image reference before compilation exists"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canvas_fails_the_release_with_its_diagnostics() {
+    let server = server(|_, _| {}).await;
+    let admin = server.admin.clone();
+    let (_, accepted) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "orders", "version": 2}),
+        )
+        .await;
+    let release = server.settled(accepted["id"].as_u64().unwrap()).await;
+    assert_eq!(release["status"], "failed");
+    assert_eq!(release["error"], "the canvas has 1 problem(s)");
+    assert_eq!(
+        release["diagnostics"],
+        json!([{"path": "/nodes/1/config/expression", "message": "expected term at the end"}])
+    );
+
+    let (_, failed) = server
+        .call("GET", "/api/v1/releases?status=failed", &admin, json!(null))
+        .await;
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    let (_, packaged) = server
+        .call(
+            "GET",
+            "/api/v1/releases?status=packaged",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(packaged, json!([]));
+}
+
+#[tokio::test]
+async fn release_requests_are_checked() {
+    let server = server(|_, _| {}).await;
+    let admin = server.admin.clone();
+    let (status, body) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "nosuch", "version": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("/integration"))
+    );
+    let (status, body) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "orders", "version": 9}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"],
+        json!({"code": "invalid", "message": "integration `orders` has no version 9", "path": "/version"})
+    );
+
+    let org = server
+        .state
+        .store
+        .authenticate(&admin)
+        .unwrap()
+        .unwrap()
+        .organisation
+        .id;
+    let viewer = server
+        .state
+        .store
+        .create_user(org, "v", Role::Viewer)
+        .unwrap()
+        .1;
+    let (status, _) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &viewer,
+            json!({"integration": "orders", "version": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (_, accepted) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "orders", "version": 1}),
+        )
+        .await;
+    let path = format!("/api/v1/releases/{}", accepted["id"]);
+    let other = server
+        .state
+        .store
+        .create_organisation("globex")
+        .unwrap()
+        .token;
+    assert_eq!(
+        server.call("GET", &path, &other, json!(null)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.call("DELETE", &path, &other, json!(null)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.call("GET", &path, &viewer, json!(null)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.call("DELETE", &path, &admin, json!(null)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server.call("GET", &path, &admin, json!(null)).await.1["status"],
+        "deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_a_release_to_its_end() {
+    let server = server(|_, _| {}).await;
+    let admin = server.admin.clone();
+    let (_, accepted) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "orders", "version": 1}),
+        )
+        .await;
+    let request = Request::get(format!("/api/v1/releases/{}/events", accepted["id"]))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(server.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the stream ends when the release is final")
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let statuses: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses.last().unwrap(), "packaged", "{text}");
+    assert!(
+        ["queued", "packaging"].contains(&statuses[0].as_str()),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_in_flight_at_a_stop_is_picked_up_again() {
+    let mut interrupted = 0;
+    let server = server(|store, org| {
+        // As a stop leaves it: claimed, half way through packaging.
+        let mut release = store.create_release(org, "orders", 1).unwrap();
+        release.status = Status::Packaging;
+        release.stages.push(Stage {
+            stage: "packaging".into(),
+            started_ms: now_ms(),
+            ended_ms: None,
+        });
+        store.put_release(&release).unwrap();
+        interrupted = release.id;
+    })
+    .await;
+    let release = server.settled(interrupted).await;
+    assert_eq!(release["status"], "packaged");
+    let log: Vec<&str> = release["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(log[1], "interrupted by a server stop; queued again");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("packaged")).count(),
+        1,
+        "run once: {log:?}"
+    );
+    assert_eq!(
+        release["stages"].as_array().unwrap().len(),
+        2,
+        "the interrupted stage and the new one"
+    );
+}
