@@ -572,3 +572,88 @@ async fn uploads_are_checked_scoped_and_removable() {
         "gone after a restart too"
     );
 }
+
+#[tokio::test]
+async fn admins_manage_users_and_their_tokens() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let (status, made) = api
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"name": "ci", "role": "api-provider"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (id, token) = (
+        made["user"]["id"].as_u64().unwrap(),
+        made["token"].as_str().unwrap().to_string(),
+    );
+    let (_, me) = api.get("/api/v1/me", &token).await;
+    assert_eq!(me["user"]["role"], "api-provider");
+
+    let (status, body) = api
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"name": "x", "role": "root"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("/role"))
+    );
+
+    let (_, second) = api
+        .post(&format!("/api/v1/users/{id}/tokens"), &admin, json!(null))
+        .await;
+    let second = second["token"].as_str().unwrap().to_string();
+    assert_eq!(api.get("/api/v1/me", &second).await.0, StatusCode::OK);
+    let (_, revoked) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/users/{id}/tokens"),
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(revoked["revoked"], 2);
+    assert_eq!(
+        api.get("/api/v1/me", &token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.get("/api/v1/me", &second).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (_, me) = api.get("/api/v1/me", &admin).await;
+    let own = me["user"]["id"].as_u64().unwrap();
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/users/{own}"),
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an admin cannot delete itself"
+    );
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, users) = api.get("/api/v1/users", &admin).await;
+    assert_eq!(users.as_array().unwrap().len(), 1);
+}

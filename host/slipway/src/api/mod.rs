@@ -7,6 +7,7 @@
 mod integrations;
 mod plugins;
 mod releases;
+mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(integrations::routes())
         .merge(plugins::routes())
         .merge(releases::routes())
+        .merge(users::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
         })

@@ -188,6 +188,63 @@ impl Store {
         }
     }
 
+    /// The organisation's users.
+    pub fn users(&self, organisation: u64) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::new();
+        for entry in self.users.iter() {
+            let user: User = decode("users", &entry?.1)?;
+            if user.organisation == organisation {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    /// A user of the organisation, if it exists.
+    pub fn user(&self, organisation: u64, id: u64) -> Result<Option<User>, StoreError> {
+        Ok(match self.users.get(key(id))? {
+            Some(bytes) => {
+                Some(decode::<User>("users", &bytes)?).filter(|u| u.organisation == organisation)
+            }
+            None => None,
+        })
+    }
+
+    /// A new token for a user; returned in plain text, stored as its hash.
+    pub fn create_token(&self, user: &User) -> Result<String, StoreError> {
+        let token = new_token();
+        self.tokens
+            .insert(token_key(&token), encode(&TokenRecord { user: user.id }))?;
+        Ok(token)
+    }
+
+    /// Revokes every token of a user, and deletes the user too when `and_user`;
+    /// one transaction. Returns how many tokens were revoked.
+    pub fn revoke(&self, user: &User, and_user: bool) -> Result<usize, StoreError> {
+        let mut hashes = Vec::new();
+        for entry in self.tokens.iter() {
+            let (hash, record) = entry?;
+            if decode::<TokenRecord>("tokens", &record)?.user == user.id {
+                hashes.push(hash);
+            }
+        }
+        let done: Result<(), TransactionError<()>> =
+            (&self.users, &self.tokens).transaction(|(users, tokens)| {
+                for hash in &hashes {
+                    tokens.remove(hash)?;
+                }
+                if and_user {
+                    users.remove(&key(user.id))?;
+                }
+                Ok(())
+            });
+        match done {
+            Ok(()) => Ok(hashes.len()),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => unreachable!("nothing aborts"),
+        }
+    }
+
     /// Who holds `token`, if anyone.
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let Some(record) = self.tokens.get(token_key(token))? else {
