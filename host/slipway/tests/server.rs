@@ -86,7 +86,14 @@ async fn the_api_wants_a_known_token() {
 #[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
 fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "slw_crash_test",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("SLIPWAY_LOG", "warn")
         .stdout(Stdio::piped())
@@ -122,11 +129,13 @@ fn stop(mut child: Child) {
 async fn serve_bootstraps_once_and_restarts_on_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let (first, lines) = start(dir.path());
-    let token = lines
-        .iter()
-        .find_map(|l| l.split("admin token (shown once, keep it): ").nth(1))
-        .expect("the first start prints the admin token")
-        .to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "created organisation `default` with the configured admin token"),
+        "{lines:?}"
+    );
+    let token = "slw_crash_test".to_string();
     let base = lines
         .last()
         .unwrap()
@@ -174,4 +183,106 @@ async fn serve_bootstraps_once_and_restarts_on_its_data() {
         "the first token still works"
     );
     stop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_writes_leaves_the_database_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let canvas = serde_json::json!({
+        "nodes": [{"id": "in", "type": "http-trigger@^1", "config": {"method": "GET", "path": "/"}}]
+    });
+    for round in 0..3 {
+        let (mut child, lines) = start(dir.path());
+        let base = lines
+            .last()
+            .unwrap()
+            .trim_start_matches("listening on ")
+            .to_string();
+        let client = reqwest::Client::new();
+        // Writers that create integrations and post versions until the process dies.
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (client, base, canvas) = (client.clone(), base.clone(), canvas.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..10_000 {
+                    let name = format!("r{round}-w{w}-{i}");
+                    let created = client
+                        .post(format!("{base}/api/v1/integrations"))
+                        .bearer_auth("slw_crash_test")
+                        .header("content-type", "application/json")
+                        .body(serde_json::json!({"name": name}).to_string())
+                        .send()
+                        .await;
+                    if created.is_err() {
+                        return;
+                    }
+                    for _ in 0..3 {
+                        let posted = client
+                            .post(format!("{base}/api/v1/integrations/{name}/versions"))
+                            .bearer_auth("slw_crash_test")
+                            .header("content-type", "application/json")
+                            .body(canvas.to_string())
+                            .send()
+                            .await;
+                        if posted.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300 + 150 * round)).await;
+        child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+        child.wait().unwrap();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    }
+
+    // Every integration that exists has every version it claims, and nothing else.
+    let (server, lines) = start(dir.path());
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(path)
+                .bearer_auth("slw_crash_test")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let list = get(format!("{base}/api/v1/integrations"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_slice(&list).unwrap();
+    let list = list.as_array().unwrap();
+    assert!(!list.is_empty(), "some writes landed before the kills");
+    for integration in list {
+        let name = integration["name"].as_str().unwrap();
+        let latest = integration["latest_version"].as_u64().unwrap();
+        assert!(latest <= 3, "{integration}");
+        for version in 1..=latest {
+            let response = get(format!(
+                "{base}/api/v1/integrations/{name}/versions/{version}"
+            ))
+            .await;
+            assert_eq!(response.status(), 200, "{name} claims version {version}");
+        }
+        let beyond = get(format!(
+            "{base}/api/v1/integrations/{name}/versions/{}",
+            latest + 1
+        ))
+        .await;
+        assert_eq!(beyond.status(), 404);
+    }
+    stop(server);
 }
