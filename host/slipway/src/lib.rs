@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod packaging;
 pub mod plugins;
+mod pointer;
 pub mod releases;
 pub mod server;
 pub mod store;

@@ -199,28 +199,13 @@ impl Payload {
                     format!("the body is not JSON: {inner}"),
                 );
             }
-            let mut path: String = e
-                .path()
-                .iter()
-                .filter_map(|s| match s {
-                    serde_path_to_error::Segment::Seq { index } => Some(format!("/{index}")),
-                    serde_path_to_error::Segment::Map { key } => Some(format!("/{key}")),
-                    _ => None,
-                })
-                .collect();
             let message = inner.to_string();
             let message = message
                 .split(" at line ")
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            if let Some(field) = message
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next())
-            {
-                path.push('/');
-                path.push_str(field);
-            }
+            let path = crate::pointer::locate(e.path(), &message);
             ApiError::invalid(path, message)
         })
     }

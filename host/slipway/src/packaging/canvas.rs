@@ -103,50 +103,25 @@ pub struct ParseError {
 impl Canvas {
     /// Parses a canvas, pointing at the field at fault on failure.
     pub fn parse(bytes: &[u8], format: Format) -> Result<Canvas, ParseError> {
-        let result = match format {
+        match format {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                    let path = pointer(e.path());
-                    (path, e.into_inner().to_string())
-                })
+                serde_path_to_error::deserialize(&mut de).map_err(located)
             }
             Format::Yaml => {
                 let de = serde_norway::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize(de).map_err(|e| {
-                    let path = pointer(e.path());
-                    (path, e.into_inner().to_string())
-                })
+                serde_path_to_error::deserialize(de).map_err(located)
             }
-        };
-        result.map_err(|(mut path, message)| {
-            // serde reports a missing field at its parent.
-            if let Some(field) = message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-            {
-                path.push('/');
-                path.push_str(&escape(field));
-            }
-            ParseError { path, message }
-        })
+        }
     }
 }
 
-fn pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|segment| match segment {
-            Segment::Seq { index } => Some(format!("/{index}")),
-            Segment::Map { key } => Some(format!("/{}", escape(key))),
-            Segment::Enum { .. } | Segment::Unknown => None,
-        })
-        .collect()
-}
-
-/// Escapes one JSON pointer token (RFC 6901).
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+fn located<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> ParseError {
+    let message = err.inner().to_string();
+    ParseError {
+        path: crate::pointer::locate(err.path(), &message),
+        message,
+    }
 }
 
 #[cfg(test)]
