@@ -1,26 +1,16 @@
 //! The integrations API through the router, as an integrator's client uses it.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use slipway::server::{AppState, router};
+use slipway::server::AppState;
 use slipway::store::{Role, Store};
-use slipway_runtime::{Runtime, RuntimeConfig};
-use tower::ServiceExt;
 
 async fn start(store: Store) -> Arc<AppState> {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let state = AppState::new(store, runtime);
-    state.load_plugins().await.unwrap();
-    state
+    common::loaded(store).await
 }
 
 struct Api {
@@ -74,20 +64,7 @@ impl Api {
         content_type: &str,
         body: impl Into<Vec<u8>>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", content_type)
-            .body(Body::from(body.into()))
-            .unwrap();
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        common::call(&self.state, method, path, Some(token), content_type, body).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {

@@ -1,6 +1,7 @@
 //! Releases: queued, packaged in the background, followed live, recovered after a stop.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,6 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway::server::{AppState, router};
 use slipway::store::{Role, Stage, Status, Store, now_ms};
-use slipway_runtime::{Runtime, RuntimeConfig};
 use tower::ServiceExt;
 
 struct Server {
@@ -36,12 +36,7 @@ async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
         .add_canvas(made.organisation.id, "orders", &broken)
         .unwrap();
     setup(&store, made.organisation.id);
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let state = AppState::new(store, runtime);
+    let state = common::state(store);
     tokio::spawn(state.clone().start());
     Server {
         state,
@@ -68,20 +63,20 @@ impl Server {
         token: &str,
         body: Value,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        common::call(
+            &self.state,
+            method,
+            path,
+            Some(token),
+            "application/json",
+            body,
         )
+        .await
     }
 
     /// The release once its status is final.
@@ -193,6 +188,18 @@ async fn a_bad_canvas_fails_the_release_with_its_diagnostics() {
         )
         .await;
     assert_eq!(packaged, json!([]));
+    let (status, body) = server
+        .call("GET", "/api/v1/releases?status=bogus", &admin, json!(null))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "bad-query");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("query parameter `status`: unknown variant `bogus`"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -363,4 +370,94 @@ async fn work_in_flight_at_a_stop_is_picked_up_again() {
         2,
         "the interrupted stage and the new one"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_pins_its_plugins_until_it_is_deleted() {
+    let server = server(|store, org| {
+        store.create_integration(org, "hello").unwrap();
+        let canvas = serde_json::from_value(json!({
+            "nodes": [
+                {"id": "in", "type": "http-trigger@^1", "config": {"method": "GET", "path": "/"}},
+                {"id": "hi", "type": "greeter@^1"}
+            ],
+            "edges": [{"from": "in", "to": "hi"}]
+        }))
+        .unwrap();
+        store.add_canvas(org, "hello", &canvas).unwrap();
+    })
+    .await;
+    let admin = server.admin.clone();
+    let greeter =
+        std::fs::read(slipway_plugin_artifacts::test_guest("greeter-v1").unwrap()).unwrap();
+    let (status, _) = common::call(
+        &server.state,
+        "POST",
+        "/api/v1/plugins",
+        Some(&admin),
+        "application/wasm",
+        greeter,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, accepted) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &admin,
+            json!({"integration": "hello", "version": 1}),
+        )
+        .await;
+    let id = accepted["id"].as_u64().unwrap();
+    assert_eq!(server.settled(id).await["status"], "packaged");
+    let holder = json!([format!("release {id}")]);
+
+    let used_by = |state: Arc<AppState>, kind_name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let path = format!("/api/v1/plugins/node-type/{kind_name}");
+            let (_, shown) = common::call(&state, "GET", &path, Some(&admin), "", "").await;
+            shown["versions"][0]["used_by"].clone()
+        }
+    };
+    assert_eq!(used_by(server.state.clone(), "greeter").await, holder);
+    assert_eq!(used_by(server.state.clone(), "http-trigger").await, holder);
+    let (status, body) = server
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/greeter/1.0.0",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["error"]["message"],
+        format!("node-type `greeter@1.0.0` is still used by release {id}")
+    );
+
+    // A new process over the same database knows the pins again.
+    let again = common::loaded(server.state.store.clone()).await;
+    slipway::releases::recover(&again).unwrap();
+    assert_eq!(used_by(again.clone(), "greeter").await, holder);
+
+    let (status, _) = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/releases/{id}"),
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(used_by(server.state.clone(), "greeter").await, json!([]));
+    let (status, _) = server
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/greeter/1.0.0",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }

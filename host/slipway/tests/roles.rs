@@ -2,16 +2,14 @@
 //! called by each role of the owning organisation and by another
 //! organisation's admin.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use slipway::server::{AppState, router};
+use slipway::server::AppState;
 use slipway::store::{Role, Store};
-use slipway_runtime::{Runtime, RuntimeConfig};
-use tower::ServiceExt;
 
 /// Who may call an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,13 +45,7 @@ async fn fixture() -> (Fixture, tempfile::TempDir) {
     .unwrap();
     store.add_canvas(org, "orders", &canvas).unwrap();
     let release = store.create_release(org, "orders", 1).unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let state = AppState::new(store, runtime);
-    state.load_plugins().await.unwrap();
+    let state = common::loaded(store).await;
     let greeter =
         std::fs::read(slipway_plugin_artifacts::test_guest("greeter-v1").unwrap()).unwrap();
     let plugin = state.plugins.runtime().load(&greeter).await.unwrap();
@@ -88,18 +80,9 @@ async fn call(
         ),
         _ => ("application/json", body.to_string().into_bytes()),
     };
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", content_type)
-        .body(Body::from(bytes))
-        .unwrap();
-    router(state.clone())
-        .oneshot(request)
+    common::call(state, method, path, Some(token), content_type, bytes)
         .await
-        .unwrap()
-        .status()
+        .0
 }
 
 fn endpoints() -> Vec<(&'static str, &'static str, Value, Allowed)> {

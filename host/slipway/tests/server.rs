@@ -1,43 +1,24 @@
 //! The server through its router (no socket) and as a process.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use slipway::server::{AppState, router};
+use slipway::server::AppState;
 use slipway::store::Store;
-use slipway_runtime::{Runtime, RuntimeConfig};
-use tower::ServiceExt;
 
 fn state(dir: &std::path::Path) -> (Arc<AppState>, String) {
     let store = Store::open(&dir.join("db")).unwrap();
     let token = store.bootstrap("acme", None).unwrap().unwrap().token;
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.join("code-cache")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    (AppState::new(store, runtime), token)
+    (common::state(store), token)
 }
 
 async fn get(state: &Arc<AppState>, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let mut request = Request::get(path);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let response = router(state.clone())
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body =
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
-    (status, body)
+    common::call(state, "GET", path, token, "application/json", "").await
 }
 
 #[tokio::test]

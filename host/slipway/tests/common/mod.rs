@@ -1,0 +1,61 @@
+//! What the server tests share: a state over a store, and one request
+//! through the router as a client sends it.
+#![allow(dead_code)] // Each test file uses its own part.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway::server::{AppState, router};
+use slipway::store::Store;
+use slipway_runtime::{Runtime, RuntimeConfig};
+use tower::ServiceExt;
+
+/// A state over `store` running two releases at once, its compiled code
+/// cached across tests; plugins not loaded yet.
+pub fn state(store: Store) -> Arc<AppState> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    AppState::new(store, runtime, 2)
+}
+
+/// A state with its plugins loaded.
+pub async fn loaded(store: Store) -> Arc<AppState> {
+    let state = state(store);
+    state.load_plugins().await.unwrap();
+    state
+}
+
+/// One request; the body as JSON (a string when it is not JSON, null when empty).
+pub async fn call(
+    state: &Arc<AppState>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: impl Into<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Body::from(body.into())).unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
