@@ -9,6 +9,9 @@ use serde::Deserialize;
 /// The port `slipway serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 7420;
 
+/// Releases run at once by default: one per core of a small machine.
+pub const DEFAULT_RELEASE_CONCURRENCY: usize = 2;
+
 /// Everything `slipway serve` needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -21,6 +24,8 @@ pub struct Config {
     pub organisation: String,
     /// The first admin's token, for automation; a random one when absent.
     pub admin_token: Option<String>,
+    /// How many releases run at once; more wait in the queue.
+    pub release_concurrency: usize,
 }
 
 impl Default for Config {
@@ -30,6 +35,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             organisation: "default".into(),
             admin_token: None,
+            release_concurrency: DEFAULT_RELEASE_CONCURRENCY,
         }
     }
 }
@@ -62,10 +68,25 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message: e.message().trim_end().to_string(),
-        })
+            message,
+        };
+        let config: Config =
+            toml::from_str(&text).map_err(|e| invalid(e.message().trim_end().to_string()))?;
+        config.check().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// Refuses values that parse but cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=256).contains(&self.release_concurrency) {
+            return Err(format!(
+                "release-concurrency must be between 1 and 256, not {}",
+                self.release_concurrency
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +117,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field `colour`")
+        );
+        std::fs::write(&path, "release-concurrency = 0\n").unwrap();
+        assert!(
+            Config::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("release-concurrency must be between 1 and 256, not 0")
         );
     }
 }

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
+use semver::Version;
 use serde::Serialize;
+use slipway_runtime::Kind;
 use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::packaging::Packager;
@@ -75,10 +77,53 @@ impl ReleaseQueue {
     }
 }
 
-/// Requeues what a stop interrupted; call once, before [`run`].
+/// The name a release's pins carry, as `used_by` shows it.
+fn holder(id: u64) -> String {
+    format!("release {id}")
+}
+
+/// Pins the plugin versions a packaged release uses, in its organisation's
+/// catalog, so none is deleted under it.
+fn pin(state: &AppState, release: &Release) {
+    let own = state.plugins.uploaded(release.organisation);
+    for plugin in release.flow.iter().flat_map(|f| &f.plugins) {
+        if let Ok(version) = Version::parse(&plugin.version) {
+            own.pin(Kind::NodeType, &plugin.name, &version, &holder(release.id));
+        }
+    }
+}
+
+/// Drops a release's pins (it was deleted).
+pub fn unpin(state: &AppState, release: &Release) {
+    let own = state.plugins.uploaded(release.organisation);
+    for plugin in release.flow.iter().flat_map(|f| &f.plugins) {
+        if let Ok(version) = Version::parse(&plugin.version) {
+            own.unpin(Kind::NodeType, &plugin.name, &version, &holder(release.id));
+        }
+    }
+}
+
+/// A plugin the flow names that is no longer loaded with the same digest.
+fn missing_plugin(state: &AppState, release: &Release) -> Option<String> {
+    let plugins = state.plugins.of(release.organisation);
+    release.flow.iter().flat_map(|f| &f.plugins).find_map(|p| {
+        let version = Version::parse(&p.version).ok()?;
+        let loaded = [plugins.own(), state.plugins.builtins()]
+            .into_iter()
+            .filter_map(|c| c.get(Kind::NodeType, &p.name, &version))
+            .any(|loaded| loaded.sha256() == p.sha256);
+        (!loaded).then(|| format!("{}@{}", p.name, p.version))
+    })
+}
+
+/// Pins the plugins of packaged releases and requeues what a stop
+/// interrupted; call once, after the plugins load and before [`run`].
 pub fn recover(state: &AppState) -> Result<usize, StoreError> {
     let mut requeued = 0;
     for mut release in state.store.releases()? {
+        if release.status == Status::Packaged {
+            pin(state, &release);
+        }
         if release.status == Status::Packaging {
             if let Some(stage) = release.stages.last_mut()
                 && stage.ended_ms.is_none()
@@ -98,15 +143,15 @@ pub fn recover(state: &AppState) -> Result<usize, StoreError> {
 pub async fn run(state: Arc<AppState>) {
     let permits = Arc::new(Semaphore::new(state.releases.concurrency));
     loop {
-        let queued = match state.store.releases() {
-            Ok(all) => all.into_iter().filter(|r| r.status == Status::Queued),
+        let queued = match state.store.queued_releases() {
+            Ok(queued) => queued,
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the release queue");
                 state.releases.wake.notified().await;
                 continue;
             }
         };
-        for mut release in queued.collect::<Vec<_>>() {
+        for mut release in queued {
             let permit = permits.clone().acquire_owned().await.expect("never closed");
             // Claimed here, by the one dispatcher: no release runs twice.
             release.status = Status::Packaging;
@@ -167,15 +212,30 @@ async fn package(state: &AppState, mut release: Release) {
     if let Some(stage) = release.stages.last_mut() {
         stage.ended_ms = Some(now_ms());
     }
+    let outcome = outcome.and_then(|flow| {
+        release.flow = Some(flow);
+        // Pinned before it is recorded; a plugin deleted in between fails it.
+        pin(state, &release);
+        match missing_plugin(state, &release) {
+            None => Ok(()),
+            Some(plugin) => {
+                unpin(state, &release);
+                release.flow = None;
+                Err(format!(
+                    "plugin {plugin} was deleted or replaced while packaging"
+                ))
+            }
+        }
+    });
     let message = match outcome {
-        Ok(flow) => {
+        Ok(()) => {
+            let flow = release.flow.as_ref().expect("set on success");
             let message = format!(
                 "packaged: {} nodes, {} plugins, {} subflows; compiling into an image is not available yet",
                 flow.nodes.len(),
                 flow.plugins.len(),
                 flow.subflows.len()
             );
-            release.flow = Some(flow);
             release.status = Status::Packaged;
             message
         }

@@ -25,12 +25,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an open store and a runtime; not ready until [`AppState::load_plugins`].
-    pub fn new(store: Store, runtime: Runtime) -> Arc<AppState> {
+    /// State over an open store and a runtime, running at most
+    /// `release_concurrency` releases at once; not ready until
+    /// [`AppState::load_plugins`].
+    pub fn new(store: Store, runtime: Runtime, release_concurrency: usize) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             plugins: Plugins::new(runtime),
-            releases: ReleaseQueue::new(2),
+            releases: ReleaseQueue::new(release_concurrency),
             ready: AtomicBool::new(false),
         })
     }
@@ -115,7 +117,7 @@ pub async fn serve(
         cache_dir: Some(config.data_dir.join("code-cache")),
         ..RuntimeConfig::default()
     })?;
-    let state = AppState::new(store.clone(), runtime);
+    let state = AppState::new(store.clone(), runtime, config.release_concurrency);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -109,11 +109,12 @@ async fn show(
     let kind = kind(&kind_name)?;
     let own = state.plugins.uploaded(principal.organisation.id);
     let mut versions = Vec::new();
+    // Pins live in the organisation's catalog, for built-ins too.
     for (catalog, builtin) in [(state.plugins.builtins(), true), (own.as_ref(), false)] {
         for plugin in catalog.list() {
             let m = plugin.manifest();
             if m.kind == kind && m.name == name {
-                let used_by = catalog.holders(kind, &name, &m.version);
+                let used_by = own.holders(kind, &name, &m.version);
                 versions.push(summary(&plugin, builtin, used_by));
             }
         }
@@ -138,6 +139,21 @@ async fn remove(
     let not_found = || ApiError::not_found(format!("no {kind} plugin `{name}@{version}`"));
     let version = semver::Version::parse(&version).map_err(|_| not_found())?;
     let own = state.plugins.uploaded(principal.organisation.id);
+    if own.get(kind, &name, &version).is_none() {
+        if state
+            .plugins
+            .builtins()
+            .get(kind, &name, &version)
+            .is_some()
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "builtin",
+                "built-in plugins cannot be deleted",
+            ));
+        }
+        return Err(not_found());
+    }
     let plugin = match own.remove(kind, &name, &version) {
         Ok(plugin) => plugin,
         Err(err @ RemoveError::Pinned { .. }) => {
@@ -145,19 +161,6 @@ async fn remove(
                 StatusCode::CONFLICT,
                 "in-use",
                 err.to_string(),
-            ));
-        }
-        Err(RemoveError::Unknown { .. })
-            if state
-                .plugins
-                .builtins()
-                .get(kind, &name, &version)
-                .is_some() =>
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "builtin",
-                "built-in plugins cannot be deleted",
             ));
         }
         Err(RemoveError::Unknown { .. }) => return Err(not_found()),

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, Sse};
@@ -14,7 +14,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Payload, WRITERS};
+use super::{ApiError, Params, Payload, WRITERS};
 use crate::server::AppState;
 use crate::store::{Principal, Release, Status};
 
@@ -74,6 +74,7 @@ async fn create(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Filter {
     status: Option<Status>,
     integration: Option<String>,
@@ -82,7 +83,7 @@ struct Filter {
 async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Query(filter): Query<Filter>,
+    Params(filter): Params<Filter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let releases: Vec<serde_json::Value> = state
         .store
@@ -127,6 +128,7 @@ async fn remove(
             .releases
             .record(&state, &release, "deleted")
             .map_err(ApiError::internal)?;
+        crate::releases::unpin(&state, &release);
     }
     Ok(StatusCode::NO_CONTENT)
 }

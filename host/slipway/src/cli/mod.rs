@@ -48,7 +48,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// (or their environment variables).
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// A TOML file with any of: data-dir, listen, organisation, admin-token.
+    /// A TOML file with any of: data-dir, listen, organisation, admin-token,
+    /// release-concurrency.
     #[arg(long, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database and the code cache live [default: ./slipway-data].
@@ -63,6 +64,9 @@ pub struct ServeArgs {
     /// The first admin's token, for automation [default: a random one, printed once].
     #[arg(long, env = "SLIPWAY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// How many releases run at once; more wait in the queue [default: 2].
+    #[arg(long, env = "SLIPWAY_RELEASE_CONCURRENCY")]
+    release_concurrency: Option<usize>,
 }
 
 impl ServeArgs {
@@ -83,6 +87,10 @@ impl ServeArgs {
         if let Some(token) = self.admin_token {
             config.admin_token = Some(token);
         }
+        if let Some(concurrency) = self.release_concurrency {
+            config.release_concurrency = concurrency;
+        }
+        config.check().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 }

@@ -14,6 +14,7 @@ mod schema;
 use std::path::Path;
 
 use serde::{Serialize, de::DeserializeOwned};
+use sled::transaction::TransactionError;
 
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
@@ -60,6 +61,8 @@ pub struct Store {
     plugins: sled::Tree,
     components: sled::Tree,
     releases: sled::Tree,
+    /// Ids of queued releases: the dispatcher's work list.
+    queue: sled::Tree,
 }
 
 impl Store {
@@ -76,6 +79,7 @@ impl Store {
             plugins: db.open_tree("plugins")?,
             components: db.open_tree("components")?,
             releases: db.open_tree("releases")?,
+            queue: db.open_tree("queue")?,
             db,
         };
         schema::migrate(&store)?;
@@ -103,6 +107,17 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, St
         tree,
         detail: e.to_string(),
     })
+}
+
+/// A failed transaction that never aborts on purpose, as a store error.
+fn aborted(tree: &'static str, err: TransactionError<()>) -> StoreError {
+    match err {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        TransactionError::Abort(()) => StoreError::Corrupt {
+            tree,
+            detail: "transaction aborted".into(),
+        },
+    }
 }
 
 fn key(id: u64) -> [u8; 8] {
@@ -196,6 +211,41 @@ mod tests {
                 "the data directory has schema version 99; this Slipway understands up to {SCHEMA_VERSION}"
             )
         );
+    }
+
+    #[test]
+    fn migrating_from_version_1_indexes_the_queued_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let queued = {
+            let store = Store::open(dir.path()).unwrap();
+            let org = store
+                .bootstrap("acme", None)
+                .unwrap()
+                .unwrap()
+                .organisation
+                .id;
+            let queued = store.create_release(org, "orders", 1).unwrap();
+            let mut done = store.create_release(org, "orders", 2).unwrap();
+            done.status = Status::Failed;
+            store.put_release(&done).unwrap();
+            // As version 1 left it: no queue tree.
+            store.queue.clear().unwrap();
+            store
+                .meta
+                .insert(b"schema-version", &1u32.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+            queued
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(schema_version(&store).unwrap(), 2);
+        let ids: Vec<u64> = store
+            .queued_releases()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [queued.id]);
     }
 
     #[test]

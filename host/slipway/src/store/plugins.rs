@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::TransactionError;
 
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, aborted, decode, encode};
 
 /// An uploaded plugin version of one organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,16 +26,6 @@ fn record_key(organisation: u64, kind: &str, name: &str, version: &str) -> Vec<u
     key
 }
 
-fn storage(err: TransactionError<()>) -> StoreError {
-    match err {
-        TransactionError::Storage(e) => StoreError::Sled(e),
-        TransactionError::Abort(()) => StoreError::Corrupt {
-            tree: "plugins",
-            detail: "transaction aborted".into(),
-        },
-    }
-}
-
 impl Store {
     /// Keeps a plugin version and its component, replacing the same version.
     pub fn save_plugin(&self, plugin: &StoredPlugin, component: &[u8]) -> Result<(), StoreError> {
@@ -52,7 +41,7 @@ impl Store {
                 components.insert(plugin.sha256.as_bytes(), component)?;
                 Ok(())
             })
-            .map_err(storage)
+            .map_err(|e| aborted("plugins", e))
     }
 
     /// Forgets a plugin version (its component stays while another record uses it).

@@ -4,8 +4,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
-use super::{Store, StoreError, decode, encode, key};
+use super::{Store, StoreError, aborted, decode, encode, key};
 use crate::packaging::flow::FlowDocument;
 use slipway_runtime::kinds::Diagnostic;
 
@@ -133,9 +134,47 @@ impl Store {
         Ok(release)
     }
 
-    /// Writes a release as it is now.
+    /// Writes a release as it is now, and keeps the queue index in step
+    /// with its status (one transaction).
     pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
-        self.releases.insert(key(release.id), encode(release))?;
+        let id = key(release.id);
+        let value = encode(release);
+        let queued = release.status == Status::Queued;
+        (&self.releases, &self.queue)
+            .transaction(|(releases, queue)| {
+                releases.insert(&id, value.as_slice())?;
+                if queued {
+                    queue.insert(&id, &[])?;
+                } else {
+                    queue.remove(&id)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| aborted("releases", e))
+    }
+
+    /// Queued releases, oldest first, without reading the others.
+    pub fn queued_releases(&self) -> Result<Vec<Release>, StoreError> {
+        let mut queued = Vec::new();
+        for entry in self.queue.iter() {
+            let (id, _) = entry?;
+            match self.releases.get(&id)? {
+                Some(bytes) => queued.push(decode("releases", &bytes)?),
+                None => {
+                    self.queue.remove(&id)?;
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Builds the queue index from the releases (schema migration 1 → 2).
+    pub(super) fn index_queued_releases(&self) -> Result<(), StoreError> {
+        for release in self.releases()? {
+            if release.status == Status::Queued {
+                self.queue.insert(key(release.id), &[])?;
+            }
+        }
         Ok(())
     }
 
