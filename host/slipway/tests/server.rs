@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use common::{start, stop};
+
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -61,49 +61,6 @@ async fn the_api_wants_a_known_token() {
     let (status, body) = get(&state, "/api/v1/nothing-here", Some(&token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not-found");
-}
-
-/// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
-#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
-fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "slw_crash_test",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("SLIPWAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "serve exited early: {lines:?}"
-        );
-        let listening = line.starts_with("listening on ");
-        lines.push(line.trim().to_string());
-        if listening {
-            return (child, lines);
-        }
-    }
-}
-
-fn stop(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! Command-line arguments and dispatch.
 
+mod client;
 mod plugin;
+mod remote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,15 +17,35 @@ use slipway::config::Config;
 pub struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    target: remote::Target,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: sled in the data directory, built-in plugins loaded.
     Serve(ServeArgs),
-    /// Check, run and pack plugins (WebAssembly components).
+    /// Save a server URL and API token for the commands below.
+    Login {
+        /// The server's URL, e.g. http://127.0.0.1:7420.
+        #[arg(long, env = "SLIPWAY_SERVER")]
+        server: String,
+        /// The API token [default: read from standard input].
+        #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Push plugins to the server; check, run and pack them locally.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Integrations and their canvas versions.
+    #[command(subcommand)]
+    Integration(remote::Integration),
+    /// Releases: create and follow, list, show, delete.
+    #[command(subcommand)]
+    Release(remote::Release),
 }
 
 impl Args {
@@ -40,7 +62,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             slipway::server::serve(serve.config()?, slipway::server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(command) => plugin::run(command).await,
+        Command::Login { server, token } => remote::login(server, token, args.json).await,
+        Command::Plugin(command) => plugin::run(command, &args.target, args.json).await,
+        Command::Integration(command) => {
+            remote::integration(args.target.connect()?, command, args.json).await
+        }
+        Command::Release(command) => {
+            remote::release(args.target.connect()?, command, args.json).await
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use slipway_runtime::harness::{Call, Harness};
+
+use super::client::Client;
+use super::remote::Target;
 use slipway_runtime::{CallContext, Plugin, Runtime, RuntimeConfig};
 
 #[derive(Debug, Subcommand)]
@@ -18,9 +21,6 @@ pub enum Command {
     Check {
         /// The component (.wasm).
         file: PathBuf,
-        /// Print JSON for scripts.
-        #[arg(long)]
-        json: bool,
     },
     /// Run one call of a plugin in the real sandbox, JSON in and JSON out.
     Run {
@@ -51,16 +51,19 @@ pub enum Command {
         output: PathBuf,
     },
     /// Load the built-in plugins in the sandbox and list them.
-    Builtins {
-        /// Print JSON for scripts.
-        #[arg(long)]
-        json: bool,
+    Builtins,
+    /// Upload a component to the server; it is usable at once.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
     },
+    /// List the plugins the server has for your organisation.
+    List,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub async fn run(command: Command, target: &Target, json: bool) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { file, json } => check(&file, json).await,
+        Command::Check { file } => check(&file, json).await,
         Command::Run {
             file,
             call,
@@ -73,8 +76,60 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             manifest,
             output,
         } => pack(&file, &manifest, &output),
-        Command::Builtins { json } => builtins(json).await,
+        Command::Builtins => builtins(json).await,
+        Command::Push { file } => push(&target.connect()?, &file, json).await,
+        Command::List => list(&target.connect()?, json).await,
     }
+}
+
+async fn push(client: &Client, file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let pushed = client
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins",
+            Some(("application/wasm", wasm)),
+        )
+        .await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&pushed)?);
+    } else {
+        let replaced = match pushed["replaced"].as_str() {
+            Some(sha) => format!(", replacing sha256 {sha}"),
+            None => String::new(),
+        };
+        println!(
+            "pushed {} {}@{} (sha256 {}){replaced}",
+            pushed["kind"].as_str().unwrap_or_default(),
+            pushed["name"].as_str().unwrap_or_default(),
+            pushed["version"].as_str().unwrap_or_default(),
+            pushed["sha256"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(client: &Client, as_json: bool) -> anyhow::Result<ExitCode> {
+    let list = client.get("/api/v1/plugins").await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        println!("{:<24} {:<18} {:<10} ORIGIN", "NAME", "KIND", "VERSION");
+        for p in list.as_array().into_iter().flatten() {
+            println!(
+                "{:<24} {:<18} {:<10} {}",
+                p["name"].as_str().unwrap_or_default(),
+                p["kind"].as_str().unwrap_or_default(),
+                p["version"].as_str().unwrap_or_default(),
+                if p["builtin"] == true {
+                    "built-in"
+                } else {
+                    "uploaded"
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {

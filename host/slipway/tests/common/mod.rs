@@ -2,7 +2,9 @@
 //! through the router as a client sends it.
 #![allow(dead_code)] // Each test file uses its own part.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -58,4 +60,47 @@ pub async fn call(
         serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
     };
     (status, body)
+}
+
+/// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
+#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
+pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "slw_crash_test",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("SLIPWAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "serve exited early: {lines:?}"
+        );
+        let listening = line.starts_with("listening on ");
+        lines.push(line.trim().to_string());
+        if listening {
+            return (child, lines);
+        }
+    }
+}
+
+pub fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
 }
