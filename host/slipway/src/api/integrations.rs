@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use slipway_runtime::kinds::Diagnostic;
+use utoipa::ToSchema;
 
-use super::{ApiError, Payload, WRITERS};
+use super::{ApiError, DiagnosticSchema, ErrorBody, Payload, WRITERS};
 use crate::packaging::Packager;
 use crate::packaging::canvas::{Canvas, Format, SubflowRef};
+use crate::packaging::flow::FlowDocument;
 use crate::server::AppState;
 use crate::store::{Integration, IntegrationError, Principal};
 
@@ -47,10 +49,37 @@ impl From<IntegrationError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// A new integration.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewIntegration {
+pub(super) struct NewIntegration {
+    /// 1 to 64 lowercase letters, digits and dashes, starting with a letter.
     name: String,
+}
+
+/// The version a canvas was stored as.
+#[derive(Serialize, ToSchema)]
+pub(super) struct VersionCreated {
+    integration: String,
+    version: u32,
+}
+
+/// One version of an integration.
+#[derive(Serialize, ToSchema)]
+pub(super) struct VersionEntry {
+    version: u32,
+}
+
+/// What the packaging stage found.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Validation {
+    /// No problems found.
+    valid: bool,
+    /// Every problem, each with a JSON pointer into the canvas.
+    #[schema(value_type = Vec<DiagnosticSchema>)]
+    diagnostics: Vec<Diagnostic>,
+    /// The flow document the engine would run, when valid.
+    flow: Option<FlowDocument>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -60,7 +89,11 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-async fn create(
+/// Create an integration.
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = NewIntegration,
+    responses((status = 201, body = Integration), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     payload: Payload,
@@ -82,7 +115,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(integration)))
 }
 
-async fn list(
+/// The organisation's integrations.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations",
+    responses((status = 200, body = Vec<Integration>), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
 ) -> Result<Json<Vec<Integration>>, ApiError> {
@@ -94,7 +130,10 @@ async fn list(
     ))
 }
 
-async fn show(
+/// One integration.
+#[utoipa::path(get, path = "/api/v1/integrations/{name}", tag = "integrations", params(("name" = String, Path)),
+    responses((status = 200, body = Integration), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(name): Path<String>,
@@ -104,7 +143,10 @@ async fn show(
     ))
 }
 
-async fn delete(
+/// Delete an integration and its canvases.
+#[utoipa::path(delete, path = "/api/v1/integrations/{name}", tag = "integrations", params(("name" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(name): Path<String>,
@@ -116,7 +158,12 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn add_version(
+/// Store a canvas (JSON or YAML) as the next immutable version.
+#[utoipa::path(post, path = "/api/v1/integrations/{name}/versions", tag = "integrations", params(("name" = String, Path)),
+    request_body(content((Canvas = "application/json"), (Canvas = "application/yaml"))),
+    responses((status = 201, body = VersionCreated), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn add_version(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(name): Path<String>,
@@ -141,20 +188,27 @@ async fn add_version(
         .add_canvas(principal.organisation.id, &name, &canvas)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"integration": name, "version": version})),
+        Json(VersionCreated {
+            integration: name,
+            version,
+        }),
     ))
 }
 
-async fn versions(
+/// The integration's versions.
+#[utoipa::path(get, path = "/api/v1/integrations/{name}/versions", tag = "integrations", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<VersionEntry>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn versions(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<VersionEntry>>, ApiError> {
     let integration = state.store.integration(principal.organisation.id, &name)?;
-    let list: Vec<Value> = (1..=integration.latest_version)
-        .map(|v| json!({"version": v}))
-        .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(
+        (1..=integration.latest_version)
+            .map(|version| VersionEntry { version })
+            .collect(),
+    ))
 }
 
 /// The integration and one of its canvases, or 404 naming what is missing.
@@ -177,7 +231,11 @@ fn find(
     }
 }
 
-async fn version(
+/// One canvas version, as stored.
+#[utoipa::path(get, path = "/api/v1/integrations/{name}/versions/{version}", tag = "integrations",
+    params(("name" = String, Path), ("version" = u32, Path)),
+    responses((status = 200, body = Canvas), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn version(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path((name, version)): Path<(String, u32)>,
@@ -185,12 +243,16 @@ async fn version(
     Ok(Json(find(&state, &principal, &name, version)?.1))
 }
 
-/// Runs the packaging stage: the diagnostics, and the flow document when valid.
-async fn validate(
+/// Runs the packaging stage without a release: the diagnostics, and the
+/// flow document when the canvas is valid.
+#[utoipa::path(post, path = "/api/v1/integrations/{name}/versions/{version}/validate", tag = "integrations",
+    params(("name" = String, Path), ("version" = u32, Path)),
+    responses((status = 200, body = Validation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn validate(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path((name, version)): Path<(String, u32)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validation>, ApiError> {
     let (_, canvas) = find(&state, &principal, &name, version)?;
     let canvases = state.store.canvases_of(principal.organisation.id);
     let root = SubflowRef {
@@ -202,7 +264,15 @@ async fn validate(
         .package(&root, &canvas)
         .await;
     Ok(Json(match result {
-        Ok(flow) => json!({"valid": true, "diagnostics": [], "flow": flow}),
-        Err(diagnostics) => json!({"valid": false, "diagnostics": diagnostics, "flow": null}),
+        Ok(flow) => Validation {
+            valid: true,
+            diagnostics: Vec::new(),
+            flow: Some(flow),
+        },
+        Err(diagnostics) => Validation {
+            valid: false,
+            diagnostics,
+            flow: None,
+        },
     }))
 }

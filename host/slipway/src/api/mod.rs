@@ -5,6 +5,7 @@
 //! organisation answers 404, like one that does not exist.
 
 mod integrations;
+mod openapi;
 mod plugins;
 mod releases;
 mod users;
@@ -24,6 +25,7 @@ use serde_json::json;
 
 use crate::server::AppState;
 use crate::store::{Principal, Role};
+pub use openapi::{ApiDoc, DiagnosticSchema, ErrorBody};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 4 << 20;
@@ -34,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .merge(integrations::routes())
         .merge(plugins::routes())
         .merge(releases::routes())
@@ -242,6 +245,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Who the caller is: the CLI checks a login with it.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users",
+    responses((status = 200, body = Principal), (status = 401, body = ErrorBody)))]
 async fn me(principal: Principal) -> Json<Principal> {
     Json(principal)
 }

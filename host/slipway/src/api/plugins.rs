@@ -7,10 +7,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use slipway_runtime::{Kind, Plugin, RemoveError};
+use utoipa::ToSchema;
 
-use super::{ApiError, Payload, WRITERS};
+use super::{ApiError, ErrorBody, Payload, WRITERS};
 use crate::server::AppState;
 use crate::store::{Principal, StoredPlugin};
 
@@ -22,18 +24,52 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 }
 
 /// One plugin version as the API shows it.
-fn summary(plugin: &Plugin, builtin: bool, used_by: Vec<String>) -> Value {
+#[derive(Serialize, ToSchema)]
+pub(super) struct PluginVersion {
+    /// `node-type`, `registry-adapter` or `deploy-target`.
+    kind: String,
+    name: String,
+    version: String,
+    /// The sha256 of the component.
+    sha256: String,
+    /// Built into the server (cannot be deleted) or uploaded.
+    builtin: bool,
+    /// The manifest embedded in the component.
+    manifest: Value,
+    /// What the plugin's `describe` returned.
+    describe: Value,
+    /// Who pins this version, e.g. `release 42`; it cannot be deleted while any does.
+    used_by: Vec<String>,
+}
+
+/// An upload, and the digest of the same version it replaced.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Uploaded {
+    #[serde(flatten)]
+    plugin: PluginVersion,
+    replaced: Option<String>,
+}
+
+/// Every version of one plugin.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PluginVersions {
+    kind: String,
+    name: String,
+    versions: Vec<PluginVersion>,
+}
+
+fn summary(plugin: &Plugin, builtin: bool, used_by: Vec<String>) -> PluginVersion {
     let m = plugin.manifest();
-    json!({
-        "kind": m.kind,
-        "name": m.name,
-        "version": m.version.to_string(),
-        "sha256": plugin.sha256(),
-        "builtin": builtin,
-        "manifest": m,
-        "describe": plugin.description(),
-        "used_by": used_by,
-    })
+    PluginVersion {
+        kind: m.kind.as_str().to_string(),
+        name: m.name.clone(),
+        version: m.version.to_string(),
+        sha256: plugin.sha256().to_string(),
+        builtin,
+        manifest: serde_json::to_value(m).unwrap_or_default(),
+        describe: serde_json::to_value(plugin.description()).unwrap_or_default(),
+        used_by,
+    }
 }
 
 fn kind(text: &str) -> Result<Kind, ApiError> {
@@ -47,7 +83,12 @@ fn kind(text: &str) -> Result<Kind, ApiError> {
         })
 }
 
-async fn upload(
+/// Upload a component (with its manifest); usable at once, kept across restarts.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 201, body = Uploaded), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn upload(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     payload: Payload,
@@ -83,14 +124,22 @@ async fn upload(
         .uploaded(principal.organisation.id)
         .insert(plugin.clone());
     tracing::info!(plugin = %plugin.id(), sha256 = %plugin.sha256(), organisation = principal.organisation.id, "plugin uploaded");
-    let mut body = summary(&plugin, false, Vec::new());
-    body["replaced"] = json!(replaced.map(|p| p.sha256().to_string()));
+    let body = Uploaded {
+        plugin: summary(&plugin, false, Vec::new()),
+        replaced: replaced.map(|p| p.sha256().to_string()),
+    };
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Json<Value> {
+/// The built-in plugins and the organisation's uploads.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginVersion>), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Json<Vec<PluginVersion>> {
     let own = state.plugins.uploaded(principal.organisation.id);
-    let mut all: Vec<Value> = state
+    let mut all: Vec<PluginVersion> = state
         .plugins
         .builtins()
         .list()
@@ -98,14 +147,18 @@ async fn list(State(state): State<Arc<AppState>>, principal: Principal) -> Json<
         .map(|p| summary(p, true, Vec::new()))
         .collect();
     all.extend(own.list().iter().map(|p| summary(p, false, Vec::new())));
-    Json(json!(all))
+    Json(all)
 }
 
-async fn show(
+/// Every version of one plugin, with who uses each.
+#[utoipa::path(get, path = "/api/v1/plugins/{kind}/{name}", tag = "plugins",
+    params(("kind" = String, Path, description = "node-type, registry-adapter or deploy-target"), ("name" = String, Path)),
+    responses((status = 200, body = PluginVersions), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path((kind_name, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginVersions>, ApiError> {
     let kind = kind(&kind_name)?;
     let own = state.plugins.uploaded(principal.organisation.id);
     let mut versions = Vec::new();
@@ -124,12 +177,19 @@ async fn show(
             "no {kind} plugin named `{name}`"
         )));
     }
-    Ok(Json(
-        json!({"kind": kind, "name": name, "versions": versions}),
-    ))
+    Ok(Json(PluginVersions {
+        kind: kind.as_str().to_string(),
+        name,
+        versions,
+    }))
 }
 
-async fn remove(
+/// Delete an uploaded version; refused (409) while a release pins it.
+#[utoipa::path(delete, path = "/api/v1/plugins/{kind}/{name}/{version}", tag = "plugins",
+    params(("kind" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path((kind_name, name, version)): Path<(String, String, String)>,

@@ -11,10 +11,10 @@ use axum::response::sse::{Event, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, Params, Payload, WRITERS};
+use super::{ApiError, ErrorBody, Params, Payload, WRITERS};
 use crate::server::AppState;
 use crate::store::{Principal, Release, Status};
 
@@ -25,11 +25,40 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/releases/{id}/events", get(events))
 }
 
-#[derive(Deserialize)]
+/// What to release.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewRelease {
+pub(super) struct NewRelease {
+    /// The integration.
+    integration: String,
+    /// Its canvas version.
+    version: u32,
+}
+
+/// A release accepted into the queue.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Accepted {
+    id: u64,
+    status: Status,
+}
+
+/// A release in a list.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ReleaseSummary {
+    id: u64,
     integration: String,
     version: u32,
+    status: Status,
+    /// When it was asked for, in ms since the Unix epoch.
+    created_ms: u64,
+}
+
+/// The status change the event stream sends (SSE event `status`, JSON data).
+#[derive(Serialize, ToSchema)]
+pub(super) struct StatusEvent {
+    id: u64,
+    status: Status,
+    message: String,
 }
 
 /// A release of the caller's organisation, or 404.
@@ -40,7 +69,11 @@ fn visible(state: &AppState, principal: &Principal, id: u64) -> Result<Release, 
     }
 }
 
-async fn create(
+/// Release an integration version: accepted at once (202), built in the background.
+#[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
+    responses((status = 202, body = Accepted, headers(("location" = String, description = "The release's URL"))),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     payload: Payload,
@@ -69,23 +102,33 @@ async fn create(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(json!({"id": release.id, "status": release.status})),
+        Json(Accepted {
+            id: release.id,
+            status: release.status,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// Which releases to list.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Filter {
+#[into_params(parameter_in = Query)]
+pub(super) struct Filter {
+    /// Only releases with this status.
     status: Option<Status>,
+    /// Only releases of this integration.
     integration: Option<String>,
 }
 
-async fn list(
+/// The organisation's releases, oldest first.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(Filter),
+    responses((status = 200, body = Vec<ReleaseSummary>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Params(filter): Params<Filter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let releases: Vec<serde_json::Value> = state
+) -> Result<Json<Vec<ReleaseSummary>>, ApiError> {
+    let releases = state
         .store
         .releases()
         .map_err(ApiError::internal)?
@@ -98,15 +141,21 @@ async fn list(
                 .as_ref()
                 .is_none_or(|i| *i == r.integration)
         })
-        .map(|r| {
-            json!({"id": r.id, "integration": r.integration, "version": r.version,
-                   "status": r.status, "created_ms": r.created_ms})
+        .map(|r| ReleaseSummary {
+            id: r.id,
+            integration: r.integration,
+            version: r.version,
+            status: r.status,
+            created_ms: r.created_ms,
         })
         .collect();
-    Ok(Json(json!(releases)))
+    Ok(Json(releases))
 }
 
-async fn show(
+/// A release: status, stage timings, log, problems, the packaged flow.
+#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = u64, Path)),
+    responses((status = 200, body = Release), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
@@ -114,7 +163,10 @@ async fn show(
     Ok(Json(visible(&state, &principal, id)?))
 }
 
-async fn remove(
+/// Delete a release.
+#[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = u64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
@@ -133,8 +185,11 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The release's status now, then every change until it is final.
-async fn events(
+/// The release's status now, then every change until it is final
+/// (Server-Sent Events; each event `status` carries a JSON `StatusEvent`).
+#[utoipa::path(get, path = "/api/v1/releases/{id}/events", tag = "releases", params(("id" = u64, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = StatusEvent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
@@ -142,8 +197,14 @@ async fn events(
     // Subscribe before reading, so no change falls in between.
     let receiver = state.releases.subscribe();
     let release = visible(&state, &principal, id)?;
-    let first = json!({"id": id, "status": release.status, "message": "current status"});
-    let first = Event::default().event("status").data(first.to_string());
+    let first = StatusEvent {
+        id,
+        status: release.status,
+        message: "current status".into(),
+    };
+    let first = Event::default()
+        .event("status")
+        .data(serde_json::to_string(&first).unwrap_or_default());
     let done = release.status.is_final();
     let stream = futures::stream::unfold(
         (Some(first), receiver, done),

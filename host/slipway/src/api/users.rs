@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{ApiError, Payload};
+use super::{ApiError, ErrorBody, Payload};
 use crate::server::AppState;
 use crate::store::{Principal, Role, User};
 
@@ -23,11 +23,34 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/users/{id}/tokens", post(new_token).delete(revoke))
 }
 
-#[derive(Deserialize)]
+/// A new user of the caller's organisation.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
+    /// 1 to 128 characters.
     name: String,
     role: Role,
+}
+
+/// A user made, with its first token (shown once).
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserMade {
+    user: User,
+    token: String,
+}
+
+/// A new token of a user (shown once).
+#[derive(Serialize, ToSchema)]
+pub(super) struct TokenMade {
+    user: u64,
+    token: String,
+}
+
+/// How many tokens of a user were revoked.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Revoked {
+    user: u64,
+    revoked: usize,
 }
 
 fn find(state: &AppState, principal: &Principal, id: u64) -> Result<User, ApiError> {
@@ -38,7 +61,10 @@ fn find(state: &AppState, principal: &Principal, id: u64) -> Result<User, ApiErr
         .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
-async fn create(
+/// Add a user to the organisation, with a first token.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserMade), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     payload: Payload,
@@ -52,13 +78,13 @@ async fn create(
         .store
         .create_user(principal.organisation.id, body.name.trim(), body.role)
         .map_err(ApiError::internal)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"user": user, "token": token})),
-    ))
+    Ok((StatusCode::CREATED, Json(UserMade { user, token })))
 }
 
-async fn list(
+/// The organisation's users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
 ) -> Result<Json<Vec<User>>, ApiError> {
@@ -71,7 +97,10 @@ async fn list(
     ))
 }
 
-async fn remove(
+/// Delete a user and revoke its tokens.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = u64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
@@ -92,7 +121,10 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn new_token(
+/// A new API token for a user.
+#[utoipa::path(post, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = u64, Path)),
+    responses((status = 201, body = TokenMade), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn new_token(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
@@ -105,20 +137,29 @@ async fn new_token(
         .map_err(ApiError::internal)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"user": user.id, "token": token})),
+        Json(TokenMade {
+            user: user.id,
+            token,
+        }),
     ))
 }
 
-async fn revoke(
+/// Revoke every token of a user.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = u64, Path)),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     principal.require(ADMINS)?;
     let user = find(&state, &principal, id)?;
     let revoked = state
         .store
         .revoke(&user, false)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({"user": user.id, "revoked": revoked})))
+    Ok(Json(Revoked {
+        user: user.id,
+        revoked,
+    }))
 }

@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A canvas: nodes and the edges between them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canvas {
     /// The nodes.
@@ -33,7 +33,7 @@ pub struct Canvas {
 }
 
 /// One node of a canvas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique within the canvas.
@@ -50,7 +50,9 @@ pub struct Node {
 }
 
 /// An integration at a pinned version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SubflowRef {
     /// The integration's name.
@@ -66,7 +68,7 @@ impl std::fmt::Display for SubflowRef {
 }
 
 /// A connection from an output port to a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edge {
     /// The node the message leaves.

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::canvas::SubflowRef;
 
 /// A plugin version, as pinned by a flow.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct PluginRef {
     /// Its name.
     pub name: String,
@@ -18,7 +20,7 @@ pub struct PluginRef {
 }
 
 /// One node the engine runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlowNode {
     /// Unique in the flow; `sub/inner` for a node of subflow `sub`.
     pub id: String,
@@ -33,7 +35,9 @@ pub struct FlowNode {
 }
 
 /// A connection the engine follows.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct FlowEdge {
     /// Node the message leaves.
     pub from: String,
@@ -44,7 +48,7 @@ pub struct FlowEdge {
 }
 
 /// A packaged integration version, ready for the engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlowDocument {
     /// The integration and version packaged.
     pub integration: SubflowRef,

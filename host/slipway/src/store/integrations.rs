@@ -9,7 +9,7 @@ use crate::packaging::canvas::Canvas;
 use crate::packaging::{Canvases, Lookup};
 
 /// A named flow of one organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Integration {
     /// Its id.
     pub id: u64,

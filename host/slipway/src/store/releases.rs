@@ -11,7 +11,7 @@ use crate::packaging::flow::FlowDocument;
 use slipway_runtime::kinds::Diagnostic;
 
 /// Where a release is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Waiting for a worker.
@@ -45,7 +45,7 @@ impl Status {
 }
 
 /// A stage's start and end, in ms since the Unix epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stage {
     /// `packaging`, ...
     pub stage: String,
@@ -56,7 +56,7 @@ pub struct Stage {
 }
 
 /// One line of a release's build log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// When, in ms since the Unix epoch.
     pub at_ms: u64,
@@ -65,7 +65,7 @@ pub struct LogLine {
 }
 
 /// A release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Release {
     /// Its id.
     pub id: u64,
@@ -86,6 +86,7 @@ pub struct Release {
     /// Why it failed.
     pub error: Option<String>,
     /// The canvas's problems, when packaging found some.
+    #[schema(value_type = Vec<crate::api::DiagnosticSchema>)]
     pub diagnostics: Vec<Diagnostic>,
     /// The packaged flow: nodes, plugins with digests, subflows with versions.
     pub flow: Option<FlowDocument>,

@@ -1,0 +1,86 @@
+//! The OpenAPI document, generated from the handlers' annotations and the
+//! types they take and return; served at `/api/v1/openapi.json`.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::{integrations, plugins, releases, users};
+
+/// The body of every error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `invalid`, `not-found`, `forbidden`, ...
+    code: String,
+    /// For people.
+    message: String,
+    /// JSON pointer to the request body's field at fault, when one is.
+    path: Option<String>,
+}
+
+/// A problem found in a canvas.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Diagnostic)]
+pub struct DiagnosticSchema {
+    /// JSON pointer into the canvas; `""` is the whole canvas.
+    path: String,
+    /// What is wrong.
+    message: String,
+}
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Slipway API", description = "Integrations, plugins, releases and users of one organisation. Every call but the document itself takes `Authorization: Bearer <token>`."),
+    paths(
+        super::me,
+        integrations::create, integrations::list, integrations::show, integrations::delete,
+        integrations::add_version, integrations::versions, integrations::version, integrations::validate,
+        plugins::upload, plugins::list, plugins::show, plugins::remove,
+        releases::create, releases::list, releases::show, releases::remove, releases::events,
+        users::create, users::list, users::remove, users::new_token, users::revoke,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, DiagnosticSchema)),
+    modifiers(&BearerToken),
+    security(("token" = [])),
+    tags(
+        (name = "integrations", description = "Integrations and their immutable canvas versions"),
+        (name = "plugins", description = "WebAssembly components: node types, registry adapters, deploy targets"),
+        (name = "releases", description = "An integration version on its way to an image"),
+        (name = "users", description = "Users and API tokens (org-admin only)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /api/v1/openapi.json`: built once, then served as bytes.
+pub async fn document() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the document serializes")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
+}
