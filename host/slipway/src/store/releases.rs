@@ -187,6 +187,20 @@ impl Store {
             .transpose()
     }
 
+    /// A release's organisation and its stored JSON, which is what the API
+    /// sends: the hot read path skips decoding and encoding it again.
+    pub fn release_json(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Owner {
+            organisation: u64,
+        }
+        let Some(bytes) = self.releases.get(key(id))? else {
+            return Ok(None);
+        };
+        let owner: Owner = decode("releases", &bytes)?;
+        Ok(Some((owner.organisation, bytes.to_vec())))
+    }
+
     /// Every release, oldest first.
     pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
         self.releases

@@ -1,0 +1,150 @@
+//! Read throughput of `GET /api/v1/releases/{id}` under wrk on loopback,
+//! beside a bare axum handler returning the same bytes, in the same run.
+//!
+//! Needs `wrk` (Debian: `apt-get install wrk`).
+//! `cargo bench -p slipway --bench api_read`
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use serde_json::json;
+use slipway::packaging::canvas::Canvas;
+use slipway::server::{AppState, router};
+use slipway::store::{Status, Store};
+use slipway_runtime::{Runtime, RuntimeConfig};
+
+const CONNECTIONS: &str = "32";
+const SECONDS: &str = "10";
+
+/// Requests per second and p99 latency (ms) that wrk reports.
+fn wrk(url: &str, token: Option<&str>) -> (f64, f64) {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        "-c",
+        CONNECTIONS,
+        "-d",
+        &format!("{SECONDS}s"),
+        "--latency",
+    ]);
+    if let Some(token) = token {
+        command.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = command
+        .arg(url)
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| millis(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% latency in:\n{text}"));
+    (rps, p99)
+}
+
+/// wrk's `812.00us`, `1.23ms` or `2.00s`, in ms.
+fn millis(value: &str) -> f64 {
+    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap();
+    let number: f64 = value[..split].parse().unwrap();
+    match &value[split..] {
+        "us" => number / 1e3,
+        "ms" => number,
+        "s" => number * 1e3,
+        unit => panic!("unknown unit {unit}"),
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let made = store.bootstrap("bench", None).unwrap().unwrap();
+    let org = made.organisation.id;
+    store.create_integration(org, "orders").unwrap();
+    let canvas: Canvas = serde_json::from_value(json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
+            {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}},
+            {"id": "route", "type": "choice@^1", "config": {"routes": [{"when": ".total > 100", "port": "large"}], "otherwise": "small"}}
+        ],
+        "edges": [{"from": "in", "to": "sum"}, {"from": "sum", "to": "route"}]
+    }))
+    .unwrap();
+    store.add_canvas(org, "orders", &canvas).unwrap();
+    let release = store.create_release(org, "orders", 1).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.path().join("code-cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let state = AppState::new(store, runtime, 2);
+    tokio::spawn(state.clone().start());
+    while state.store.release(release.id).unwrap().unwrap().status != Status::Packaged {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let slipway = serve(router(state.clone())).await;
+    let path = format!("/api/v1/releases/{}", release.id);
+    let body = reqwest::Client::new()
+        .get(format!("http://{slipway}{path}"))
+        .bearer_auth(&made.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let bare = serve(Router::new().route(
+        &path,
+        get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    ))
+    .await;
+
+    println!("wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, server on 2 worker threads, same machine");
+    let (bare_rps, bare_p99) =
+        tokio::task::spawn_blocking(move || wrk(&format!("http://{bare}{path}"), None))
+            .await
+            .unwrap();
+    let token = made.token.clone();
+    let path = format!("/api/v1/releases/{}", release.id);
+    let (rps, p99) =
+        tokio::task::spawn_blocking(move || wrk(&format!("http://{slipway}{path}"), Some(&token)))
+            .await
+            .unwrap();
+    println!(
+        "baseline: bare axum handler, same bytes        {bare_rps:>10.0} req/s   p99 {bare_p99:>6.2} ms"
+    );
+    println!(
+        "GET /api/v1/releases/{{id}} (token, sled read)   {rps:>10.0} req/s   p99 {p99:>6.2} ms"
+    );
+    println!(
+        "slipway / baseline: {:.0}%   target >= 50%: {}",
+        rps / bare_rps * 100.0,
+        if rps >= bare_rps / 2.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
