@@ -3,7 +3,7 @@
 //!
 //! A release is queued when created; a worker claims it (`packaging`), runs the
 //! packaging stage and records the outcome. Work in flight when the server
-//! stopped is found at start, noted as interrupted and queued again, so it is
+//! stopped is found at start, marked `interrupted` and queued again, so it is
 //! neither lost nor run twice.
 
 use std::sync::Arc;
@@ -130,7 +130,7 @@ pub fn recover(state: &AppState) -> Result<usize, StoreError> {
             {
                 stage.ended_ms = Some(now_ms());
             }
-            release.status = Status::Queued;
+            release.status = Status::Interrupted;
             release.note("interrupted by a server stop; queued again");
             state.store.put_release(&release)?;
             requeued += 1;

@@ -461,3 +461,30 @@ async fn a_release_pins_its_plugins_until_it_is_deleted() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_release_cut_off_by_a_stop_shows_as_interrupted_until_it_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let made = store.bootstrap("acme", None).unwrap().unwrap();
+    let mut release = store
+        .create_release(made.organisation.id, "orders", 1)
+        .unwrap();
+    release.status = Status::Packaging;
+    store.put_release(&release).unwrap();
+    assert!(store.queued_releases().unwrap().is_empty());
+
+    let state = common::loaded(store).await;
+    assert_eq!(slipway::releases::recover(&state).unwrap(), 1);
+    let path = format!("/api/v1/releases/{}", release.id);
+    let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
+    assert_eq!(shown["status"], "interrupted");
+    let waiting: Vec<u64> = state
+        .store
+        .queued_releases()
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(waiting, [release.id], "it waits in the queue");
+}

@@ -273,7 +273,7 @@ pub enum Release {
     },
     /// List releases, newest last.
     List {
-        /// Only those with this status (queued, packaging, packaged, failed, deleted).
+        /// Only those with this status (queued, interrupted, packaging, packaged, failed, deleted).
         #[arg(long)]
         status: Option<String>,
         /// Only those of this integration.

@@ -16,6 +16,8 @@ use slipway_runtime::kinds::Diagnostic;
 pub enum Status {
     /// Waiting for a worker.
     Queued,
+    /// Was being worked on when the server stopped; waiting to run again.
+    Interrupted,
     /// Being validated, resolved and translated.
     Packaging,
     /// Packaged; compiling into an image is not built yet, so it stops here.
@@ -32,10 +34,16 @@ impl Status {
         matches!(self, Status::Packaged | Status::Failed | Status::Deleted)
     }
 
+    /// Whether it waits in the queue for a worker.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Status::Queued | Status::Interrupted)
+    }
+
     /// The status's name, as in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
+            Status::Interrupted => "interrupted",
             Status::Packaging => "packaging",
             Status::Packaged => "packaged",
             Status::Failed => "failed",
@@ -140,7 +148,7 @@ impl Store {
     pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
         let id = key(release.id);
         let value = encode(release);
-        let queued = release.status == Status::Queued;
+        let queued = release.status.is_waiting();
         (&self.releases, &self.queue)
             .transaction(|(releases, queue)| {
                 releases.insert(&id, value.as_slice())?;
@@ -154,7 +162,7 @@ impl Store {
             .map_err(|e| aborted("releases", e))
     }
 
-    /// Queued releases, oldest first, without reading the others.
+    /// Releases waiting for a worker, oldest first, without reading the others.
     pub fn queued_releases(&self) -> Result<Vec<Release>, StoreError> {
         let mut queued = Vec::new();
         for entry in self.queue.iter() {
@@ -172,7 +180,7 @@ impl Store {
     /// Builds the queue index from the releases (schema migration 1 → 2).
     pub(super) fn index_queued_releases(&self) -> Result<(), StoreError> {
         for release in self.releases()? {
-            if release.status == Status::Queued {
+            if release.status.is_waiting() {
                 self.queue.insert(key(release.id), &[])?;
             }
         }
