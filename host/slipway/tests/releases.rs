@@ -488,3 +488,57 @@ async fn a_release_cut_off_by_a_stop_shows_as_interrupted_until_it_runs_again() 
         .collect();
     assert_eq!(waiting, [release.id], "it waits in the queue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_releases_run_at_once_than_configured() {
+    for limit in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let org = store
+            .bootstrap("acme", None)
+            .unwrap()
+            .unwrap()
+            .organisation
+            .id;
+        store.create_integration(org, "orders").unwrap();
+        // Twenty transforms: long enough to package that releases overlap.
+        let mut nodes = vec![json!({"id": "in", "type": "http-trigger@^1",
+            "config": {"method": "POST", "path": "/orders"}})];
+        let mut edges = Vec::new();
+        for i in 0..20 {
+            nodes.push(json!({"id": format!("t{i}"), "type": "transform@^1",
+                "config": {"expression": format!("{{step: {i}}}")}}));
+            edges.push(json!({"from": nodes[i]["id"], "to": format!("t{i}")}));
+        }
+        let canvas = serde_json::from_value(json!({"nodes": nodes, "edges": edges})).unwrap();
+        store.add_canvas(org, "orders", &canvas).unwrap();
+        let ids: Vec<u64> = (0..8)
+            .map(|_| store.create_release(org, "orders", 1).unwrap().id)
+            .collect();
+        let state = common::state_running(store, limit);
+        let mut events = state.releases.subscribe();
+        tokio::spawn(state.clone().start());
+
+        let (mut running, mut most, mut done) = (0usize, 0usize, 0usize);
+        while done < ids.len() {
+            let event = tokio::time::timeout(Duration::from_secs(20), events.recv())
+                .await
+                .expect("every release ends")
+                .unwrap();
+            match event.status {
+                Status::Packaging => running += 1,
+                Status::Packaged => {
+                    running -= 1;
+                    done += 1;
+                }
+                other => panic!("unexpected {other:?}: {}", event.message),
+            }
+            most = most.max(running);
+        }
+        assert!(most <= limit, "{most} ran at once, more than {limit}");
+        assert!(
+            most >= limit.min(2),
+            "{most} at once: the limit {limit} is not used"
+        );
+    }
+}

@@ -19,12 +19,17 @@ use tower::ServiceExt;
 /// A state over `store` running two releases at once, its compiled code
 /// cached across tests; plugins not loaded yet.
 pub fn state(store: Store) -> Arc<AppState> {
+    state_running(store, 2)
+}
+
+/// The same, running at most `releases` releases at once.
+pub fn state_running(store: Store, releases: usize) -> Arc<AppState> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
         ..RuntimeConfig::default()
     })
     .unwrap();
-    AppState::new(store, runtime, 2)
+    AppState::new(store, runtime, releases)
 }
 
 /// A state with its plugins loaded.
