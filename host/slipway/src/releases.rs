@@ -161,9 +161,14 @@ pub async fn run(state: Arc<AppState>) {
                 ended_ms: None,
             });
             release.note("packaging");
-            if let Err(err) = state.releases.record(&state, &release, "packaging") {
-                tracing::error!(error = %err, release = release.id, "cannot claim a release");
-                continue;
+            match state.releases.record(&state, &release, "packaging") {
+                Ok(()) => {}
+                // Deleted since the queue was read: nothing to do.
+                Err(StoreError::ReleaseDeleted(_)) => continue,
+                Err(err) => {
+                    tracing::error!(error = %err, release = release.id, "cannot claim a release");
+                    continue;
+                }
             }
             let state = state.clone();
             tokio::spawn(async move {
@@ -203,12 +208,6 @@ async fn package(state: &AppState, mut release: Release) {
                 })
         }
     };
-    // A release deleted meanwhile stays deleted.
-    if let Ok(Some(current)) = state.store.release(release.id)
-        && current.status == Status::Deleted
-    {
-        return;
-    }
     if let Some(stage) = release.stages.last_mut() {
         stage.ended_ms = Some(now_ms());
     }
@@ -246,7 +245,12 @@ async fn package(state: &AppState, mut release: Release) {
         }
     };
     release.note(message.clone());
-    if let Err(err) = state.releases.record(state, &release, &message) {
-        tracing::error!(error = %err, release = release.id, "cannot record a release's outcome");
+    match state.releases.record(state, &release, &message) {
+        Ok(()) => {}
+        // Deleted while it was packaged: it stays deleted, and pins nothing.
+        Err(StoreError::ReleaseDeleted(_)) => unpin(state, &release),
+        Err(err) => {
+            tracing::error!(error = %err, release = release.id, "cannot record a release's outcome");
+        }
     }
 }

@@ -38,6 +38,9 @@ pub enum StoreError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The release was deleted; it stays deleted.
+    #[error("release {0} was deleted")]
+    ReleaseDeleted(u64),
     /// A stored value does not decode.
     #[error("corrupt record in `{tree}`: {detail}")]
     Corrupt {
@@ -246,6 +249,28 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, [queued.id]);
+    }
+
+    #[test]
+    fn a_deleted_release_stays_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut release = store.create_release(1, "orders", 1).unwrap();
+        let claimed = {
+            let mut r = release.clone();
+            r.status = Status::Packaging;
+            r
+        };
+        release.status = Status::Deleted;
+        store.put_release(&release).unwrap();
+        // A worker that read it before the delete tries to record its outcome.
+        let err = store.put_release(&claimed).unwrap_err();
+        assert!(matches!(err, StoreError::ReleaseDeleted(id) if id == release.id));
+        assert_eq!(
+            store.release(release.id).unwrap().unwrap().status,
+            Status::Deleted
+        );
+        assert!(store.queued_releases().unwrap().is_empty());
     }
 
     #[test]

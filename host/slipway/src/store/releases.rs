@@ -6,8 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Store, StoreError, aborted, decode, encode, key};
+use super::{Store, StoreError, decode, encode, key};
 use crate::packaging::flow::FlowDocument;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_runtime::kinds::Diagnostic;
 
 /// Where a release is.
@@ -144,13 +145,26 @@ impl Store {
     }
 
     /// Writes a release as it is now, and keeps the queue index in step
-    /// with its status (one transaction).
+    /// with its status (one transaction). Deleted is final: a write that
+    /// would bring a deleted release back is refused with
+    /// [`StoreError::ReleaseDeleted`].
     pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
+        #[derive(Deserialize)]
+        struct StatusOnly {
+            status: Status,
+        }
         let id = key(release.id);
         let value = encode(release);
         let queued = release.status.is_waiting();
         (&self.releases, &self.queue)
             .transaction(|(releases, queue)| {
+                if release.status != Status::Deleted
+                    && let Some(old) = releases.get(id)?
+                    && serde_json::from_slice::<StatusOnly>(&old)
+                        .is_ok_and(|old| old.status == Status::Deleted)
+                {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
                 releases.insert(&id, value.as_slice())?;
                 if queued {
                     queue.insert(&id, &[])?;
@@ -159,7 +173,10 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(|e| aborted("releases", e))
+            .map_err(|e| match e {
+                TransactionError::Abort(()) => StoreError::ReleaseDeleted(release.id),
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
     }
 
     /// Releases waiting for a worker, oldest first, without reading the others.
