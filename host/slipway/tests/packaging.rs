@@ -177,7 +177,10 @@ async fn every_problem_is_reported_at_once_with_its_pointer() {
             "`transform` is not `name@version-requirement`, e.g. `transform@^1`",
         ),
         ("/edges/0/to", "no node `ghost`"),
-        ("/edges/1/port", "`route` has no output `no` (it has: yes)"),
+        (
+            "/edges/1/port",
+            "`route` has no output `no` (it has: yes, and `error` for failures)",
+        ),
         ("/edges/2/to", "`in` is a trigger: nothing can flow into it"),
     ];
     let expected: Vec<(String, String)> = expected

@@ -20,6 +20,7 @@
 //! and enters `to`.
 
 use serde::{Deserialize, Serialize};
+pub use slipway_engine::flow::SubflowRef;
 
 /// A canvas: nodes and the edges between them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -47,24 +48,6 @@ pub struct Node {
     /// Another integration, run as part of this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subflow: Option<SubflowRef>,
-}
-
-/// An integration at a pinned version.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(deny_unknown_fields)]
-pub struct SubflowRef {
-    /// The integration's name.
-    pub integration: String,
-    /// Its canvas version.
-    pub version: u32,
-}
-
-impl std::fmt::Display for SubflowRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.integration, self.version)
-    }
 }
 
 /// A connection from an output port to a node.

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use semver::VersionReq;
+use slipway_engine::executor::ERROR_PORT;
 use slipway_runtime::kinds::Diagnostic;
 use slipway_runtime::{CallContext, Catalog, Kind, Plugin, ResolveError};
 
@@ -332,11 +333,12 @@ impl<'a> Packager<'a> {
                 };
                 let sources: Vec<(String, String)> = match from {
                     Placed::Plugin { id, outputs, .. } => {
-                        if !outputs.contains(&edge.port) {
+                        // Every plugin node may route its failures by `error`.
+                        if !outputs.contains(&edge.port) && edge.port != ERROR_PORT {
                             problems.push(at(
                                 format!("/edges/{j}/port"),
                                 format!(
-                                    "`{}` has no output `{}` (it has: {})",
+                                    "`{}` has no output `{}` (it has: {}, and `error` for failures)",
                                     edge.from,
                                     edge.port,
                                     outputs.join(", ")
