@@ -191,38 +191,26 @@ impl Executor {
                 .plugin
                 .invoke(&self.context, &step.node, message.clone())
                 .await;
-            let (port, next_message) = match result {
-                Ok(Ok(output)) => {
-                    observe(current, started.elapsed(), false);
-                    (output.port, output.message)
-                }
-                Ok(Err(error)) => {
-                    observe(current, started.elapsed(), true);
-                    let failure = Failure {
-                        node: step.id.clone(),
-                        status: error.status.unwrap_or(500),
-                        code: error.code,
-                        message: error.message,
-                    };
-                    match self.error_path(current, &mut message, &failure) {
-                        Some(next) => {
-                            current = next;
-                            continue;
-                        }
-                        None => return Outcome::Failed(failure),
+            observe(current, started.elapsed(), !matches!(result, Ok(Ok(_))));
+            let failure = match result {
+                Ok(Ok(output)) => Ok((output.port, output.message)),
+                Ok(Err(error)) => Err(Failure {
+                    node: step.id.clone(),
+                    status: error.status.unwrap_or(500),
+                    code: error.code,
+                    message: error.message,
+                }),
+                Err(error) => Err(plugin_failure(&step.id, &error)),
+            };
+            let (port, next_message) = match failure {
+                Ok(output) => output,
+                Err(failure) => match self.error_path(current, &mut message, &failure) {
+                    Some(next) => {
+                        current = next;
+                        continue;
                     }
-                }
-                Err(error) => {
-                    observe(current, started.elapsed(), true);
-                    let failure = plugin_failure(&step.id, &error);
-                    match self.error_path(current, &mut message, &failure) {
-                        Some(next) => {
-                            current = next;
-                            continue;
-                        }
-                        None => return Outcome::Failed(failure),
-                    }
-                }
+                    None => return Outcome::Failed(failure),
+                },
             };
             let targets = step.next.get(&port).map(Vec::as_slice).unwrap_or_default();
             let Some((&first, rest)) = targets.split_first() else {

@@ -82,24 +82,29 @@ fn holder(id: u64) -> String {
     format!("release {id}")
 }
 
+/// Each plugin version a release's flow uses, as the catalog names it.
+fn plugins_of(release: &Release) -> impl Iterator<Item = (&str, Version)> {
+    release
+        .flow
+        .iter()
+        .flat_map(|f| &f.plugins)
+        .filter_map(|p| Some((p.name.as_str(), Version::parse(&p.version).ok()?)))
+}
+
 /// Pins the plugin versions a packaged release uses, in its organisation's
 /// catalog, so none is deleted under it.
 fn pin(state: &AppState, release: &Release) {
     let own = state.plugins.uploaded(release.organisation);
-    for plugin in release.flow.iter().flat_map(|f| &f.plugins) {
-        if let Ok(version) = Version::parse(&plugin.version) {
-            own.pin(Kind::NodeType, &plugin.name, &version, &holder(release.id));
-        }
+    for (name, version) in plugins_of(release) {
+        own.pin(Kind::NodeType, name, &version, &holder(release.id));
     }
 }
 
 /// Drops a release's pins (it was deleted).
 pub fn unpin(state: &AppState, release: &Release) {
     let own = state.plugins.uploaded(release.organisation);
-    for plugin in release.flow.iter().flat_map(|f| &f.plugins) {
-        if let Ok(version) = Version::parse(&plugin.version) {
-            own.unpin(Kind::NodeType, &plugin.name, &version, &holder(release.id));
-        }
+    for (name, version) in plugins_of(release) {
+        own.unpin(Kind::NodeType, name, &version, &holder(release.id));
     }
 }
 

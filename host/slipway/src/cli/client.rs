@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,21 @@ pub struct ApiFailure {
     pub path: Option<String>,
 }
 
+impl ApiFailure {
+    /// The failure an error answer's JSON body describes.
+    fn from_body(status: StatusCode, body: &Value) -> ApiFailure {
+        let error = &body["error"];
+        ApiFailure {
+            status,
+            code: error["code"].as_str().unwrap_or("unknown").to_string(),
+            message: error["message"]
+                .as_str()
+                .map_or_else(|| format!("the server answered {status}"), str::to_string),
+            path: error["path"].as_str().map(str::to_string),
+        }
+    }
+}
+
 /// A client of one server, with one token.
 pub struct Client {
     http: reqwest::Client,
@@ -126,18 +141,10 @@ impl Client {
                 .with_context(|| format!("the server at {url} did not answer JSON ({status})"))?
         };
         if status.is_success() {
-            return Ok(value);
+            Ok(value)
+        } else {
+            Err(ApiFailure::from_body(status, &value).into())
         }
-        let error = &value["error"];
-        Err(ApiFailure {
-            status,
-            code: error["code"].as_str().unwrap_or("unknown").to_string(),
-            message: error["message"]
-                .as_str()
-                .map_or_else(|| format!("the server answered {status}"), str::to_string),
-            path: error["path"].as_str().map(str::to_string),
-        }
-        .into())
     }
 
     /// GET.
@@ -168,12 +175,11 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach the server at {}", self.login.server))?;
-        if !response.status().is_success() {
-            let status = response.status();
+        let status = response.status();
+        if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let message = body["error"]["message"].as_str().unwrap_or("no details");
-            bail!("{message} ({status})");
+            return Err(ApiFailure::from_body(status, &body).into());
         }
         let mut stream = response.bytes_stream();
         let mut buffer = Vec::new();

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use slipway_runtime::harness::{Call, Harness};
 
 use super::client::Client;
-use super::remote::Target;
+use super::remote::{Target, show};
 use slipway_runtime::{CallContext, Plugin, Runtime, RuntimeConfig};
 
 #[derive(Debug, Subcommand)]
@@ -91,9 +91,7 @@ async fn push(client: &Client, file: &Path, as_json: bool) -> anyhow::Result<Exi
             Some(("application/wasm", wasm)),
         )
         .await?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&pushed)?);
-    } else {
+    show(as_json, &pushed, |pushed| {
         let replaced = match pushed["replaced"].as_str() {
             Some(sha) => format!(", replacing sha256 {sha}"),
             None => String::new(),
@@ -105,15 +103,13 @@ async fn push(client: &Client, file: &Path, as_json: bool) -> anyhow::Result<Exi
             pushed["version"].as_str().unwrap_or_default(),
             pushed["sha256"].as_str().unwrap_or_default(),
         );
-    }
+    });
     Ok(ExitCode::SUCCESS)
 }
 
 async fn list(client: &Client, as_json: bool) -> anyhow::Result<ExitCode> {
     let list = client.get("/api/v1/plugins").await?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
+    show(as_json, &list, |list| {
         println!("{:<24} {:<18} {:<10} ORIGIN", "NAME", "KIND", "VERSION");
         for p in list.as_array().into_iter().flatten() {
             println!(
@@ -128,7 +124,7 @@ async fn list(client: &Client, as_json: bool) -> anyhow::Result<ExitCode> {
                 }
             );
         }
-    }
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,7 +43,7 @@ impl Target {
 }
 
 /// Prints a value for scripts, or as `human` renders it.
-fn show(as_json: bool, value: &Value, human: impl FnOnce(&Value)) {
+pub(super) fn show(as_json: bool, value: &Value, human: impl FnOnce(&Value)) {
     if as_json {
         println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
     } else {
@@ -152,7 +152,15 @@ fn canvas_type(file: &Path) -> anyhow::Result<&'static str> {
     }
 }
 
-async fn latest(client: &Client, name: &str) -> anyhow::Result<u32> {
+/// `version`, or the integration's latest when none is given.
+async fn version_or_latest(
+    client: &Client,
+    name: &str,
+    version: Option<u32>,
+) -> anyhow::Result<u32> {
+    if let Some(version) = version {
+        return Ok(version);
+    }
     let integration = client.get(&format!("/api/v1/integrations/{name}")).await?;
     match integration["latest_version"].as_u64() {
         Some(0) | None => bail!("integration `{name}` has no canvas yet: push one first"),
@@ -216,10 +224,7 @@ pub async fn integration(
             });
         }
         Integration::Validate { name, version } => {
-            let version = match version {
-                Some(v) => v,
-                None => latest(&client, &name).await?,
-            };
+            let version = version_or_latest(&client, &name, version).await?;
             let result = client
                 .post(
                     &format!("/api/v1/integrations/{name}/versions/{version}/validate"),
@@ -305,10 +310,7 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
             version,
             follow: follow_it,
         } => {
-            let version = match version {
-                Some(v) => v,
-                None => latest(&client, &integration).await?,
-            };
+            let version = version_or_latest(&client, &integration, version).await?;
             let accepted = client
                 .post(
                     "/api/v1/releases",
