@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slipway_runtime::{CallContext, CallError, Message, Plugin};
+use slipway_runtime::{CallContext, CallError, HostPattern, Message, Plugin};
 
 use crate::flow::{FlowDocument, PluginRef};
 
@@ -31,6 +31,8 @@ struct Step {
     plugin: Arc<Plugin>,
     /// The translated node, as `invoke` takes it.
     node: String,
+    /// What its calls are granted.
+    context: CallContext,
     /// Output port to the nodes it feeds.
     next: HashMap<String, Vec<usize>>,
 }
@@ -75,7 +77,6 @@ pub enum Outcome {
 pub struct Executor {
     steps: Vec<Step>,
     routes: Vec<Route>,
-    context: CallContext,
 }
 
 /// The flow names something that is not there.
@@ -105,6 +106,7 @@ impl Executor {
         flow: &FlowDocument,
         plugins: &BTreeMap<PluginRef, Arc<Plugin>>,
     ) -> Result<Executor, FlowError> {
+        let routes = triggers(flow)?;
         let index: HashMap<&str, usize> = flow
             .nodes
             .iter()
@@ -112,8 +114,7 @@ impl Executor {
             .map(|(i, n)| (n.id.as_str(), i))
             .collect();
         let mut steps = Vec::with_capacity(flow.nodes.len());
-        let mut routes = Vec::new();
-        for (i, node) in flow.nodes.iter().enumerate() {
+        for node in &flow.nodes {
             let plugin = plugins
                 .get(&node.plugin)
                 .ok_or_else(|| FlowError::MissingPlugin {
@@ -121,20 +122,9 @@ impl Executor {
                     plugin: node.plugin.name.clone(),
                     version: node.plugin.version.clone(),
                 })?;
-            if node.trigger && node.plugin.name == "http-trigger" {
-                let text = |key: &str| node.node[key].as_str().map(str::to_string);
-                let (Some(method), Some(path)) = (text("method"), text("path")) else {
-                    return Err(FlowError::BadTrigger(node.id.clone()));
-                };
-                routes.push(Route {
-                    node: i,
-                    id: node.id.clone(),
-                    method,
-                    path,
-                });
-            }
             steps.push(Step {
                 id: node.id.clone(),
+                context: grant(plugin, &node.node),
                 plugin: plugin.clone(),
                 node: node.node.to_string(),
                 next: HashMap::new(),
@@ -153,21 +143,12 @@ impl Executor {
                 .or_default()
                 .push(to);
         }
-        Ok(Executor {
-            steps,
-            routes,
-            context: CallContext::default(),
-        })
+        Ok(Executor { steps, routes })
     }
 
     /// The HTTP triggers, in flow order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
-    }
-
-    /// Every node's id, by index.
-    pub fn node_ids(&self) -> impl Iterator<Item = &str> {
-        self.steps.iter().map(|s| s.id.as_str())
     }
 
     /// Runs `message` from node `start` until a path ends; `observe` hears of
@@ -176,12 +157,17 @@ impl Executor {
         self: &'a Arc<Self>,
         start: usize,
         message: Message,
-        observe: &'a Observer,
+        observe: &'a Observer<'a>,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
         Box::pin(self.walk(start, message, observe))
     }
 
-    async fn walk(self: &Arc<Self>, start: usize, message: Message, observe: &Observer) -> Outcome {
+    async fn walk(
+        self: &Arc<Self>,
+        start: usize,
+        message: Message,
+        observe: &Observer<'_>,
+    ) -> Outcome {
         let mut current = start;
         let mut message = message;
         for _ in 0..MAX_STEPS {
@@ -189,7 +175,7 @@ impl Executor {
             let started = Instant::now();
             let result = step
                 .plugin
-                .invoke(&self.context, &step.node, message.clone())
+                .invoke(&step.context, &step.node, message.clone())
                 .await;
             observe(current, started.elapsed(), !matches!(result, Ok(Ok(_))));
             let failure = match result {
@@ -254,8 +240,52 @@ impl Executor {
     }
 }
 
+/// The `http-trigger` nodes of `flow`, read from their translated config
+/// (no plugin needs loading).
+pub fn triggers(flow: &FlowDocument) -> Result<Vec<Route>, FlowError> {
+    let mut routes = Vec::new();
+    for (i, node) in flow.nodes.iter().enumerate() {
+        if node.trigger && node.plugin.name == "http-trigger" {
+            let text = |key: &str| node.node[key].as_str().map(str::to_string);
+            let (Some(method), Some(path)) = (text("method"), text("path")) else {
+                return Err(FlowError::BadTrigger(node.id.clone()));
+            };
+            routes.push(Route {
+                node: i,
+                id: node.id.clone(),
+                method,
+                path,
+            });
+        }
+    }
+    Ok(routes)
+}
+
+/// What a node's calls may reach over HTTP. A plugin whose manifest allows
+/// any host (`*`) gets only the `host` its translated node names (as
+/// `http-call` writes it), or none; others keep their manifest's list.
+fn grant(plugin: &Plugin, node: &serde_json::Value) -> CallContext {
+    if !plugin
+        .manifest()
+        .allowed_hosts
+        .iter()
+        .any(HostPattern::is_any)
+    {
+        return CallContext::default();
+    }
+    let hosts: Vec<HostPattern> = node["host"]
+        .as_str()
+        .and_then(|host| HostPattern::try_from(host.to_string()).ok())
+        .into_iter()
+        .collect();
+    CallContext {
+        allowed_hosts: Some(hosts.into()),
+        ..CallContext::default()
+    }
+}
+
 /// Hears of every node invocation: node index, time taken, whether it failed.
-pub type Observer = dyn Fn(usize, Duration, bool) + Sync;
+pub type Observer<'a> = dyn Fn(usize, Duration, bool) + Sync + 'a;
 
 fn ignore(_: usize, _: Duration, _: bool) {}
 

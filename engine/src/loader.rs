@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use slipway_runtime::{Plugin, Runtime};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use slipway_runtime::{CodeSource, Plugin, Runtime};
 
 use crate::flow::{FlowDocument, PluginRef};
 
@@ -54,7 +57,9 @@ pub fn component_path(dir: &Path, plugin: &PluginRef) -> PathBuf {
 }
 
 /// Loads every plugin `flow` names from `dir`, refusing any whose sha256
-/// differs from the flow's.
+/// differs from the flow's before running any of its code. Each is logged
+/// with where its code came from: the runtime's code directory when it holds
+/// code for this engine, otherwise compiled now.
 pub async fn load_plugins(
     runtime: &Runtime,
     flow: &FlowDocument,
@@ -69,6 +74,16 @@ pub async fn load_plugins(
             path: path.clone(),
             source,
         })?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != wanted.sha256 {
+            return Err(LoadError::Digest {
+                name: wanted.name.clone(),
+                version: wanted.version.clone(),
+                expected: wanted.sha256.clone(),
+                found,
+            });
+        }
+        let started = Instant::now();
         let plugin = runtime
             .load(&bytes)
             .await
@@ -77,13 +92,17 @@ pub async fn load_plugins(
                 version: wanted.version.clone(),
                 source,
             })?;
-        if plugin.sha256() != wanted.sha256 {
-            return Err(LoadError::Digest {
-                name: wanted.name.clone(),
-                version: wanted.version.clone(),
-                expected: wanted.sha256.clone(),
-                found: plugin.sha256().to_string(),
-            });
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match plugin.code_source() {
+            CodeSource::Cached => {
+                tracing::info!(plugin = plugin.id(), ms, "loaded precompiled code");
+            }
+            CodeSource::Compiled => tracing::warn!(
+                plugin = plugin.id(),
+                ms,
+                engine_hash = runtime.engine_hash(),
+                "no precompiled code for this engine: compiled the component"
+            ),
         }
         loaded.insert(wanted.clone(), plugin);
     }

@@ -1,81 +1,25 @@
 //! The engine running flows that the real packaging stage produced, with
 //! the built-in plugins loaded from a bundle directory.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
+use common::{runtime, shared_cache, transform_chain, trigger, two_branches, with_subflow};
 use serde_json::{Value, json};
-use slipway::packaging::canvas::{Canvas, SubflowRef};
-use slipway::packaging::{Canvases, Lookup, Packager};
+use slipway_engine::Bundle;
 use slipway_engine::flow::FlowDocument;
 use slipway_engine::loader::{LoadError, component_path, load_plugins};
 use slipway_engine::{Executor, Outcome};
-use slipway_runtime::{Message, Runtime, RuntimeConfig};
+use slipway_runtime::Message;
 
-/// Canvases by integration (version 1 each).
-#[derive(Default)]
-struct Library(BTreeMap<String, Canvas>);
-
-impl Canvases for Library {
-    fn lookup(&self, integration: &str, version: u32) -> Lookup {
-        match self.0.get(integration) {
-            Some(canvas) if version == 1 => Lookup::Found(canvas.clone()),
-            Some(_) => Lookup::NoVersion { latest: Some(1) },
-            None => Lookup::NoIntegration,
-        }
-    }
-}
-
-fn runtime(dir: &Path) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.to_path_buf()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap()
-}
-
-fn shared_cache() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")
-}
-
-/// Packages `root` (with `subflows`) and writes a bundle: the built-in
-/// components as `<name>@<version>.wasm`.
 async fn bundle(root: Value, subflows: &[(&str, Value)]) -> (FlowDocument, tempfile::TempDir) {
-    let runtime = runtime(&shared_cache());
-    for (_, wasm) in slipway_plugin_artifacts::BUILTIN {
-        runtime.install(wasm).await.unwrap();
-    }
-    let mut library = Library::default();
-    for (name, canvas) in subflows {
-        library.0.insert(
-            name.to_string(),
-            serde_json::from_value(canvas.clone()).unwrap(),
-        );
-    }
-    let canvas: Canvas = serde_json::from_value(root).unwrap();
-    let flow = Packager::new(runtime.catalog(), &library)
-        .package(
-            &SubflowRef {
-                integration: "orders".into(),
-                version: 1,
-            },
-            &canvas,
-        )
-        .await
-        .unwrap_or_else(|d| panic!("packaging failed: {d:?}"));
-    let dir = tempfile::tempdir().unwrap();
-    for (_, wasm) in slipway_plugin_artifacts::BUILTIN {
-        let plugin = runtime.load(wasm).await.unwrap();
-        if let Some(wanted) = flow.plugins.iter().find(|p| p.sha256 == plugin.sha256()) {
-            std::fs::write(component_path(dir.path(), wanted), wasm).unwrap();
-        }
-    }
-    (flow, dir)
+    common::bundle(root, subflows, &[]).await
 }
 
 async fn executor(flow: &FlowDocument, dir: &Path) -> Arc<Executor> {
-    let plugins = load_plugins(&runtime(&shared_cache()), flow, dir)
+    let plugins = load_plugins(&runtime(&shared_cache()), flow, &Bundle::at(dir).plugins)
         .await
         .unwrap();
     Arc::new(Executor::new(flow, &plugins).unwrap())
@@ -97,22 +41,9 @@ async fn reply(executor: &Arc<Executor>, message: Message) -> Value {
     }
 }
 
-fn trigger() -> Value {
-    json!({"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transform_chain_answers_with_the_last_message() {
-    let (flow, dir) = bundle(
-        json!({
-            "nodes": [trigger(),
-                {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}},
-                {"id": "double", "type": "transform@^1", "config": {"expression": "{total: (.total * 2)}"}}],
-            "edges": [{"from": "in", "to": "sum"}, {"from": "sum", "to": "double"}]
-        }),
-        &[],
-    )
-    .await;
+    let (flow, dir) = bundle(transform_chain(), &[]).await;
     let executor = executor(&flow, dir.path()).await;
     assert_eq!(executor.routes()[0].path, "/orders");
     let answer = reply(&executor, request("POST", json!({"items": [1, 2, 3]}))).await;
@@ -121,19 +52,7 @@ async fn a_transform_chain_answers_with_the_last_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_choice_sends_each_message_down_one_branch() {
-    let (flow, dir) = bundle(
-        json!({
-            "nodes": [trigger(),
-                {"id": "route", "type": "choice@^1", "config": {"routes": [{"when": ".total > 100", "port": "large"}], "otherwise": "small"}},
-                {"id": "big", "type": "transform@^1", "config": {"expression": "{size: \"large\"}"}},
-                {"id": "little", "type": "transform@^1", "config": {"expression": "{size: \"small\"}"}}],
-            "edges": [{"from": "in", "to": "route"},
-                      {"from": "route", "port": "large", "to": "big"},
-                      {"from": "route", "port": "small", "to": "little"}]
-        }),
-        &[],
-    )
-    .await;
+    let (flow, dir) = bundle(two_branches(), &[]).await;
     let executor = executor(&flow, dir.path()).await;
     let large = reply(&executor, request("POST", json!({"total": 500}))).await;
     let small = reply(&executor, request("POST", json!({"total": 5}))).await;
@@ -145,19 +64,8 @@ async fn a_choice_sends_each_message_down_one_branch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subflow_runs_as_part_of_the_flow() {
-    let (flow, dir) = bundle(
-        json!({
-            "nodes": [trigger(),
-                {"id": "enrich", "subflow": {"integration": "enrich", "version": 1}},
-                {"id": "reply", "type": "transform@^1", "config": {"expression": "{tagged: .tag, total}"}}],
-            "edges": [{"from": "in", "to": "enrich"}, {"from": "enrich", "to": "reply"}]
-        }),
-        &[(
-            "enrich",
-            json!({"nodes": [{"id": "tag", "type": "transform@^1", "config": {"expression": ". + {tag: \"vip\"}"}}]}),
-        )],
-    )
-    .await;
+    let (root, enrich) = with_subflow();
+    let (flow, dir) = bundle(root, &[("enrich", enrich)]).await;
     assert!(flow.nodes.iter().any(|n| n.id == "enrich/tag"));
     let executor = executor(&flow, dir.path()).await;
     let answer = reply(&executor, request("POST", json!({"total": 7}))).await;
@@ -213,19 +121,20 @@ async fn a_failing_node_is_named_unless_the_flow_routes_its_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_is_not_the_pinned_one_is_refused() {
     let (flow, dir) = bundle(json!({"nodes": [trigger()]}), &[]).await;
-    let path = component_path(dir.path(), &flow.plugins[0]);
+    let plugins = Bundle::at(dir.path()).plugins;
+    let path = component_path(&plugins, &flow.plugins[0]);
     let other = slipway_plugin_artifacts::BUILTIN
         .iter()
         .find(|(name, _)| *name != "http-trigger")
         .unwrap()
         .1;
     std::fs::write(&path, other).unwrap();
-    let err = load_plugins(&runtime(&shared_cache()), &flow, dir.path())
+    let err = load_plugins(&runtime(&shared_cache()), &flow, &plugins)
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::Digest { .. }), "{err}");
     std::fs::remove_file(&path).unwrap();
-    let err = load_plugins(&runtime(&shared_cache()), &flow, dir.path())
+    let err = load_plugins(&runtime(&shared_cache()), &flow, &plugins)
         .await
         .unwrap_err();
     assert!(

@@ -142,6 +142,11 @@ pub struct HostPattern {
 }
 
 impl HostPattern {
+    /// Whether it is `*`, any host on any port.
+    pub fn is_any(&self) -> bool {
+        self.host == "*" && self.port.is_none()
+    }
+
     /// Whether `host:port` matches.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {

@@ -5,7 +5,6 @@
 //! `cargo bench -p slipway --bench api_read`
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,53 +16,10 @@ use slipway::server::{AppState, router};
 use slipway::store::{Status, Store};
 use slipway_runtime::{Runtime, RuntimeConfig};
 
-const CONNECTIONS: &str = "32";
-const SECONDS: &str = "10";
+#[path = "../../../tests/support/wrk.rs"]
+mod wrk;
 
-/// Requests per second and p99 latency (ms) that wrk reports.
-fn wrk(url: &str, token: Option<&str>) -> (f64, f64) {
-    let mut command = Command::new("wrk");
-    command.args([
-        "-t2",
-        "-c",
-        CONNECTIONS,
-        "-d",
-        &format!("{SECONDS}s"),
-        "--latency",
-    ]);
-    if let Some(token) = token {
-        command.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    let out = command
-        .arg(url)
-        .output()
-        .expect("wrk is installed (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in:\n{text}"));
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| millis(v.trim()))
-        .unwrap_or_else(|| panic!("no 99% latency in:\n{text}"));
-    (rps, p99)
-}
-
-/// wrk's `812.00us`, `1.23ms` or `2.00s`, in ms.
-fn millis(value: &str) -> f64 {
-    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap();
-    let number: f64 = value[..split].parse().unwrap();
-    match &value[split..] {
-        "us" => number / 1e3,
-        "ms" => number,
-        "s" => number * 1e3,
-        unit => panic!("unknown unit {unit}"),
-    }
-}
+use wrk::{CONNECTIONS, SECONDS, wrk};
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,15 +79,17 @@ async fn main() {
 
     println!("wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, server on 2 worker threads, same machine");
     let (bare_rps, bare_p99) =
-        tokio::task::spawn_blocking(move || wrk(&format!("http://{bare}{path}"), None))
+        tokio::task::spawn_blocking(move || wrk(&format!("http://{bare}{path}"), &[]))
             .await
             .unwrap();
     let token = made.token.clone();
     let path = format!("/api/v1/releases/{}", release.id);
-    let (rps, p99) =
-        tokio::task::spawn_blocking(move || wrk(&format!("http://{slipway}{path}"), Some(&token)))
-            .await
-            .unwrap();
+    let (rps, p99) = tokio::task::spawn_blocking(move || {
+        let auth = format!("Authorization: Bearer {token}");
+        wrk(&format!("http://{slipway}{path}"), &["-H", &auth])
+    })
+    .await
+    .unwrap();
     println!(
         "baseline: bare axum handler, same bytes        {bare_rps:>10.0} req/s   p99 {bare_p99:>6.2} ms"
     );

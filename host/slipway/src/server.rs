@@ -136,18 +136,6 @@ pub async fn serve(
 
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    slipway_engine::server::shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
 }

@@ -1,0 +1,185 @@
+//! `slipway-engine`: serves one packaged flow over HTTP.
+//!
+//! ```text
+//! slipway-engine --bundle DIR                   serve (flow.json, plugins/, code/)
+//! slipway-engine --flow FILE --plugins DIR      serve, code compiled into DIR
+//! slipway-engine precompile --bundle DIR        compile every component into code/
+//! ```
+//!
+//! Logs are JSON lines on standard output; `SLIPWAY_LOG` filters them
+//! (`info` by default).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use slipway_engine::server::{DEFAULT_MAX_BODY, shutdown_signal};
+use slipway_engine::{Bundle, Engine, Stopped, loader, serve};
+use slipway_runtime::{Runtime, RuntimeConfig};
+
+#[derive(Parser)]
+#[command(version, about = "Serves a packaged Slipway flow over HTTP.")]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compiles every component the flow names into the code directory, so
+    /// the engine starts without compiling.
+    Precompile(Source),
+}
+
+/// Where the flow and its components are.
+#[derive(Args)]
+struct Source {
+    /// A bundle directory: `flow.json`, `plugins/`, `code/`.
+    #[arg(long, conflicts_with_all = ["flow", "plugins"], required_unless_present_all = ["flow", "plugins"])]
+    bundle: Option<PathBuf>,
+    /// The flow document.
+    #[arg(long, requires = "plugins")]
+    flow: Option<PathBuf>,
+    /// The directory of `<name>@<version>.wasm` components.
+    #[arg(long, requires = "flow")]
+    plugins: Option<PathBuf>,
+    /// Compiled code (default: the plugins directory, or the bundle's `code/`).
+    #[arg(long)]
+    code: Option<PathBuf>,
+}
+
+impl Source {
+    fn bundle(&self) -> Bundle {
+        let mut bundle = match (&self.bundle, &self.flow, &self.plugins) {
+            (Some(dir), _, _) => Bundle::at(dir),
+            (None, Some(flow), Some(plugins)) => Bundle {
+                flow: flow.clone(),
+                plugins: plugins.clone(),
+                code: plugins.clone(),
+            },
+            _ => unreachable!("clap requires --bundle or --flow with --plugins"),
+        };
+        if let Some(code) = &self.code {
+            bundle.code = code.clone();
+        }
+        bundle
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "SLIPWAY_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Seconds to answer requests in flight after SIGTERM before exiting.
+    #[arg(long, env = "SLIPWAY_DRAIN_SECONDS", default_value_t = 10)]
+    drain_seconds: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SLIPWAY_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
+    max_body: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+    let result = match cli.command {
+        Some(Command::Precompile(source)) => runtime.block_on(precompile(source.bundle())),
+        None => runtime.block_on(run(cli.serve.source.bundle(), &cli.serve)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A plugin runtime caching compiled code in `bundle.code`, or compiling
+/// every time when that directory cannot be created.
+fn plugin_runtime(bundle: &Bundle) -> Result<Runtime, String> {
+    let cache_dir = match std::fs::create_dir_all(&bundle.code) {
+        Ok(()) => Some(bundle.code.clone()),
+        Err(err) => {
+            tracing::warn!(code = %bundle.code.display(), error = %err, "no code directory: every component is compiled at start");
+            None
+        }
+    };
+    Runtime::new(RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    })
+    .map_err(|e| e.to_string())
+}
+
+async fn run(bundle: Bundle, args: &ServeArgs) -> Result<(), String> {
+    let flow = bundle.read_flow().map_err(|e| e.to_string())?;
+    let engine = Engine::new(&flow, args.max_body).map_err(|e| e.to_string())?;
+    let address = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        %address,
+        integration = %flow.integration,
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let runtime = plugin_runtime(&bundle)?;
+    let drain = Duration::from_secs(args.drain_seconds);
+    let serving = serve(listener, engine.clone(), shutdown_signal(), drain);
+    let loading = engine.load(&runtime, &flow, &bundle.plugins);
+    tokio::pin!(serving);
+    tokio::select! {
+        loaded = loading => loaded.map_err(|e| e.to_string())?,
+        stopped = &mut serving => return stopped_log(stopped),
+    }
+    stopped_log(serving.await)
+}
+
+fn stopped_log(stopped: std::io::Result<Stopped>) -> Result<(), String> {
+    match stopped.map_err(|e| e.to_string())? {
+        Stopped::Drained => tracing::info!("stopped: every request answered"),
+        Stopped::CutOff(in_flight) => {
+            tracing::warn!(in_flight, "stopped: drain time ran out, requests cut off")
+        }
+    }
+    Ok(())
+}
+
+async fn precompile(bundle: Bundle) -> Result<(), String> {
+    let flow = bundle.read_flow().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&bundle.code)
+        .map_err(|e| format!("cannot create {}: {e}", bundle.code.display()))?;
+    let runtime = plugin_runtime(&bundle)?;
+    let loaded = loader::load_plugins(&runtime, &flow, &bundle.plugins)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        plugins = loaded.len(),
+        code = %bundle.code.display(),
+        engine_hash = runtime.engine_hash(),
+        "precompiled"
+    );
+    Ok(())
+}
