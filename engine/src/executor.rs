@@ -172,11 +172,11 @@ impl Executor {
         let mut message = message;
         for _ in 0..MAX_STEPS {
             let step = &self.steps[current];
+            // A failure sends the message on down the error port: keep a copy
+            // only where the flow connects one.
+            let kept = step.next.contains_key(ERROR_PORT).then(|| message.clone());
             let started = Instant::now();
-            let result = step
-                .plugin
-                .invoke(&step.context, &step.node, message.clone())
-                .await;
+            let result = step.plugin.invoke(&step.context, &step.node, message).await;
             observe(current, started.elapsed(), !matches!(result, Ok(Ok(_))));
             let failure = match result {
                 Ok(Ok(output)) => Ok((output.port, output.message)),
@@ -190,9 +190,10 @@ impl Executor {
             };
             let (port, next_message) = match failure {
                 Ok(output) => output,
-                Err(failure) => match self.error_path(current, &mut message, &failure) {
-                    Some(next) => {
+                Err(failure) => match kept.and_then(|m| self.error_path(current, m, &failure)) {
+                    Some((next, error_message)) => {
                         current = next;
+                        message = error_message;
                         continue;
                     }
                     None => return Outcome::Failed(failure),
@@ -222,7 +223,12 @@ impl Executor {
 
     /// The node a failure goes to. The message keeps its attributes; its
     /// body becomes the error as JSON, `{"error": {node, code, message}}`.
-    fn error_path(&self, at: usize, message: &mut Message, failure: &Failure) -> Option<usize> {
+    fn error_path(
+        &self,
+        at: usize,
+        mut message: Message,
+        failure: &Failure,
+    ) -> Option<(usize, Message)> {
         let next = *self.steps[at].next.get(ERROR_PORT)?.first()?;
         let body = serde_json::json!({"error": {
             "node": failure.node, "code": failure.code, "message": failure.message}});
@@ -233,10 +239,10 @@ impl Executor {
         message
             .headers
             .push(("content-type".into(), "application/json".into()));
-        set_attribute(message, "error.node", &failure.node);
-        set_attribute(message, "error.code", &failure.code);
-        set_attribute(message, "error.message", &failure.message);
-        Some(next)
+        set_attribute(&mut message, "error.node", &failure.node);
+        set_attribute(&mut message, "error.code", &failure.code);
+        set_attribute(&mut message, "error.message", &failure.message);
+        Some((next, message))
     }
 }
 

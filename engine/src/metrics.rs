@@ -3,7 +3,7 @@
 //! indexed by trigger and node, so recording takes no lock.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -64,7 +64,6 @@ struct Node {
 
 /// The engine's metrics.
 pub struct Metrics {
-    ready: AtomicBool,
     triggers: Vec<Trigger>,
     nodes: Vec<Node>,
 }
@@ -77,7 +76,6 @@ impl Metrics {
     ) -> Metrics {
         let statuses = usize::from(LAST_STATUS - FIRST_STATUS + 1);
         Metrics {
-            ready: AtomicBool::new(false),
             triggers: triggers
                 .into_iter()
                 .map(|id| Trigger {
@@ -97,11 +95,6 @@ impl Metrics {
         }
     }
 
-    /// Records whether the engine is ready.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
     /// Records a request answered by trigger `trigger` (its index).
     pub fn request(&self, trigger: usize, status: u16, elapsed: Duration) {
         let trigger = &self.triggers[trigger];
@@ -119,13 +112,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition format; `ready` is the engine's
+    /// readiness at the time.
+    pub fn render(&self, ready: bool) -> String {
         let mut out = String::new();
         out.push_str("# HELP slipway_engine_ready Whether every plugin is loaded.\n");
         out.push_str("# TYPE slipway_engine_ready gauge\n");
-        let ready = u8::from(self.ready.load(Ordering::Relaxed));
-        let _ = writeln!(out, "slipway_engine_ready {ready}");
+        let _ = writeln!(out, "slipway_engine_ready {}", u8::from(ready));
 
         out.push_str(
             "# HELP slipway_engine_requests_total Requests answered, by trigger and status.\n",
@@ -193,7 +186,7 @@ mod tests {
         metrics.request(0, 200, Duration::from_millis(3));
         metrics.request(0, 200, Duration::from_millis(3));
         metrics.request(0, 503, Duration::from_millis(1));
-        let text = metrics.render();
+        let text = metrics.render(false);
         for line in [
             "slipway_engine_ready 0",
             "slipway_engine_requests_total{trigger=\"in\",status=\"200\"} 2",

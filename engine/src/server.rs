@@ -130,8 +130,6 @@ impl Engine {
             .map_err(Box::new)?;
         let executor = Arc::new(Executor::new(flow, &loaded)?);
         let _ = self.executor.set(executor);
-        self.metrics
-            .set_ready(!self.draining.load(Ordering::Relaxed));
         tracing::info!(
             plugins = loaded.len(),
             nodes = flow.nodes.len(),
@@ -141,9 +139,17 @@ impl Engine {
         Ok(())
     }
 
+    /// The executor, while requests are being answered: once every plugin
+    /// is loaded and until draining starts.
+    fn serving(&self) -> Option<&Arc<Executor>> {
+        self.executor
+            .get()
+            .filter(|_| !self.draining.load(Ordering::Relaxed))
+    }
+
     /// Whether requests are being answered.
     pub fn is_ready(&self) -> bool {
-        self.executor.get().is_some() && !self.draining.load(Ordering::Relaxed)
+        self.serving().is_some()
     }
 
     /// The routes: the triggers, then the engine's own paths.
@@ -154,11 +160,6 @@ impl Engine {
             .route("/metrics", get(metrics))
             .fallback(answer)
             .with_state(self.clone())
-    }
-
-    fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-        self.metrics.set_ready(false);
     }
 }
 
@@ -177,7 +178,11 @@ async fn ready(State(engine): State<Arc<Engine>>) -> Response {
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4");
-    ([(CONTENT_TYPE, content_type)], engine.metrics.render()).into_response()
+    (
+        [(CONTENT_TYPE, content_type)],
+        engine.metrics.render(engine.is_ready()),
+    )
+        .into_response()
 }
 
 /// Counts a request as in flight while it lives.
@@ -232,10 +237,7 @@ async fn answer(State(engine): State<Arc<Engine>>, request: Request) -> Response
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (Some(executor), false) = (
-        engine.executor.get(),
-        engine.draining.load(Ordering::Relaxed),
-    ) else {
+    let Some(executor) = engine.serving() else {
         return http::problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
@@ -307,7 +309,7 @@ pub async fn serve(
     let signalled = engine.clone();
     tokio::spawn(async move {
         stop.await;
-        signalled.start_draining();
+        signalled.draining.store(true, Ordering::Relaxed);
         tracing::info!(
             in_flight = signalled.in_flight.load(Ordering::Relaxed),
             "stopping: answering requests in flight"
