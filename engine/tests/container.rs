@@ -3,78 +3,21 @@
 //! and answers the same requests as on the host. This proves the binary is
 //! self-contained.
 //!
-//! Needs Docker, and the `x86_64-unknown-linux-musl` target with a musl C
-//! compiler (Debian: `musl-tools`) for the build this test runs.
+//! Needs Docker, and what `tests/support/static_engine.rs` needs.
 
 mod common;
+#[path = "../../tests/support/docker.rs"]
+mod docker;
+#[path = "../../tests/support/static_engine.rs"]
+mod static_engine;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{bundle, trigger};
+use docker::Docker;
 use serde_json::{Value, json};
-
-const TARGET: &str = "x86_64-unknown-linux-musl";
-
-/// Builds `slipway-engine` for musl with the `engine` profile, in a target
-/// directory of its own (the outer build holds the usual one).
-fn static_engine() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("musl");
-    let _ = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status();
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "slipway-engine",
-            "--bin",
-            "slipway-engine",
-        ])
-        .args(["--profile", "engine", "--target", TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the static build failed");
-    target_dir
-        .join(TARGET)
-        .join("engine")
-        .join("slipway-engine")
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Removes the container and image however the test ends.
-struct Cleanup {
-    container: String,
-    image: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.container])
-            .output();
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.image])
-            .output();
-    }
-}
+use static_engine::static_engine;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_static_engine_serves_the_flow_from_a_scratch_image() {
@@ -119,18 +62,16 @@ async fn the_static_engine_serves_the_flow_from_a_scratch_image() {
     .unwrap();
     let image = format!("slipway-engine-test:{}", std::process::id());
     let container = format!("slipway-engine-test-{}", std::process::id());
-    let _cleanup = Cleanup {
-        container: container.clone(),
-        image: image.clone(),
-    };
-    docker(&[
+    let docker = Docker::new();
+    let _cleanup = docker.cleanup(&container, &image);
+    docker.run(&[
         "build",
         "-q",
         "-t",
         &image,
         context.path().to_str().unwrap(),
     ]);
-    docker(&[
+    docker.run(&[
         "run",
         "-d",
         "--name",
@@ -139,20 +80,8 @@ async fn the_static_engine_serves_the_flow_from_a_scratch_image() {
         "127.0.0.1::8080",
         &image,
     ]);
-    let address = docker(&["port", &container, "8080/tcp"]);
-    let address = address.lines().next().unwrap().to_string();
+    let address = docker.ready(&container).await;
     let url = |path: &str| format!("http://{address}{path}");
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match reqwest::get(url("/readyz")).await {
-            Ok(r) if r.status() == 200 => break,
-            _ if Instant::now() > deadline => {
-                panic!("not ready: {}", docker(&["logs", &container]))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
     let client = reqwest::Client::new();
     for (items, expected) in [
         (json!([1, 2, 3]), json!({"total": 6, "size": "small"})),
@@ -168,12 +97,12 @@ async fn the_static_engine_serves_the_flow_from_a_scratch_image() {
         assert_eq!(response.json::<Value>().await.unwrap(), expected);
     }
 
-    docker(&["stop", "-t", "10", &container]);
+    docker.run(&["stop", "-t", "10", &container]);
     assert_eq!(
-        docker(&["inspect", "-f", "{{.State.ExitCode}}", &container]),
+        docker.run(&["inspect", "-f", "{{.State.ExitCode}}", &container]),
         "0"
     );
-    let logs = docker(&["logs", &container]);
+    let logs = docker.run(&["logs", &container]);
     let records: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

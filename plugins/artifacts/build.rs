@@ -5,8 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Built-in plugins: shipped inside the `slipway` binary.
-const BUILTIN: &[&str] = &["http-trigger", "http-call", "transform", "choice", "log"];
+/// Built-in plugins, shipped inside the `slipway` binary: name and directory.
+const BUILTIN: &[(&str, &str)] = &[
+    ("http-trigger", "plugins"),
+    ("http-call", "plugins"),
+    ("transform", "plugins"),
+    ("choice", "plugins"),
+    ("log", "plugins"),
+    ("rust-code", "plugins"),
+    ("distribution", "registry-adapters"),
+    ("harbor", "registry-adapters"),
+];
 /// Test guests: hostile and edge-case plugins for the runtime's tests.
 const TEST_GUESTS: &[&str] = &[
     "hostile",
@@ -22,7 +31,7 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().expect("workspace root");
-    for dir in ["plugins", "tests/guests", "wit"] {
+    for dir in ["plugins", "registry-adapters", "tests/guests", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(
@@ -36,7 +45,7 @@ fn main() {
 
     let crates: Vec<(&str, PathBuf)> = BUILTIN
         .iter()
-        .map(|name| (*name, root.join("plugins").join(name)))
+        .map(|(name, dir)| (*name, root.join(dir).join(name)))
         .chain(
             TEST_GUESTS
                 .iter()
@@ -77,7 +86,7 @@ fn main() {
     let mut code = String::new();
     code.push_str("/// Built-in plugins: name and component bytes.\n");
     code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
-    for name in BUILTIN {
+    for (name, _) in BUILTIN {
         let path = wasm_path(&wasm_dir, name);
         code.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",

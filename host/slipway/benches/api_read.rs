@@ -51,9 +51,13 @@ async fn main() {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let state = AppState::new(store, runtime, 2);
+    let config = slipway::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..slipway::config::Config::default()
+    };
+    let state = AppState::new(store, runtime, &config);
     tokio::spawn(state.clone().start());
-    while state.store.release(release.id).unwrap().unwrap().status != Status::Packaged {
+    while state.store.release(release.id).unwrap().unwrap().status != Status::Failed {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

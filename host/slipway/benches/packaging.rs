@@ -84,7 +84,11 @@ async fn main() {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let state = AppState::new(store, runtime, 2);
+    let config = slipway::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..slipway::config::Config::default()
+    };
+    let state = AppState::new(store, runtime, &config);
     state.load_plugins().await.unwrap();
 
     let root = SubflowRef {

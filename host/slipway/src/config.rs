@@ -6,11 +6,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::registry::RegistrySettings;
+
 /// The port `slipway serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 7420;
 
 /// Releases run at once by default: one per core of a small machine.
 pub const DEFAULT_RELEASE_CONCURRENCY: usize = 2;
+/// How long compiling one `rust-code` node may take by default (my choice:
+/// a cold build of the SDK's dependencies takes about a minute on 2 cores).
+pub const DEFAULT_USER_CODE_TIME_LIMIT_SECS: u64 = 300;
+
+/// Debian's (and most distributions') bundle of CA certificates.
+pub const SYSTEM_CA_CERTIFICATES: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Everything `slipway serve` needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,6 +34,17 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How many releases run at once; more wait in the queue.
     pub release_concurrency: usize,
+    /// The static engine binary baked into images; found beside the server when absent.
+    pub engine_binary: Option<PathBuf>,
+    /// CA certificates copied into images; the system bundle when absent.
+    pub ca_certificates: Option<PathBuf>,
+    /// The organisation's registry at installation. It applies at start
+    /// unless an org-admin has set another through the API since.
+    pub registry: Option<RegistrySettings>,
+    /// Where `rust-code` nodes are compiled; `<data-dir>/user-code` when absent.
+    pub user_code_dir: Option<PathBuf>,
+    /// How long compiling one `rust-code` node may take, in seconds.
+    pub user_code_time_limit_secs: u64,
 }
 
 impl Default for Config {
@@ -36,6 +55,11 @@ impl Default for Config {
             organisation: "default".into(),
             admin_token: None,
             release_concurrency: DEFAULT_RELEASE_CONCURRENCY,
+            engine_binary: None,
+            ca_certificates: None,
+            registry: None,
+            user_code_dir: None,
+            user_code_time_limit_secs: DEFAULT_USER_CODE_TIME_LIMIT_SECS,
         }
     }
 }
@@ -62,6 +86,21 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The CA bundle for images: the configured one, or the system's when it exists.
+    pub fn ca_certificates(&self) -> Option<PathBuf> {
+        self.ca_certificates.clone().or_else(|| {
+            let system = Path::new(SYSTEM_CA_CERTIFICATES);
+            system.exists().then(|| system.to_path_buf())
+        })
+    }
+
+    /// Where `rust-code` nodes are compiled.
+    pub fn user_code_dir(&self) -> PathBuf {
+        self.user_code_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("user-code"))
+    }
+
     /// The defaults overridden by the TOML file at `path`.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -84,6 +123,12 @@ impl Config {
             return Err(format!(
                 "release-concurrency must be between 1 and 256, not {}",
                 self.release_concurrency
+            ));
+        }
+        if !(1..=3600).contains(&self.user_code_time_limit_secs) {
+            return Err(format!(
+                "user-code-time-limit-secs must be between 1 and 3600, not {}",
+                self.user_code_time_limit_secs
             ));
         }
         Ok(())
@@ -117,6 +162,19 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field `colour`")
+        );
+        std::fs::write(
+            &path,
+            "[registry]\nadapter = \"distribution\"\nversion = \"^1\"\n\
+             settings = { url = \"http://127.0.0.1:5000\" }\nsecrets = { password = \"s3cret\" }\n",
+        )
+        .unwrap();
+        let registry = Config::from_file(&path).unwrap().registry.unwrap();
+        assert_eq!(registry.adapter, "distribution");
+        assert_eq!(registry.settings["url"], "http://127.0.0.1:5000");
+        assert!(
+            !format!("{registry:?}").contains("s3cret"),
+            "Debug hides secrets"
         );
         std::fs::write(&path, "release-concurrency = 0\n").unwrap();
         assert!(

@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod config;
+pub mod image;
 pub mod packaging;
 pub mod plugins;
 mod pointer;
+pub mod registry;
 pub mod releases;
 pub mod server;
 pub mod store;

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use semver::VersionReq;
-use slipway_runtime::{Catalog, Kind, Plugin, ResolveError, Runtime};
+use slipway_runtime::{Catalog, Kind, LoadError, Plugin, ResolveError, Runtime};
 
 use crate::packaging::NodeTypes;
+use crate::store::Store;
 
 /// The runtime, its built-in catalog, and one catalog of uploads per organisation.
 pub struct Plugins {
     runtime: Runtime,
     uploaded: RwLock<BTreeMap<u64, Arc<Catalog>>>,
+    /// The built-in components by sha256, for building images.
+    builtin_components: RwLock<BTreeMap<String, &'static [u8]>>,
 }
 
 impl Plugins {
@@ -21,7 +24,31 @@ impl Plugins {
         Plugins {
             runtime,
             uploaded: RwLock::default(),
+            builtin_components: RwLock::default(),
         }
+    }
+
+    /// Installs a built-in plugin.
+    pub async fn install_builtin(&self, wasm: &'static [u8]) -> Result<(), LoadError> {
+        let installed = self.runtime.install(wasm).await?;
+        self.builtin_components
+            .write()
+            .expect("plugins lock")
+            .insert(installed.plugin.sha256().to_string(), wasm);
+        Ok(())
+    }
+
+    /// A component's bytes by sha256: a built-in, or an upload in `store`.
+    pub fn component(&self, store: &Store, sha256: &str) -> Option<Arc<[u8]>> {
+        if let Some(wasm) = self
+            .builtin_components
+            .read()
+            .expect("plugins lock")
+            .get(sha256)
+        {
+            return Some(Arc::from(*wasm));
+        }
+        store.component(sha256).ok().flatten().map(Arc::from)
     }
 
     /// The runtime that loads and runs them.

@@ -24,6 +24,6 @@ pub fn locate(path: &serde_path_to_error::Path, message: &str) -> String {
 }
 
 /// Escapes one JSON pointer token.
-fn escape(token: &str) -> String {
+pub fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }

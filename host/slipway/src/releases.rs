@@ -1,10 +1,12 @@
 //! The release pipeline: a persistent queue in the store, worked by a bounded
 //! number of tasks, with progress published as events.
 //!
-//! A release is queued when created; a worker claims it (`packaging`), runs the
-//! packaging stage and records the outcome. Work in flight when the server
-//! stopped is found at start, marked `interrupted` and queued again, so it is
-//! neither lost nor run twice.
+//! A release is queued when created; a worker claims it and takes it through
+//! `packaging`, `compiling` and `distributing` to `ready`, or to `failed` at
+//! the first stage that fails. Work in flight when the server stopped is
+//! found at start, marked `interrupted` and queued again, so it is neither
+//! lost nor run twice. Deleting a ready release deletes its image from the
+//! registry (`deleting`, then `deleted`).
 
 use std::sync::Arc;
 
@@ -13,10 +15,16 @@ use serde::Serialize;
 use slipway_runtime::Kind;
 use tokio::sync::{Notify, Semaphore, broadcast};
 
+use slipway_runtime::kinds::Image;
+
+use crate::image::{self, ImageMeta};
 use crate::packaging::Packager;
 use crate::packaging::canvas::SubflowRef;
+use crate::packaging::flow::FlowDocument;
+use crate::registry::Registry;
+use crate::registry::push::Deleted;
 use crate::server::AppState;
-use crate::store::{Release, Stage, Status, StoreError, now_ms};
+use crate::store::{LayerInfo, Release, ReleaseImage, Stage, Status, StoreError, now_ms};
 
 /// A change of a release, as the event stream sends it.
 #[derive(Debug, Clone, Serialize)]
@@ -121,15 +129,29 @@ fn missing_plugin(state: &AppState, release: &Release) -> Option<String> {
     })
 }
 
-/// Pins the plugins of packaged releases and requeues what a stop
-/// interrupted; call once, after the plugins load and before [`run`].
-pub fn recover(state: &AppState) -> Result<usize, StoreError> {
+/// Pins the plugins of releases that have a flow, indexes the blobs of
+/// pushed images, requeues what a stop interrupted and resumes deletions;
+/// call once, after the plugins load and before [`run`].
+pub fn recover(state: &Arc<AppState>) -> Result<usize, StoreError> {
     let mut requeued = 0;
     for mut release in state.store.releases()? {
-        if release.status == Status::Packaged {
+        if release.flow.is_some() && !release.status.is_deleted() {
             pin(state, &release);
         }
-        if release.status == Status::Packaging {
+        if let Some(image) = &release.image
+            && release.status == Status::Ready
+        {
+            for layer in &image.layers {
+                state
+                    .blobs
+                    .record(&image.registry, &image.repository, &layer.digest);
+            }
+        }
+        if release.status == Status::Deleting {
+            tokio::spawn(delete_image(state.clone(), release));
+            continue;
+        }
+        if release.status.is_running() {
             if let Some(stage) = release.stages.last_mut()
                 && stage.ended_ms.is_none()
             {
@@ -158,26 +180,16 @@ pub async fn run(state: Arc<AppState>) {
         };
         for mut release in queued {
             let permit = permits.clone().acquire_owned().await.expect("never closed");
+            // The registry as it is now: a later change applies to later releases.
+            let registry = registry_of(&state, release.organisation);
             // Claimed here, by the one dispatcher: no release runs twice.
-            release.status = Status::Packaging;
-            release.stages.push(Stage {
-                stage: "packaging".into(),
-                started_ms: now_ms(),
-                ended_ms: None,
-            });
-            release.note("packaging");
-            match state.releases.record(&state, &release, "packaging") {
+            match enter(&state, &mut release, Status::Packaging, "packaging") {
                 Ok(()) => {}
-                // Deleted since the queue was read: nothing to do.
-                Err(StoreError::ReleaseDeleted(_)) => continue,
-                Err(err) => {
-                    tracing::error!(error = %err, release = release.id, "cannot claim a release");
-                    continue;
-                }
+                Err(_) => continue,
             }
             let state = state.clone();
             tokio::spawn(async move {
-                package(&state, release).await;
+                build(&state, release, registry).await;
                 drop(permit);
                 state.releases.wake();
             });
@@ -186,8 +198,110 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-/// Runs the packaging stage of one claimed release and records the outcome.
-async fn package(state: &AppState, mut release: Release) {
+/// The organisation's registry adapter, or why there is none to use.
+fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> {
+    let stored = state
+        .store
+        .registry(organisation)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
+                .to_string()
+        })?;
+    Registry::resolve(&state.plugins.of(organisation), Arc::new(stored.settings))
+}
+
+/// Why work on a release stops before its end.
+enum Stopped {
+    /// A user deleted it.
+    Deleted,
+    /// The store refused the write (logged).
+    Unrecorded,
+}
+
+/// Ends the current stage, starts `stage` with `status`, and records it.
+fn enter(
+    state: &AppState,
+    release: &mut Release,
+    status: Status,
+    stage: &str,
+) -> Result<(), Stopped> {
+    let now = now_ms();
+    if let Some(last) = release.stages.last_mut()
+        && last.ended_ms.is_none()
+    {
+        last.ended_ms = Some(now);
+    }
+    release.status = status;
+    release.stages.push(Stage {
+        stage: stage.into(),
+        started_ms: now,
+        ended_ms: None,
+    });
+    release.note(stage);
+    record(state, release, stage)
+}
+
+/// Records `release`; a deleted one stays deleted and pins nothing.
+fn record(state: &AppState, release: &Release, message: &str) -> Result<(), Stopped> {
+    match state.releases.record(state, release, message) {
+        Ok(()) => Ok(()),
+        Err(StoreError::ReleaseDeleted(_)) => {
+            unpin(state, release);
+            Err(Stopped::Deleted)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, release = release.id, "cannot record a release");
+            Err(Stopped::Unrecorded)
+        }
+    }
+}
+
+/// Takes one claimed release through every stage and records the outcome.
+async fn build(state: &Arc<AppState>, mut release: Release, registry: Result<Registry, String>) {
+    let outcome = async {
+        let flow = package(state, &mut release).await?;
+        let registry = registry.map_err(|e| format!("cannot distribute: {e}"))?;
+        enter(state, &mut release, Status::Compiling, "compiling").map_err(|_| None)?;
+        let image = compile(state, &mut release, &flow).await?;
+        release.note(format!(
+            "image {} built: {} layers, {} bytes",
+            image.manifest.digest,
+            image.layers.len(),
+            image.layers.iter().map(|l| l.blob.len()).sum::<usize>()
+        ));
+        enter(state, &mut release, Status::Distributing, "distributing").map_err(|_| None)?;
+        distribute(state, &mut release, &registry, &image).await
+    }
+    .await;
+    if let Some(stage) = release.stages.last_mut() {
+        stage.ended_ms = Some(now_ms());
+    }
+    let message = match outcome {
+        Ok(message) => {
+            release.status = Status::Ready;
+            message
+        }
+        Err(None) => return,
+        Err(Some(error)) => {
+            release.status = Status::Failed;
+            release.error = Some(error.clone());
+            format!("failed: {error}")
+        }
+    };
+    release.note(message.clone());
+    let recorded = record(state, &release, &message);
+    if matches!(recorded, Err(Stopped::Deleted)) && release.image.is_some() {
+        // Deleted while it was pushed: its image goes too.
+        delete_image(state.clone(), release).await;
+    }
+}
+
+/// A stage's failure: `Some(reason)`, or `None` when the release was deleted.
+type StageError = Option<String>;
+
+/// The packaging stage: the flow document, pinned.
+async fn package(state: &AppState, release: &mut Release) -> Result<FlowDocument, StageError> {
     let org = release.organisation;
     let root = SubflowRef {
         integration: release.integration.clone(),
@@ -197,65 +311,189 @@ async fn package(state: &AppState, mut release: Release) {
         .store
         .integration(org, &release.integration)
         .ok()
-        .and_then(|i| state.store.canvas(&i, release.version).ok().flatten());
-    let outcome = match canvas {
-        None => Err(format!("integration {root} no longer exists")),
-        Some(canvas) => {
-            let plugins = state.plugins.of(org);
-            let canvases = state.store.canvases_of(org);
-            Packager::new(&plugins, &canvases)
-                .package(&root, &canvas)
-                .await
-                .map_err(|diagnostics| {
-                    let message = format!("the canvas has {} problem(s)", diagnostics.len());
-                    release.diagnostics = diagnostics;
-                    message
-                })
-        }
-    };
-    if let Some(stage) = release.stages.last_mut() {
-        stage.ended_ms = Some(now_ms());
-    }
-    let outcome = outcome.and_then(|flow| {
-        release.flow = Some(flow);
-        // Pinned before it is recorded; a plugin deleted in between fails it.
-        pin(state, &release);
-        match missing_plugin(state, &release) {
-            None => Ok(()),
-            Some(plugin) => {
-                unpin(state, &release);
-                release.flow = None;
-                Err(format!(
-                    "plugin {plugin} was deleted or replaced while packaging"
-                ))
-            }
-        }
-    });
-    let message = match outcome {
-        Ok(()) => {
-            let flow = release.flow.as_ref().expect("set on success");
-            let message = format!(
-                "packaged: {} nodes, {} plugins, {} subflows; compiling into an image is not available yet",
-                flow.nodes.len(),
-                flow.plugins.len(),
-                flow.subflows.len()
-            );
-            release.status = Status::Packaged;
+        .and_then(|i| state.store.canvas(&i, release.version).ok().flatten())
+        .ok_or_else(|| format!("integration {root} no longer exists"))?;
+    let plugins = state.plugins.of(org);
+    let canvases = state.store.canvases_of(org);
+    let flow = Packager::new(&plugins, &canvases)
+        .package(&root, &canvas)
+        .await
+        .map_err(|diagnostics| {
+            let message = format!("the canvas has {} problem(s)", diagnostics.len());
+            release.diagnostics = diagnostics;
             message
-        }
-        Err(error) => {
-            release.status = Status::Failed;
-            release.error = Some(error.clone());
-            format!("packaging failed: {error}")
-        }
-    };
-    release.note(message.clone());
-    match state.releases.record(state, &release, &message) {
-        Ok(()) => {}
-        // Deleted while it was packaged: it stays deleted, and pins nothing.
-        Err(StoreError::ReleaseDeleted(_)) => unpin(state, &release),
-        Err(err) => {
-            tracing::error!(error = %err, release = release.id, "cannot record a release's outcome");
-        }
+        })?;
+    release.flow = Some(flow.clone());
+    // Pinned before it is recorded; a plugin deleted in between fails it.
+    pin(state, release);
+    if let Some(plugin) = missing_plugin(state, release) {
+        unpin(state, release);
+        release.flow = None;
+        return Err(Some(format!(
+            "plugin {plugin} was deleted or replaced while packaging"
+        )));
     }
+    release.note(format!(
+        "packaged: {} nodes, {} plugins, {} subflows",
+        flow.nodes.len(),
+        flow.plugins.len(),
+        flow.subflows.len()
+    ));
+    Ok(flow)
+}
+
+/// The compiling stage: the image, built in-process.
+async fn compile(
+    state: &AppState,
+    release: &mut Release,
+    flow: &FlowDocument,
+) -> Result<image::Image, StageError> {
+    // User code becomes components of its own in the image's flow; the
+    // release keeps the packaged flow, which names `rust-code`.
+    let mut flow = flow.clone();
+    let compiled = state
+        .user_code
+        .compile_flow(&mut flow)
+        .await
+        .map_err(|e| Some(e.to_string()))?;
+    for code in &compiled {
+        let how = if code.built {
+            format!("built in {:.1}s", code.elapsed.as_secs_f64())
+        } else {
+            "unchanged since an earlier build".into()
+        };
+        release.note(format!(
+            "node `{}`: Rust source compiled to {}@{} ({how})",
+            code.node, code.plugin.name, code.plugin.version
+        ));
+    }
+    let user_code = image::user_code::by_sha(&compiled);
+    let organisation = state
+        .store
+        .organisation(release.organisation)
+        .ok()
+        .flatten()
+        .map_or_else(|| release.organisation.to_string(), |o| o.name);
+    let meta = ImageMeta {
+        organisation,
+        integration: release.integration.clone(),
+        version: release.version,
+    };
+    state
+        .compiler
+        .compile(
+            &flow,
+            |p| {
+                user_code
+                    .get(&p.sha256)
+                    .cloned()
+                    .or_else(|| state.plugins.component(&state.store, &p.sha256))
+            },
+            &meta,
+        )
+        .await
+        .map_err(|e| Some(e.to_string()))
+}
+
+/// The distributing stage: the image pushed; returns the closing message.
+async fn distribute(
+    state: &AppState,
+    release: &mut Release,
+    registry: &Registry,
+    built: &image::Image,
+) -> Result<String, StageError> {
+    let tag = format!("v{}", release.version);
+    let target = registry.image(&release.integration, &tag).await?;
+    release.note(format!(
+        "pushing to {} with {}",
+        target.reference(),
+        registry.adapter()
+    ));
+    let (digest, push) = registry
+        .push(&state.http, &target, built, &state.blobs)
+        .await?;
+    let message = format!(
+        "ready: {}@{digest} ({} uploaded, {} mounted, {} already there; {} bytes sent)",
+        target.reference(),
+        push.uploaded,
+        push.mounted,
+        push.present,
+        push.bytes_uploaded
+    );
+    release.image = Some(ReleaseImage {
+        reference: target.reference(),
+        digest,
+        registry: target.registry,
+        repository: target.repository,
+        tag: target.tag,
+        adapter: registry.adapter(),
+        layers: built
+            .layers
+            .iter()
+            .zip(image::LAYER_CONTENTS)
+            .map(|(l, holds)| LayerInfo {
+                holds: holds.into(),
+                digest: l.digest.clone(),
+                size: l.blob.len() as u64,
+            })
+            .collect(),
+        push,
+    });
+    Ok(message)
+}
+
+/// Finishes deleting a release: its image leaves the registry unless
+/// another release has the same one, then the release is `deleted`.
+pub async fn delete_image(state: Arc<AppState>, mut release: Release) {
+    let message = match &release.image {
+        None => "deleted".to_string(),
+        Some(image) => match delete_from_registry(&state, &release, image).await {
+            Ok(message) => message,
+            Err(error) => format!("deleted; the image stays in the registry: {error}"),
+        },
+    };
+    release.status = Status::Deleted;
+    release.note(message.clone());
+    if let Err(err) = state.releases.record(&state, &release, &message) {
+        tracing::error!(error = %err, release = release.id, "cannot record a deletion");
+    }
+    unpin(&state, &release);
+}
+
+async fn delete_from_registry(
+    state: &AppState,
+    release: &Release,
+    image: &ReleaseImage,
+) -> Result<String, String> {
+    let releases = state.store.releases().map_err(|e| e.to_string())?;
+    if let Some(other) = releases.iter().find(|r| {
+        r.id != release.id
+            && !r.status.is_deleted()
+            && r.image.as_ref().is_some_and(|i| {
+                i.registry == image.registry
+                    && i.repository == image.repository
+                    && i.digest == image.digest
+            })
+    }) {
+        return Ok(format!(
+            "deleted; the image stays in the registry: release {} has the same one",
+            other.id
+        ));
+    }
+    let registry = registry_of(state, release.organisation)?;
+    let target = Image {
+        registry: image.registry.clone(),
+        repository: image.repository.clone(),
+        tag: image.tag.clone(),
+    };
+    Ok(
+        match registry.delete(&state.http, &target, &image.digest).await? {
+            Deleted::Deleted => format!("deleted, and {} from the registry", image.pinned()),
+            Deleted::Absent => "deleted; the image was no longer in the registry".into(),
+            Deleted::Unsupported => {
+                "deleted; the registry does not allow deleting images, so the image stays there"
+                    .into()
+            }
+        },
+    )
 }

@@ -4,14 +4,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
 use anyhow::Context;
 use slipway_runtime::{Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
+use crate::image::user_code::UserCodeCompiler;
+use crate::image::{Compiler, CompilerConfig};
 use crate::plugins::Plugins;
+use crate::registry::BlobIndex;
 use crate::releases::ReleaseQueue;
-use crate::store::Store;
+use crate::store::{Store, StoredRegistry};
+
+/// Who set a registry that came from the configuration file.
+pub const CONFIGURATION: &str = "configuration";
 
 /// What every request handler shares.
 pub struct AppState {
@@ -21,20 +29,76 @@ pub struct AppState {
     pub plugins: Plugins,
     /// The release queue and its events.
     pub releases: ReleaseQueue,
+    /// Builds release images.
+    pub compiler: Compiler,
+    /// Compiles `rust-code` nodes.
+    pub user_code: UserCodeCompiler,
+    /// Where pushed blobs are, for cross-repository mounts.
+    pub blobs: BlobIndex,
+    /// The client that pushes to registries.
+    pub http: reqwest::Client,
     pub(crate) ready: AtomicBool,
 }
 
 impl AppState {
-    /// State over an open store and a runtime, running at most
-    /// `release_concurrency` releases at once; not ready until
-    /// [`AppState::load_plugins`].
-    pub fn new(store: Store, runtime: Runtime, release_concurrency: usize) -> Arc<AppState> {
+    /// State over an open store and a runtime, set up as `config` says; not
+    /// ready until [`AppState::load_plugins`].
+    pub fn new(store: Store, runtime: Runtime, config: &Config) -> Arc<AppState> {
+        let compiler = Compiler::new(CompilerConfig {
+            engine_binary: config.engine_binary.clone(),
+            ca_certificates: config.ca_certificates(),
+            work_dir: config.data_dir.join("build"),
+            epoch: crate::image::source_date_epoch(),
+        });
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .expect("the HTTP client builds");
         Arc::new(AppState {
             store,
             plugins: Plugins::new(runtime),
-            releases: ReleaseQueue::new(release_concurrency),
+            releases: ReleaseQueue::new(config.release_concurrency),
+            compiler,
+            user_code: UserCodeCompiler::new(
+                config.user_code_dir(),
+                Duration::from_secs(config.user_code_time_limit_secs),
+            ),
+            blobs: BlobIndex::default(),
+            http,
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Sets the registry of the configured organisation from the file, unless
+    /// an org-admin has set one through the API.
+    pub fn apply_configured_registry(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(settings) = &config.registry else {
+            return Ok(());
+        };
+        let Some(organisation) = self.store.organisation_named(&config.organisation)? else {
+            return Ok(());
+        };
+        let current = self.store.registry(organisation.id)?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.changed_by != CONFIGURATION)
+        {
+            tracing::info!(organisation = %organisation.name, "the registry set through the API stays; the configuration's is not applied");
+            return Ok(());
+        }
+        if current.is_none_or(|c| &c.settings != settings) {
+            self.store.put_registry(
+                organisation.id,
+                &StoredRegistry {
+                    settings: settings.clone(),
+                    changed_by: CONFIGURATION.into(),
+                    changed_ms: crate::store::now_ms(),
+                },
+            )?;
+            tracing::info!(organisation = %organisation.name, adapter = %settings.adapter, "registry set from the configuration");
+        }
+        Ok(())
     }
 
     /// Installs the built-in plugins and every uploaded one, then reports
@@ -42,8 +106,8 @@ impl AppState {
     pub async fn load_plugins(&self) -> anyhow::Result<()> {
         let runtime = self.plugins.runtime();
         for (name, wasm) in slipway_plugin_artifacts::BUILTIN {
-            runtime
-                .install(wasm)
+            self.plugins
+                .install_builtin(wasm)
                 .await
                 .with_context(|| format!("the built-in plugin `{name}` does not load"))?;
         }
@@ -117,7 +181,8 @@ pub async fn serve(
         cache_dir: Some(config.data_dir.join("code-cache")),
         ..RuntimeConfig::default()
     })?;
-    let state = AppState::new(store.clone(), runtime, config.release_concurrency);
+    let state = AppState::new(store.clone(), runtime, &config);
+    state.apply_configured_registry(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

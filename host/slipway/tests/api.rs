@@ -375,7 +375,10 @@ async fn an_uploaded_plugin_works_at_once_and_after_a_restart() {
             "http-call",
             "http-trigger",
             "log",
+            "rust-code",
             "transform",
+            "distribution",
+            "harbor",
             "greeter"
         ]
     );

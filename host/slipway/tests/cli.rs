@@ -199,6 +199,15 @@ fn builtins_all_load() {
         .collect();
     assert_eq!(
         names,
-        ["http-trigger", "http-call", "transform", "choice", "log"]
+        [
+            "http-trigger",
+            "http-call",
+            "transform",
+            "choice",
+            "log",
+            "rust-code",
+            "distribution",
+            "harbor"
+        ]
     );
 }

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod distribution;
 pub mod host;
 pub mod http;
 pub mod message;

@@ -26,8 +26,13 @@ pub trait RegistryAdapter: Named {
     /// Where the image for `repository:tag` lives.
     fn resolve(settings: &Self::Settings, repository: &str, tag: &str) -> Result<Image, Error>;
 
-    /// Credentials to push `image`.
-    fn authenticate(settings: &Self::Settings, image: &Image) -> Result<PushCredentials, Error>;
+    /// Credentials to push `image`, also allowing pulls from the `mount_from`
+    /// repositories of the same registry (for cross-repository mounts).
+    fn authenticate(
+        settings: &Self::Settings,
+        image: &Image,
+        mount_from: &[String],
+    ) -> Result<PushCredentials, Error>;
 
     /// Runs before the first blob is pushed.
     fn before_push(_settings: &Self::Settings, _image: &Image) -> Result<(), Error> {
@@ -73,9 +78,9 @@ impl<T: RegistryAdapter> wit::Guest for Adapter<T> {
         T::resolve(&Self::settings()?, &repository, &tag)
     }
 
-    fn authenticate(image: Image) -> Result<PushCredentials, Error> {
+    fn authenticate(image: Image, mount_from: Vec<String>) -> Result<PushCredentials, Error> {
         host::install_panic_hook();
-        T::authenticate(&Self::settings()?, &image)
+        T::authenticate(&Self::settings()?, &image, &mount_from)
     }
 
     fn before_push(image: Image) -> Result<(), Error> {

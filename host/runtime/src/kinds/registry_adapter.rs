@@ -187,15 +187,17 @@ impl Plugin {
         .map(|r| r.map(Image::from).map_err(RegistryError::from))
     }
 
-    /// Credentials to push `image`.
+    /// Credentials to push `image`, also allowing pulls from the `mount_from`
+    /// repositories of the same registry.
     pub async fn authenticate(
         &self,
         context: &CallContext,
         image: &Image,
+        mount_from: &[String],
     ) -> Result<Result<PushCredentials, RegistryError>, CallError> {
         let image = wit::Image::from(image);
         registry_call!(self, context, "authenticate", |g, s| g
-            .call_authenticate(s, &image))
+            .call_authenticate(s, &image, mount_from))
         .map(|r| {
             r.map(|c| PushCredentials {
                 credentials: match c.credentials {

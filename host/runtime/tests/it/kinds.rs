@@ -51,7 +51,11 @@ async fn a_registry_adapter_resolves_names_and_credentials() {
         RegistryError::InvalidName("`Orders` has uppercase letters".into())
     );
 
-    let creds = adapter.authenticate(&ctx, &image).await.unwrap().unwrap();
+    let creds = adapter
+        .authenticate(&ctx, &image, &[])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         creds.credentials,
         Credentials::Basic {
@@ -65,7 +69,7 @@ async fn a_registry_adapter_resolves_names_and_credentials() {
     );
 
     let err = adapter
-        .authenticate(&settings(&[]), &image)
+        .authenticate(&settings(&[]), &image, &[])
         .await
         .unwrap()
         .unwrap_err();

@@ -7,6 +7,7 @@
 mod integrations;
 mod openapi;
 mod plugins;
+mod registry;
 mod releases;
 mod users;
 
@@ -39,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .merge(integrations::routes())
         .merge(plugins::routes())
+        .merge(registry::routes())
         .merge(releases::routes())
         .merge(users::routes())
         .fallback(|| async {

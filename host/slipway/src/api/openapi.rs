@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{integrations, plugins, releases, users};
+use super::{integrations, plugins, registry, releases, users};
 
 /// The body of every error.
 #[derive(Serialize, ToSchema)]
@@ -59,6 +59,7 @@ impl Modify for BearerToken {
         integrations::create, integrations::list, integrations::show, integrations::delete,
         integrations::add_version, integrations::versions, integrations::version, integrations::validate,
         plugins::upload, plugins::list, plugins::show, plugins::remove,
+        registry::show, registry::set,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
         users::create, users::list, users::remove, users::new_token, users::revoke,
     ),
@@ -68,6 +69,7 @@ impl Modify for BearerToken {
     tags(
         (name = "integrations", description = "Integrations and their immutable canvas versions"),
         (name = "plugins", description = "WebAssembly components: node types, registry adapters, deploy targets"),
+        (name = "registry", description = "The registry release images are pushed to, through a registry-adapter plugin"),
         (name = "releases", description = "An integration version on its way to an image"),
         (name = "users", description = "Users and API tokens (org-admin only)"),
     )

@@ -170,7 +170,7 @@ pub(super) async fn show(
 
 /// Delete a release.
 #[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = u64, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, description = "deleting its image from the registry"), (status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -178,20 +178,32 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
     let mut release = visible(&state, &principal, id)?;
-    if release.status != Status::Deleted {
-        release.status = Status::Deleted;
-        release.note("deleted");
+    if release.status.is_deleted() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if release.image.is_some() {
+        release.status = Status::Deleting;
+        release.note(format!("deleting, asked by {}", principal.user.name));
         state
             .releases
-            .record(&state, &release, "deleted")
+            .record(&state, &release, "deleting")
             .map_err(ApiError::internal)?;
-        crate::releases::unpin(&state, &release);
+        tokio::spawn(crate::releases::delete_image(state.clone(), release));
+        return Ok(StatusCode::ACCEPTED);
     }
+    release.status = Status::Deleted;
+    release.note(format!("deleted by {}", principal.user.name));
+    state
+        .releases
+        .record(&state, &release, "deleted")
+        .map_err(ApiError::internal)?;
+    crate::releases::unpin(&state, &release);
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The release's status now, then every change until it is final
-/// (Server-Sent Events; each event `status` carries a JSON `StatusEvent`).
+/// The release's status now, with its latest log line, then every change
+/// until it is final (Server-Sent Events; each event `status` carries a JSON
+/// `StatusEvent`).
 #[utoipa::path(get, path = "/api/v1/releases/{id}/events", tag = "releases", params(("id" = u64, Path)),
     responses((status = 200, content_type = "text/event-stream", body = StatusEvent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn events(
@@ -205,7 +217,10 @@ pub(super) async fn events(
     let first = StatusEvent {
         id,
         status: release.status,
-        message: "current status".into(),
+        message: release
+            .log
+            .last()
+            .map_or_else(|| "queued".into(), |line| line.message.clone()),
     };
     let first = Event::default()
         .event("status")

@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data-dir, listen, organisation, admin-token,
-    /// release-concurrency.
+    /// release-concurrency, engine-binary, ca-certificates, and a [registry] table.
     #[arg(long, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database and the code cache live [default: ./slipway-data].
@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// How many releases run at once; more wait in the queue [default: 2].
     #[arg(long, env = "SLIPWAY_RELEASE_CONCURRENCY")]
     release_concurrency: Option<usize>,
+    /// The static `slipway-engine` baked into images [default: found beside this binary].
+    #[arg(long, env = "SLIPWAY_ENGINE_BINARY")]
+    engine_binary: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -118,6 +121,9 @@ impl ServeArgs {
         }
         if let Some(concurrency) = self.release_concurrency {
             config.release_concurrency = concurrency;
+        }
+        if let Some(engine) = self.engine_binary {
+            config.engine_binary = Some(engine);
         }
         config.check().map_err(anyhow::Error::msg)?;
         Ok(config)

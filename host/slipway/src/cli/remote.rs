@@ -432,7 +432,7 @@ async fn follow(client: &Client, id: u64, as_json: bool) -> anyhow::Result<ExitC
             eprintln!("release {id} was deleted");
             Ok(ExitCode::FAILURE)
         }
-        "packaged" => Ok(ExitCode::SUCCESS),
+        "ready" => Ok(ExitCode::SUCCESS),
         other => bail!("the event stream ended while the release was `{other}`"),
     }
 }

@@ -144,6 +144,25 @@ impl Store {
         }
     }
 
+    /// An organisation by id.
+    pub fn organisation(&self, id: u64) -> Result<Option<Organisation>, StoreError> {
+        self.organisations
+            .get(key(id))?
+            .map(|bytes| decode("organisations", &bytes))
+            .transpose()
+    }
+
+    /// An organisation by name.
+    pub fn organisation_named(&self, name: &str) -> Result<Option<Organisation>, StoreError> {
+        for entry in self.organisations.iter() {
+            let organisation: Organisation = decode("organisations", &entry?.1)?;
+            if organisation.name == name {
+                return Ok(Some(organisation));
+            }
+        }
+        Ok(None)
+    }
+
     /// Creates another organisation with its own `org-admin` and token.
     pub fn create_organisation(&self, name: &str) -> Result<Bootstrapped, StoreError> {
         let organisation = Organisation {

@@ -8,6 +8,7 @@
 mod access;
 mod integrations;
 mod plugins;
+mod registries;
 mod releases;
 mod schema;
 
@@ -19,7 +20,8 @@ use sled::transaction::TransactionError;
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use plugins::StoredPlugin;
-pub use releases::{LogLine, Release, Stage, Status, now_ms};
+pub use registries::StoredRegistry;
+pub use releases::{LayerInfo, LogLine, Release, ReleaseImage, Stage, Status, now_ms};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 
 /// The database could not be used.
@@ -64,6 +66,7 @@ pub struct Store {
     plugins: sled::Tree,
     components: sled::Tree,
     releases: sled::Tree,
+    registries: sled::Tree,
     /// Ids of queued releases: the dispatcher's work list.
     queue: sled::Tree,
 }
@@ -82,6 +85,7 @@ impl Store {
             plugins: db.open_tree("plugins")?,
             components: db.open_tree("components")?,
             releases: db.open_tree("releases")?,
+            registries: db.open_tree("registries")?,
             queue: db.open_tree("queue")?,
             db,
         };
@@ -217,9 +221,9 @@ mod tests {
     }
 
     #[test]
-    fn migrating_from_version_1_indexes_the_queued_releases() {
+    fn migrating_from_version_1_queues_waiting_and_packaged_releases() {
         let dir = tempfile::tempdir().unwrap();
-        let queued = {
+        let (queued, packaged) = {
             let store = Store::open(dir.path()).unwrap();
             let org = store
                 .bootstrap("acme", None)
@@ -231,6 +235,14 @@ mod tests {
             let mut done = store.create_release(org, "orders", 2).unwrap();
             done.status = Status::Failed;
             store.put_release(&done).unwrap();
+            // Version 2 ended releases at `packaged`.
+            let packaged = store.create_release(org, "orders", 3).unwrap();
+            let mut raw: serde_json::Value = serde_json::to_value(&packaged).unwrap();
+            raw["status"] = "packaged".into();
+            store
+                .releases
+                .insert(key(packaged.id), encode(&raw))
+                .unwrap();
             // As version 1 left it: no queue tree.
             store.queue.clear().unwrap();
             store
@@ -238,17 +250,25 @@ mod tests {
                 .insert(b"schema-version", &1u32.to_be_bytes())
                 .unwrap();
             store.flush().unwrap();
-            queued
+            (queued, packaged)
         };
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(schema_version(&store).unwrap(), 2);
+        assert_eq!(schema_version(&store).unwrap(), SCHEMA_VERSION);
         let ids: Vec<u64> = store
             .queued_releases()
             .unwrap()
             .iter()
             .map(|r| r.id)
             .collect();
-        assert_eq!(ids, [queued.id]);
+        assert_eq!(
+            ids,
+            [queued.id, packaged.id],
+            "packaged ones go on to an image"
+        );
+        assert_eq!(
+            store.release(packaged.id).unwrap().unwrap().status,
+            Status::Interrupted
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use sled::Transactional;
 
 use super::{Store, StoreError, decode, encode, key};
 use crate::packaging::flow::FlowDocument;
+use crate::registry::PushReport;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_runtime::kinds::Diagnostic;
 
@@ -21,18 +22,37 @@ pub enum Status {
     Interrupted,
     /// Being validated, resolved and translated.
     Packaging,
-    /// Packaged; compiling into an image is not built yet, so it stops here.
-    Packaged,
+    /// Its image is being built.
+    Compiling,
+    /// Its image is being pushed to the organisation's registry.
+    Distributing,
+    /// Pushed: see `image` for the reference and digest.
+    Ready,
     /// A stage failed; see `error` and `diagnostics`.
     Failed,
-    /// Deleted by a user.
+    /// Deleted by a user; its image is being deleted from the registry.
+    Deleting,
+    /// Deleted.
     Deleted,
 }
 
 impl Status {
     /// Whether nothing more will happen to it.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Packaged | Status::Failed | Status::Deleted)
+        matches!(self, Status::Ready | Status::Failed | Status::Deleted)
+    }
+
+    /// Whether a worker is on it (a stop interrupts it).
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Status::Packaging | Status::Compiling | Status::Distributing
+        )
+    }
+
+    /// Whether a user deleted it.
+    pub fn is_deleted(self) -> bool {
+        matches!(self, Status::Deleting | Status::Deleted)
     }
 
     /// Whether it waits in the queue for a worker.
@@ -46,8 +66,11 @@ impl Status {
             Status::Queued => "queued",
             Status::Interrupted => "interrupted",
             Status::Packaging => "packaging",
-            Status::Packaged => "packaged",
+            Status::Compiling => "compiling",
+            Status::Distributing => "distributing",
+            Status::Ready => "ready",
             Status::Failed => "failed",
+            Status::Deleting => "deleting",
             Status::Deleted => "deleted",
         }
     }
@@ -99,6 +122,48 @@ pub struct Release {
     pub diagnostics: Vec<Diagnostic>,
     /// The packaged flow: nodes, plugins with digests, subflows with versions.
     pub flow: Option<FlowDocument>,
+    /// The image, once pushed.
+    #[serde(default)]
+    pub image: Option<ReleaseImage>,
+}
+
+/// Where a release's image is, and how it got there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReleaseImage {
+    /// `registry/repository:tag`.
+    pub reference: String,
+    /// The manifest digest, `sha256:<hex>`.
+    pub digest: String,
+    /// Registry host (and port).
+    pub registry: String,
+    /// Repository in the registry.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+    /// The registry adapter that pushed it, `name@version`.
+    pub adapter: String,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerInfo>,
+    /// What the push sent.
+    pub push: PushReport,
+}
+
+impl ReleaseImage {
+    /// `registry/repository@digest`: the image, whatever the tag points at later.
+    pub fn pinned(&self) -> String {
+        format!("{}/{}@{}", self.registry, self.repository, self.digest)
+    }
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LayerInfo {
+    /// What it holds.
+    pub holds: String,
+    /// Its digest.
+    pub digest: String,
+    /// Its compressed size in bytes.
+    pub size: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -138,6 +203,7 @@ impl Store {
             error: None,
             diagnostics: Vec::new(),
             flow: None,
+            image: None,
         };
         release.note(format!("queued {integration}@{version}"));
         self.put_release(&release)?;
@@ -145,7 +211,7 @@ impl Store {
     }
 
     /// Writes a release as it is now, and keeps the queue index in step
-    /// with its status (one transaction). Deleted is final: a write that
+    /// with its status (one transaction). Deleting is final: a write that
     /// would bring a deleted release back is refused with
     /// [`StoreError::ReleaseDeleted`].
     pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
@@ -158,10 +224,10 @@ impl Store {
         let queued = release.status.is_waiting();
         (&self.releases, &self.queue)
             .transaction(|(releases, queue)| {
-                if release.status != Status::Deleted
+                if !release.status.is_deleted()
                     && let Some(old) = releases.get(id)?
                     && serde_json::from_slice::<StatusOnly>(&old)
-                        .is_ok_and(|old| old.status == Status::Deleted)
+                        .is_ok_and(|old| old.status.is_deleted())
                 {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
@@ -194,11 +260,29 @@ impl Store {
         Ok(queued)
     }
 
+    /// Queues packaged releases again, now that releases go on to an image
+    /// (schema migration 2 → 3: the `packaged` status is gone).
+    pub(super) fn requeue_packaged_releases(&self) -> Result<(), StoreError> {
+        for entry in self.releases.iter() {
+            let (id, bytes) = entry?;
+            let mut release: serde_json::Value = decode("releases", &bytes)?;
+            if release["status"] == "packaged" {
+                release["status"] = "interrupted".into();
+                self.releases.insert(&id, encode(&release))?;
+                self.queue.insert(&id, &[])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the queue index from the releases (schema migration 1 → 2).
+    /// Statuses are read as text: older ones may no longer decode.
     pub(super) fn index_queued_releases(&self) -> Result<(), StoreError> {
-        for release in self.releases()? {
-            if release.status.is_waiting() {
-                self.queue.insert(key(release.id), &[])?;
+        for entry in self.releases.iter() {
+            let (id, bytes) = entry?;
+            let release: serde_json::Value = decode("releases", &bytes)?;
+            if ["queued", "interrupted"].contains(&release["status"].as_str().unwrap_or("")) {
+                self.queue.insert(id, &[])?;
             }
         }
         Ok(())

@@ -3,7 +3,7 @@
 use super::{Store, StoreError};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const KEY: &[u8] = b"schema-version";
 
@@ -27,8 +27,10 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     while version < SCHEMA_VERSION {
         // Version 0 is an empty database; 1 is the first schema.
         version += 1;
-        if version == 2 {
-            store.index_queued_releases()?;
+        match version {
+            2 => store.index_queued_releases()?,
+            3 => store.requeue_packaged_releases()?,
+            _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;
         tracing::info!(version, "database schema migrated");

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use slipway::config::Config;
 use slipway::server::{AppState, router};
 use slipway::store::Store;
 use slipway_runtime::{Runtime, RuntimeConfig};
@@ -24,12 +25,24 @@ pub fn state(store: Store) -> Arc<AppState> {
 
 /// The same, running at most `releases` releases at once.
 pub fn state_running(store: Store, releases: usize) -> Arc<AppState> {
+    state_with(
+        store,
+        &Config {
+            data_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("server-tests"),
+            release_concurrency: releases,
+            ..Config::default()
+        },
+    )
+}
+
+/// A state set up as `config` says, sharing the tests' code cache.
+pub fn state_with(store: Store, config: &Config) -> Arc<AppState> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
         ..RuntimeConfig::default()
     })
     .unwrap();
-    AppState::new(store, runtime, releases)
+    AppState::new(store, runtime, config)
 }
 
 /// A state with its plugins loaded.

@@ -49,7 +49,11 @@ impl RegistryAdapter for Fixed {
         })
     }
 
-    fn authenticate(settings: &Settings, _: &Image) -> Result<PushCredentials, Error> {
+    fn authenticate(
+        settings: &Settings,
+        _: &Image,
+        _: &[String],
+    ) -> Result<PushCredentials, Error> {
         let password = host::secret("password")
             .ok_or_else(|| Error::Unauthorized("no `password` secret was granted".into()))?;
         Ok(PushCredentials {

@@ -21,7 +21,7 @@ impl RegistryAdapter for Impostor {
         })
     }
 
-    fn authenticate(_: &Value, _: &Image) -> Result<PushCredentials, Error> {
+    fn authenticate(_: &Value, _: &Image, _: &[String]) -> Result<PushCredentials, Error> {
         Ok(PushCredentials {
             credentials: Credentials::Anonymous,
             expires_at_ms: None,

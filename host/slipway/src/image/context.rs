@@ -1,0 +1,274 @@
+//! Docker build contexts: a directory uploaded as a tar (plain or gzip) or a
+//! zip archive, checked and turned into the tar the Docker Engine takes.
+//!
+//! Every entry must stay inside the context: absolute paths and `..` are
+//! refused, naming the entry, before anything reaches the daemon.
+
+use std::io::{Cursor, Read};
+
+use flate2::read::GzDecoder;
+
+/// The largest context accepted, unpacked (my choice: a build context is
+/// source code, not data).
+pub const MAX_CONTEXT_BYTES: u64 = 512 << 20;
+
+/// Why an archive is not a usable build context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// Neither tar, gzip-compressed tar nor zip.
+    #[error("the build context is not a tar, tar.gz or zip archive")]
+    UnknownFormat,
+    /// The archive is damaged.
+    #[error("the build context cannot be read: {0}")]
+    Corrupt(String),
+    /// An entry would land outside the context.
+    #[error("the build context entry `{0}` points outside the context")]
+    Escapes(String),
+    /// The Dockerfile the build names is not in the archive.
+    #[error("the build context has no `{0}`")]
+    NoDockerfile(String),
+    /// Larger than [`MAX_CONTEXT_BYTES`].
+    #[error("the build context is larger than {} MiB unpacked", MAX_CONTEXT_BYTES >> 20)]
+    TooLarge,
+}
+
+/// A checked build context: an uncompressed tar and the paths it holds.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    tar: Vec<u8>,
+    paths: Vec<String>,
+}
+
+impl BuildContext {
+    /// Reads a tar, tar.gz or zip archive of a directory.
+    pub fn from_archive(archive: &[u8]) -> Result<BuildContext, ContextError> {
+        if archive.starts_with(b"PK\x03\x04") || archive.starts_with(b"PK\x05\x06") {
+            from_zip(archive)
+        } else if archive.starts_with(&[0x1f, 0x8b]) {
+            let mut tar = Vec::new();
+            GzDecoder::new(archive)
+                .take(MAX_CONTEXT_BYTES + 1)
+                .read_to_end(&mut tar)
+                .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+            if tar.len() as u64 > MAX_CONTEXT_BYTES {
+                return Err(ContextError::TooLarge);
+            }
+            from_tar(tar)
+        } else if archive.get(257..262) == Some(b"ustar") {
+            if archive.len() as u64 > MAX_CONTEXT_BYTES {
+                return Err(ContextError::TooLarge);
+            }
+            from_tar(archive.to_vec())
+        } else {
+            Err(ContextError::UnknownFormat)
+        }
+    }
+
+    /// Checks that `dockerfile` (a path inside the context) is there.
+    pub fn require(&self, dockerfile: &str) -> Result<(), ContextError> {
+        let wanted =
+            normalise(dockerfile).ok_or_else(|| ContextError::Escapes(dockerfile.into()))?;
+        if self.paths.contains(&wanted) {
+            Ok(())
+        } else {
+            Err(ContextError::NoDockerfile(dockerfile.into()))
+        }
+    }
+
+    /// The files and directories inside, as relative paths.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The uncompressed tar the daemon takes.
+    pub fn into_tar(self) -> Vec<u8> {
+        self.tar
+    }
+}
+
+/// `path` relative to the context root, with `.` and `..` resolved, or
+/// `None` when it is absolute or climbs out of the root.
+fn normalise(path: &str) -> Option<String> {
+    if path.starts_with('/') || path.starts_with('\\') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Checks a tar's entries; a link may not point outside either.
+fn from_tar(tar: Vec<u8>) -> Result<BuildContext, ContextError> {
+    let mut paths = Vec::new();
+    let mut archive = tar::Archive::new(Cursor::new(&tar));
+    let entries = archive
+        .entries()
+        .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ContextError::Corrupt(e.to_string()))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = normalise(&raw).ok_or(ContextError::Escapes(raw.clone()))?;
+        if let Some(target) = entry.link_name_bytes() {
+            let target = String::from_utf8_lossy(&target).into_owned();
+            let parent = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+            let joined = if entry.header().entry_type().is_hard_link() {
+                target.clone()
+            } else {
+                format!("{parent}/{target}")
+            };
+            if target.starts_with('/') || normalise(&joined).is_none() {
+                return Err(ContextError::Escapes(raw));
+            }
+        }
+        if !path.is_empty() {
+            paths.push(path);
+        }
+    }
+    Ok(BuildContext { tar, paths })
+}
+
+/// Repacks a zip as a tar, keeping Unix modes where the zip has them.
+fn from_zip(bytes: &[u8]) -> Result<BuildContext, ContextError> {
+    let corrupt = |e: zip::result::ZipError| ContextError::Corrupt(e.to_string());
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut paths = Vec::new();
+    let mut total = 0u64;
+    for index in 0..zip.len() {
+        let mut file = zip.by_index(index).map_err(corrupt)?;
+        let raw = file.name().to_string();
+        let path = normalise(&raw).ok_or(ContextError::Escapes(raw.clone()))?;
+        if path.is_empty() {
+            continue;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        if file.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(file.unix_mode().unwrap_or(0o755) & 0o7777);
+            header.set_size(0);
+            tar.append_data(&mut header, &path, std::io::empty())
+                .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+        } else {
+            total += file.size();
+            if total > MAX_CONTEXT_BYTES {
+                return Err(ContextError::TooLarge);
+            }
+            let mut content = Vec::with_capacity(file.size() as usize);
+            file.read_to_end(&mut content)
+                .map_err(|e| ContextError::Corrupt(format!("{raw}: {e}")))?;
+            if file.is_symlink() {
+                return Err(ContextError::Corrupt(format!(
+                    "{raw}: symbolic links in a zip context are not supported"
+                )));
+            }
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(file.unix_mode().unwrap_or(0o644) & 0o7777);
+            header.set_size(content.len() as u64);
+            tar.append_data(&mut header, &path, content.as_slice())
+                .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+        }
+        paths.push(path);
+    }
+    let tar = tar
+        .into_inner()
+        .map_err(|e| ContextError::Corrupt(e.to_string()))?;
+    Ok(BuildContext { tar, paths })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, content) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            // `set_path` refuses `..`; write the name as a hostile client would.
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_cksum();
+            tar.append(&header, *content).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (path, content) in entries {
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+            zip.start_file(*path, options).unwrap();
+            zip.write_all(content).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn tar_gzip_and_zip_contexts_are_read() {
+        let entries: &[(&str, &[u8])] =
+            &[("Dockerfile", b"FROM scratch\n"), ("./app/run.sh", b"x")];
+        let tar = tar_of(entries);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        for archive in [tar.clone(), gz.finish().unwrap(), zip_of(entries)] {
+            let context = BuildContext::from_archive(&archive).unwrap();
+            assert_eq!(context.paths(), ["Dockerfile", "app/run.sh"]);
+            context.require("Dockerfile").unwrap();
+            context.require("./app/run.sh").unwrap();
+            assert_eq!(
+                context.require("build/Dockerfile"),
+                Err(ContextError::NoDockerfile("build/Dockerfile".into()))
+            );
+            let mut unpacked = tar::Archive::new(Cursor::new(context.into_tar()));
+            assert_eq!(unpacked.entries().unwrap().count(), 2);
+        }
+    }
+
+    #[test]
+    fn entries_outside_the_context_are_refused() {
+        for name in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
+            let entries: &[(&str, &[u8])] = &[("Dockerfile", b"FROM scratch\n"), (name, b"x")];
+            let expected = Err(ContextError::Escapes(name.into()));
+            assert_eq!(
+                BuildContext::from_archive(&tar_of(entries)).map(|_| ()),
+                expected
+            );
+            assert_eq!(
+                BuildContext::from_archive(&zip_of(entries)).map(|_| ()),
+                expected
+            );
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        tar.append_link(&mut header, "sub/link", "../../outside")
+            .unwrap();
+        let archive = tar.into_inner().unwrap();
+        assert_eq!(
+            BuildContext::from_archive(&archive).map(|_| ()),
+            Err(ContextError::Escapes("sub/link".into()))
+        );
+        // A link that stays inside is fine.
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_link(&mut header, "sub/link", "../inside")
+            .unwrap();
+        let archive = tar.into_inner().unwrap();
+        assert!(BuildContext::from_archive(&archive).is_ok());
+        assert_eq!(
+            BuildContext::from_archive(b"not an archive").map(|_| ()),
+            Err(ContextError::UnknownFormat)
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! Distribution: an organisation's registry (a registry-adapter plugin and
+//! its settings), and pushing a built image through it.
+//!
+//! A release resolves the organisation's registry when it is claimed and
+//! keeps that adapter to the end, so a change an org-admin makes applies to
+//! the next release while those in flight finish as they started.
+
+pub mod push;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use semver::VersionReq;
+use serde::{Deserialize, Serialize};
+use slipway_runtime::kinds::{Image, PushCredentials, RegistryError};
+use slipway_runtime::{CallContext, HostPattern, Kind, Plugin};
+
+use crate::image;
+use crate::plugins::OrganisationPlugins;
+use push::{BlobOutcome, CredentialSource, Deleted, Push, PushError};
+
+/// An organisation's registry, as an org-admin (or the configuration file) set it.
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistrySettings {
+    /// The registry-adapter plugin, e.g. `distribution`.
+    pub adapter: String,
+    /// Which of its versions: a semver requirement, e.g. `^1`.
+    #[serde(default = "any_version")]
+    #[schema(value_type = String)]
+    pub version: VersionReq,
+    /// The adapter's settings.
+    #[serde(default = "empty_object")]
+    pub settings: serde_json::Value,
+    /// Secrets the adapter may read, by name. Never shown again.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Hosts the adapter may reach besides the registry (e.g. a token service).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_hosts: Vec<HostPattern>,
+}
+
+impl std::fmt::Debug for RegistrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySettings")
+            .field("adapter", &self.adapter)
+            .field("version", &self.version.to_string())
+            .field("settings", &self.settings)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+fn any_version() -> VersionReq {
+    VersionReq::STAR
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// The adapter a release pushes with, and its settings.
+#[derive(Clone)]
+pub struct Registry {
+    plugin: Arc<Plugin>,
+    settings: Arc<RegistrySettings>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PushReport {
+    /// Blobs the repository already had.
+    pub present: u32,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted: u32,
+    /// Blobs uploaded.
+    pub uploaded: u32,
+    /// Bytes sent: uploaded blobs and the manifest.
+    pub bytes_uploaded: u64,
+}
+
+/// Where the host pushed each blob, per registry, for cross-repository mounts.
+#[derive(Default)]
+pub struct BlobIndex {
+    seen: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+}
+
+impl BlobIndex {
+    /// Records that `repository` of `registry` holds `digest`.
+    pub fn record(&self, registry: &str, repository: &str, digest: &str) {
+        self.seen
+            .lock()
+            .expect("blob index lock")
+            .entry((registry.to_string(), digest.to_string()))
+            .or_default()
+            .insert(repository.to_string());
+    }
+
+    /// Another repository of `registry` holding `digest`.
+    fn elsewhere(&self, registry: &str, repository: &str, digest: &str) -> Option<String> {
+        let seen = self.seen.lock().expect("blob index lock");
+        seen.get(&(registry.to_string(), digest.to_string()))?
+            .iter()
+            .find(|r| *r != repository)
+            .cloned()
+    }
+}
+
+impl Registry {
+    /// The adapter `settings` name, among what the organisation can use.
+    pub fn resolve(
+        plugins: &OrganisationPlugins<'_>,
+        settings: Arc<RegistrySettings>,
+    ) -> Result<Registry, String> {
+        let plugin = plugins
+            .resolve(Kind::RegistryAdapter, &settings.adapter, &settings.version)
+            .map_err(|e| format!("the registry adapter cannot be used: {e}"))?;
+        Ok(Registry { plugin, settings })
+    }
+
+    /// The secrets the adapter's manifest asks for.
+    pub fn secrets_asked(&self) -> &[String] {
+        &self.plugin.manifest().secrets
+    }
+
+    /// `name@version` of the adapter.
+    pub fn adapter(&self) -> String {
+        self.plugin.id().to_string()
+    }
+
+    /// The grants of a call: the settings and secrets, and HTTP to the
+    /// image's registry (none before there is an image) plus the extra hosts.
+    fn context(&self, image: Option<&Image>) -> CallContext {
+        let registry = image.and_then(|i| HostPattern::try_from(i.registry.clone()).ok());
+        let hosts: Vec<HostPattern> = registry
+            .into_iter()
+            .chain(self.settings.allowed_hosts.iter().cloned())
+            .collect();
+        CallContext {
+            settings: Arc::from(self.settings.settings.to_string()),
+            secrets: Arc::new(self.settings.secrets.clone()),
+            allowed_hosts: Some(hosts.into()),
+        }
+    }
+
+    /// Where `repository:tag` goes under the adapter's rules.
+    pub async fn image(&self, repository: &str, tag: &str) -> Result<Image, String> {
+        self.plugin
+            .resolve_image(&self.context(None), repository, tag)
+            .await
+            .map_err(|e| format!("the registry adapter failed: {e}"))?
+            .map_err(|e| format!("the registry adapter refused `{repository}:{tag}`: {e}"))
+    }
+
+    /// Checks settings with the adapter; problems point into `settings`.
+    pub async fn check(&self) -> Result<Vec<slipway_runtime::Diagnostic>, String> {
+        self.plugin
+            .validate_settings(&self.context(None), &self.settings.settings)
+            .await
+            .map_err(|e| format!("the registry adapter failed: {e}"))
+    }
+
+    /// Pushes `built` as `image`: hooks, blobs, manifest; returns its digest.
+    pub async fn push(
+        &self,
+        http: &reqwest::Client,
+        image: &Image,
+        built: &image::Image,
+        index: &BlobIndex,
+    ) -> Result<(String, PushReport), String> {
+        let context = self.context(Some(image));
+        let hook = |what: &str, result: Result<Result<(), RegistryError>, _>| match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the registry adapter's {what} refused: {e}")),
+            Err(e) => Err(format!("the registry adapter's {what} failed: {e}")),
+        };
+        hook(
+            "before-push",
+            self.plugin.before_push(&context, image).await,
+        )?;
+        let blobs = built.blobs();
+        let mounts: Vec<Option<String>> = blobs
+            .iter()
+            .map(|b| index.elsewhere(&image.registry, &image.repository, &b.digest))
+            .collect();
+        let mount_from: Vec<String> = mounts
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let source = AdapterCredentials {
+            registry: self,
+            context: &context,
+            image,
+            mount_from: &mount_from,
+        };
+        let http_push = &mut Push::new(http, &image.registry, &image.repository, source);
+        let mut report = PushReport::default();
+        for (blob, mount) in blobs.iter().zip(&mounts) {
+            let from: Vec<String> = mount.iter().cloned().collect();
+            match http_push
+                .blob(blob, &from)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                BlobOutcome::Present => report.present += 1,
+                BlobOutcome::Mounted => report.mounted += 1,
+                BlobOutcome::Uploaded => {
+                    report.uploaded += 1;
+                    report.bytes_uploaded += blob.bytes.len() as u64;
+                }
+            }
+            index.record(&image.registry, &image.repository, &blob.digest);
+        }
+        let digest = http_push
+            .manifest(&image.tag, &built.manifest)
+            .await
+            .map_err(|e| e.to_string())?;
+        report.bytes_uploaded += built.manifest.bytes.len() as u64;
+        hook(
+            "after-push",
+            self.plugin.after_push(&context, image, &digest).await,
+        )?;
+        Ok((digest, report))
+    }
+
+    /// Deletes the manifest `digest` of `image`'s repository.
+    pub async fn delete(
+        &self,
+        http: &reqwest::Client,
+        image: &Image,
+        digest: &str,
+    ) -> Result<Deleted, String> {
+        let context = self.context(Some(image));
+        let source = AdapterCredentials {
+            registry: self,
+            context: &context,
+            image,
+            mount_from: &[],
+        };
+        Push::new(http, &image.registry, &image.repository, source)
+            .delete_manifest(digest)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Credentials from the adapter's `authenticate`.
+struct AdapterCredentials<'a> {
+    registry: &'a Registry,
+    context: &'a CallContext,
+    image: &'a Image,
+    mount_from: &'a [String],
+}
+
+impl CredentialSource for AdapterCredentials<'_> {
+    async fn fetch(&self) -> Result<PushCredentials, PushError> {
+        let answer = self
+            .registry
+            .plugin
+            .authenticate(self.context, self.image, self.mount_from)
+            .await
+            .map_err(|e| PushError::Credentials(format!("the registry adapter failed: {e}")))?;
+        answer.map_err(|e| match e {
+            RegistryError::Unauthorized(m) => PushError::Unauthorized(m),
+            RegistryError::Unavailable(m) => PushError::Unavailable(m),
+            other => PushError::Credentials(format!("the registry adapter refused: {other}")),
+        })
+    }
+}
