@@ -15,6 +15,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("rust-code", "plugins"),
     ("distribution", "registry-adapters"),
     ("harbor", "registry-adapters"),
+    ("gcr", "registry-adapters"),
+    ("acr", "registry-adapters"),
+    ("ecr", "registry-adapters"),
+    ("ocir", "registry-adapters"),
 ];
 /// Test guests: hostile and edge-case plugins for the runtime's tests.
 const TEST_GUESTS: &[&str] = &[

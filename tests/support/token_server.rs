@@ -36,7 +36,7 @@ pub struct TokenIssuer {
     cert_der: Vec<u8>,
     /// The certificate the registry trusts (PEM).
     pub cert_pem: String,
-    users: Vec<(String, String)>,
+    users: Mutex<Vec<(String, String)>>,
     /// Repositories no token grants `pull` on.
     pub unreadable: Mutex<Vec<String>>,
     /// How many of the next tokens are issued already expired (while the
@@ -64,10 +64,12 @@ impl TokenIssuer {
             key: signing,
             cert_der: cert.der().to_vec(),
             cert_pem: cert.pem(),
-            users: users
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            users: Mutex::new(
+                users
+                    .iter()
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .collect(),
+            ),
             unreadable: Mutex::default(),
             stale: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
@@ -106,10 +108,39 @@ impl TokenIssuer {
             .ok_or(())?;
         let (user, password) = pair.split_once(':').ok_or(())?;
         self.users
+            .lock()
+            .unwrap()
             .iter()
             .any(|(u, p)| u == user && p == password)
             .then(|| Some(user.to_string()))
             .ok_or(())
+    }
+
+    /// Accepts `password` for `user` from now on (a provider's fake issues
+    /// credentials the realm then honours).
+    pub fn add_user(&self, user: &str, password: &str) {
+        self.users
+            .lock()
+            .unwrap()
+            .push((user.to_string(), password.to_string()));
+    }
+
+    /// Forgets every password of `user`.
+    pub fn remove_user(&self, user: &str) {
+        self.users.lock().unwrap().retain(|(u, _)| u != user);
+    }
+
+    /// A token for `subject` granting `scopes` (`repository:name:actions`),
+    /// as the realm would issue it; counts as issued and honours `stale`.
+    pub fn token_for(&self, subject: &str, scopes: &[String]) -> String {
+        let access = scopes.iter().filter_map(|s| self.grant(s)).collect();
+        let expired = self
+            .stale
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let token = self.sign(subject, access, expired);
+        self.issued.fetch_add(1, Ordering::SeqCst);
+        token
     }
 
     /// What a `scope` grants: the asked actions, less `pull` on unreadable
@@ -158,7 +189,9 @@ impl TokenIssuer {
     }
 }
 
-async fn token(
+/// The realm: a token for the asked scopes, to a known user (or an empty one
+/// to an anonymous caller).
+pub async fn token(
     State(issuer): State<Arc<TokenIssuer>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -188,4 +221,12 @@ async fn token(
         "token": token, "access_token": token, "expires_in": LIFETIME,
     }))
     .into_response()
+}
+
+/// `bytes` random bytes as hex, for passwords and tokens the fakes issue.
+pub fn random_hex(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buffer = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut buffer).unwrap();
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -67,6 +67,12 @@ mod plain {
         fn now_ms(&mut self) -> wasmtime::Result<u64> {
             Ok(0)
         }
+        fn cache_get(&mut self, _: String) -> wasmtime::Result<Option<String>> {
+            Ok(None)
+        }
+        fn cache_put(&mut self, _: String, _: String, _: u64) -> wasmtime::Result<()> {
+            Ok(())
+        }
     }
 
     impl slipway::plugin::http::Host for State {

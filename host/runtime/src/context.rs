@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::manifest::HostPattern;
+use crate::plugin_cache::CacheScope;
 
 /// Grants for calls into a plugin. The default grants nothing: settings `{}`,
 /// no secrets, HTTP limited to the manifest's `allowed-hosts`.
@@ -16,6 +17,9 @@ pub struct CallContext {
     /// When set, HTTP must also match one of these (an operator's or a flow's narrowing
     /// of a manifest that allows `*`).
     pub allowed_hosts: Option<Arc<[HostPattern]>>,
+    /// Where `cache-put` keeps values for later calls; without one the
+    /// plugin's cache is always empty.
+    pub cache: Option<CacheScope>,
 }
 
 impl Default for CallContext {
@@ -24,6 +28,7 @@ impl Default for CallContext {
             settings: Arc::from("{}"),
             secrets: Arc::default(),
             allowed_hosts: None,
+            cache: None,
         }
     }
 }

@@ -50,11 +50,30 @@ impl host::Host for CallState {
     }
 
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Ok(now.as_millis() as u64)
+        Ok(now_ms())
     }
+
+    fn cache_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self
+            .context
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&key, now_ms())))
+    }
+
+    fn cache_put(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
+        if let Some(cache) = &self.context.cache {
+            cache.put(&key, value, ttl_ms, now_ms());
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_millis() as u64
 }
 
 /// A plugin's log fields as `key="value"` pairs.

@@ -35,6 +35,7 @@ pub mod inspect;
 pub mod kinds;
 pub mod manifest;
 mod plugin;
+mod plugin_cache;
 mod runtime;
 mod state;
 
@@ -45,4 +46,5 @@ pub use error::{CallError, CallFailure, LoadError, LoadFailure};
 pub use kinds::{AdapterInfo, Diagnostic, Message, NodeError, Output};
 pub use manifest::{HostPattern, Kind, Manifest};
 pub use plugin::{Description, Plugin};
+pub use plugin_cache::{CacheScope, PluginCache};
 pub use runtime::{Installed, KEEP_RESIDENT, Runtime, RuntimeConfig, StartError};

@@ -79,6 +79,7 @@ impl Bench {
                 org,
                 &StoredRegistry {
                     settings,
+                    resolved: None,
                     changed_by: "bench".into(),
                     changed_ms: now_ms(),
                 },

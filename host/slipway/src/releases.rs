@@ -208,7 +208,7 @@ fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> 
             "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
                 .to_string()
         })?;
-    Registry::resolve(&state.plugins.of(organisation), Arc::new(stored.settings))
+    state.registry(organisation, stored.settings)
 }
 
 /// Why work on a release stops before its end.

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_runtime::{PluginCache, Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
 use crate::image::user_code::UserCodeCompiler;
 use crate::image::{Compiler, CompilerConfig};
 use crate::plugins::Plugins;
-use crate::registry::BlobIndex;
+use crate::registry::{BlobIndex, Registry, RegistrySettings};
 use crate::releases::ReleaseQueue;
 use crate::store::{Store, StoredRegistry};
 
@@ -37,6 +37,8 @@ pub struct AppState {
     pub blobs: BlobIndex,
     /// The client that pushes to registries.
     pub http: reqwest::Client,
+    /// What plugins keep between calls (registry adapters' access tokens).
+    pub plugin_cache: Arc<PluginCache>,
     pub(crate) ready: AtomicBool,
 }
 
@@ -66,8 +68,23 @@ impl AppState {
             ),
             blobs: BlobIndex::default(),
             http,
+            plugin_cache: Arc::default(),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// The adapter `settings` name, as `organisation` would push with it.
+    pub fn registry(
+        &self,
+        organisation: u64,
+        settings: RegistrySettings,
+    ) -> Result<Registry, String> {
+        Registry::resolve(
+            &self.plugins.of(organisation),
+            organisation,
+            Arc::new(settings),
+            &self.plugin_cache,
+        )
     }
 
     /// Sets the registry of the configured organisation from the file, unless
@@ -92,6 +109,7 @@ impl AppState {
                 organisation.id,
                 &StoredRegistry {
                     settings: settings.clone(),
+                    resolved: None,
                     changed_by: CONFIGURATION.into(),
                     changed_ms: crate::store::now_ms(),
                 },

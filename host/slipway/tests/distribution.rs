@@ -11,6 +11,7 @@ mod common;
 mod docker;
 #[path = "../../../tests/support/registry.rs"]
 mod registry;
+mod releasing;
 #[path = "../../../tests/support/static_engine.rs"]
 mod static_engine;
 #[path = "../../../tests/support/token_server.rs"]
@@ -23,33 +24,13 @@ use std::time::{Duration, Instant};
 
 use docker::Docker;
 use registry::{TestRegistry, skopeo_inspect};
+use releasing::{Releaser as Hostile, canvas};
 use serde_json::{Value, json};
-use slipway::config::Config;
-use slipway::server::AppState;
-use slipway::store::Store;
 use static_engine::static_engine;
 use token_server::TokenIssuer;
 
 const USER: &str = "ci";
 const PASSWORD: &str = "hunter2-registry";
-
-/// The flow every test releases: sum the items, route by size.
-fn canvas(threshold: u32) -> Value {
-    json!({
-        "nodes": [
-            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
-            {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}},
-            {"id": "route", "type": "choice@^1", "config": {"routes": [{"when": format!(".total > {threshold}"), "port": "large"}], "otherwise": "small"}},
-            {"id": "big", "type": "transform@^1", "config": {"expression": "{total, size: \"large\"}"}},
-            {"id": "little", "type": "transform@^1", "config": {"expression": "{total, size: \"small\"}"}}
-        ],
-        "edges": [
-            {"from": "in", "to": "sum"}, {"from": "sum", "to": "route"},
-            {"from": "route", "port": "large", "to": "big"},
-            {"from": "route", "port": "small", "to": "little"}
-        ]
-    })
-}
 
 /// `slipway serve` as an operator installs it: a configuration file naming
 /// the engine and the registry. Its log goes to a file the test reads.
@@ -443,65 +424,13 @@ async fn run_image(registry: &TestRegistry, pinned: &str, path: &str, body: Valu
         .unwrap()
 }
 
-/// An in-process server whose organisation pushes through `url`.
-struct Hostile {
-    state: Arc<AppState>,
-    admin: String,
-    _dir: tempfile::TempDir,
+/// The `distribution` adapter's settings for these tests.
+trait DistributionRegistry {
+    async fn set_registry(&self, address: &str, password: &str);
+    async fn set_registry_allowing(&self, address: &str, password: &str, allowed_hosts: &[&str]);
 }
 
-impl Hostile {
-    async fn start() -> Hostile {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let made = store.bootstrap("acme", None).unwrap().unwrap();
-        let org = made.organisation.id;
-        for name in ["orders", "orders-", "billing", "shipping"] {
-            store.create_integration(org, name).unwrap();
-            let canvas = serde_json::from_value(canvas(100)).unwrap();
-            store.add_canvas(org, name, &canvas).unwrap();
-        }
-        let config = Config {
-            data_dir: dir.path().join("data"),
-            engine_binary: Some(static_engine()),
-            // Shared by the tests, so the SDK's dependencies build once.
-            user_code_dir: Some(
-                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-code"),
-            ),
-            ..Config::default()
-        };
-        let state = common::state_with(store, &config);
-        tokio::spawn(state.clone().start());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while common::call(&state, "GET", "/readyz", None, "", "").await.0 != 200 {
-            assert!(Instant::now() < deadline, "the plugins did not load");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Hostile {
-            state,
-            admin: made.token,
-            _dir: dir,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, value) = common::call(
-            &self.state,
-            method,
-            path,
-            Some(&self.admin),
-            "application/json",
-            body,
-        )
-        .await;
-        (status.as_u16(), value)
-    }
-
+impl DistributionRegistry for Hostile {
     async fn set_registry(&self, address: &str, password: &str) {
         self.set_registry_allowing(address, password, &[]).await;
     }
@@ -517,33 +446,6 @@ impl Hostile {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-    }
-
-    async fn release(&self, integration: &str) -> Value {
-        self.release_version(integration, 1).await
-    }
-
-    async fn release_version(&self, integration: &str, version: u32) -> Value {
-        let (status, accepted) = self
-            .call(
-                "POST",
-                "/api/v1/releases",
-                json!({"integration": integration, "version": version}),
-            )
-            .await;
-        assert_eq!(status, 202, "{accepted}");
-        let id = accepted["id"].as_u64().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let (_, release) = self
-                .call("GET", &format!("/api/v1/releases/{id}"), Value::Null)
-                .await;
-            if ["ready", "failed"].contains(&release["status"].as_str().unwrap_or("")) {
-                return release;
-            }
-            assert!(Instant::now() < deadline, "did not settle: {release}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 

@@ -63,6 +63,7 @@ async fn the_document_describes_every_route_and_only_those() {
         "DELETE /api/v1/plugins/{kind}/{name}/{version}",
         "GET /api/v1/registry",
         "PUT /api/v1/registry",
+        "GET /api/v1/registry/changes",
         "GET /api/v1/releases",
         "POST /api/v1/releases",
         "GET /api/v1/releases/{id}",

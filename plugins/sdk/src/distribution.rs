@@ -98,6 +98,15 @@ pub fn basic_header(username: &str, password: &str) -> String {
     format!("Basic {encoded}")
 }
 
+/// The `Authorization` value for `credentials`; `None` when anonymous.
+pub fn authorization_header(credentials: &Credentials) -> Option<String> {
+    match credentials {
+        Credentials::Anonymous => None,
+        Credentials::Basic((username, password)) => Some(basic_header(username, password)),
+        Credentials::Bearer(token) => Some(format!("Bearer {token}")),
+    }
+}
+
 /// How a registry asks to be authenticated (its `WWW-Authenticate` header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -318,8 +327,8 @@ pub fn token(
     })
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+/// Percent-encodes a query or form value (RFC 3986 unreserved kept).
+pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -38,6 +38,17 @@ pub fn now_ms() -> u64 {
     api::now_ms()
 }
 
+/// A value kept with [`cache_put`] by a call with the same settings and
+/// secrets, if it has not expired.
+pub fn cache_get(key: &str) -> Option<String> {
+    api::cache_get(key)
+}
+
+/// Keeps `value` under `key` for `ttl_ms` milliseconds, for later calls.
+pub fn cache_put(key: &str, value: &str, ttl_ms: u64) {
+    api::cache_put(key, value, ttl_ms)
+}
+
 /// Reports panics to the host log, so the host can say why a call trapped.
 pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();

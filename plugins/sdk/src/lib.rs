@@ -13,6 +13,7 @@
 //! component's `slipway:manifest` custom section.
 
 pub mod bindings;
+pub mod cloud;
 pub mod config;
 pub mod distribution;
 pub mod host;

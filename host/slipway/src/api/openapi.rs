@@ -59,7 +59,7 @@ impl Modify for BearerToken {
         integrations::create, integrations::list, integrations::show, integrations::delete,
         integrations::add_version, integrations::versions, integrations::version, integrations::validate,
         plugins::upload, plugins::list, plugins::show, plugins::remove,
-        registry::show, registry::set,
+        registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
         users::create, users::list, users::remove, users::new_token, users::revoke,
     ),

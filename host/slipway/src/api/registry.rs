@@ -15,12 +15,14 @@ use slipway_runtime::HostPattern;
 use utoipa::ToSchema;
 
 use super::{ApiError, ErrorBody, Payload};
-use crate::registry::{Registry, RegistrySettings};
+use crate::registry::RegistrySettings;
 use crate::server::AppState;
-use crate::store::{Principal, Role, StoredRegistry, now_ms};
+use crate::store::{Principal, RegistryChangeRecord, Role, StoredRegistry, now_ms};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/api/v1/registry", get(show).put(set))
+    Router::new()
+        .route("/api/v1/registry", get(show).put(set))
+        .route("/api/v1/registry/changes", get(changes))
 }
 
 /// A registry change. Without `secrets` the current ones are kept.
@@ -61,12 +63,10 @@ pub(super) struct RegistryView {
 }
 
 fn view(state: &AppState, organisation: u64, stored: StoredRegistry) -> RegistryView {
-    let resolved = Registry::resolve(
-        &state.plugins.of(organisation),
-        Arc::new(stored.settings.clone()),
-    )
-    .ok()
-    .map(|r| r.adapter());
+    let resolved = state
+        .registry(organisation, stored.settings.clone())
+        .ok()
+        .map(|r| r.adapter());
     let settings = stored.settings;
     RegistryView {
         adapter: settings.adapter,
@@ -129,7 +129,8 @@ pub(super) async fn set(
         secrets,
         allowed_hosts: change.allowed_hosts,
     };
-    let registry = Registry::resolve(&state.plugins.of(organisation), Arc::new(settings.clone()))
+    let registry = state
+        .registry(organisation, settings.clone())
         .map_err(|e| ApiError::invalid("/adapter", e))?;
     let asked = registry.secrets_asked();
     if let Some(name) = settings.secrets.keys().find(|name| !asked.contains(name)) {
@@ -148,13 +149,17 @@ pub(super) async fn set(
     }
     let problems = registry.check().await.map_err(ApiError::internal)?;
     if let Some(problem) = problems.first() {
-        return Err(ApiError::invalid(
-            format!("/settings{}", problem.path),
-            problem.message.clone(),
-        ));
+        // A secret's problem points at the secret; the rest into the settings.
+        let path = if problem.path.starts_with("/secrets/") {
+            problem.path.clone()
+        } else {
+            format!("/settings{}", problem.path)
+        };
+        return Err(ApiError::invalid(path, problem.message.clone()));
     }
     let stored = StoredRegistry {
         settings,
+        resolved: Some(registry.adapter()),
         changed_by: principal.user.name.clone(),
         changed_ms: now_ms(),
     };
@@ -164,4 +169,19 @@ pub(super) async fn set(
         .map_err(ApiError::internal)?;
     tracing::info!(organisation = %principal.organisation.name, adapter = %registry.adapter(), by = %principal.user.name, "registry changed");
     Ok(Json(view(&state, organisation, stored)))
+}
+
+/// Every change of the organisation's registry, oldest first: who, when,
+/// from which adapter and settings to which (secrets by name only).
+#[utoipa::path(get, path = "/api/v1/registry/changes", tag = "registry",
+    responses((status = 200, body = Vec<RegistryChangeRecord>), (status = 401, body = ErrorBody)))]
+pub(super) async fn changes(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Json<Vec<RegistryChangeRecord>>, ApiError> {
+    let changes = state
+        .store
+        .registry_changes(principal.organisation.id)
+        .map_err(ApiError::internal)?;
+    Ok(Json(changes))
 }

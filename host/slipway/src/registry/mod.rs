@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use slipway_runtime::kinds::{Image, PushCredentials, RegistryError};
-use slipway_runtime::{CallContext, HostPattern, Kind, Plugin};
+use slipway_runtime::{CacheScope, CallContext, HostPattern, Kind, Plugin, PluginCache};
 
 use crate::image;
 use crate::plugins::OrganisationPlugins;
@@ -66,6 +67,7 @@ fn empty_object() -> serde_json::Value {
 pub struct Registry {
     plugin: Arc<Plugin>,
     settings: Arc<RegistrySettings>,
+    cache: CacheScope,
 }
 
 /// What a push did.
@@ -109,15 +111,28 @@ impl BlobIndex {
 }
 
 impl Registry {
-    /// The adapter `settings` name, among what the organisation can use.
+    /// The adapter `settings` name, among what `organisation` can use. Its
+    /// calls share a scope of `cache` with every call made with the same
+    /// adapter version, settings and secrets (so a token outlives a release).
     pub fn resolve(
         plugins: &OrganisationPlugins<'_>,
+        organisation: u64,
         settings: Arc<RegistrySettings>,
+        cache: &Arc<PluginCache>,
     ) -> Result<Registry, String> {
         let plugin = plugins
             .resolve(Kind::RegistryAdapter, &settings.adapter, &settings.version)
             .map_err(|e| format!("the registry adapter cannot be used: {e}"))?;
-        Ok(Registry { plugin, settings })
+        let mut scope = Sha256::new();
+        scope.update(organisation.to_be_bytes());
+        scope.update(plugin.id());
+        scope.update(serde_json::to_vec(&*settings).expect("settings serialize"));
+        let cache = cache.scope(hex::encode(scope.finalize()));
+        Ok(Registry {
+            plugin,
+            settings,
+            cache,
+        })
     }
 
     /// The secrets the adapter's manifest asks for.
@@ -131,17 +146,23 @@ impl Registry {
     }
 
     /// The grants of a call: the settings and secrets, and HTTP to the
-    /// image's registry (none before there is an image) plus the extra hosts.
+    /// image's registry (none before there is an image), to the hosts the
+    /// adapter's manifest names (a cloud's token service), and to the extra
+    /// hosts an operator granted (needed to reach anything that only the
+    /// manifest's `*` covers, e.g. an overridden endpoint).
     fn context(&self, image: Option<&Image>) -> CallContext {
         let registry = image.and_then(|i| HostPattern::try_from(i.registry.clone()).ok());
+        let named = self.plugin.manifest().allowed_hosts.iter();
         let hosts: Vec<HostPattern> = registry
             .into_iter()
+            .chain(named.filter(|p| !p.is_any()).cloned())
             .chain(self.settings.allowed_hosts.iter().cloned())
             .collect();
         CallContext {
             settings: Arc::from(self.settings.settings.to_string()),
             secrets: Arc::new(self.settings.secrets.clone()),
             allowed_hosts: Some(hosts.into()),
+            cache: Some(self.cache.clone()),
         }
     }
 
@@ -270,5 +291,10 @@ impl CredentialSource for AdapterCredentials<'_> {
             RegistryError::Unavailable(m) => PushError::Unavailable(m),
             other => PushError::Credentials(format!("the registry adapter refused: {other}")),
         })
+    }
+
+    /// Tokens the adapter kept were refused too: it starts over.
+    fn refused(&self) {
+        self.registry.cache.clear();
     }
 }

@@ -4,7 +4,8 @@
 //! digest); the manifest put by tag and its digest checked.
 //!
 //! Every request carries the credentials the registry adapter gave; they are
-//! fetched again when they expire or the registry answers 401. Connection
+//! fetched again when they expire or the registry answers 401 (or 403, as
+//! ECR does for a token it expired early). Connection
 //! errors, 429 and 5xx answers are retried with backoff. No credential
 //! appears in an error.
 
@@ -45,6 +46,10 @@ pub enum PushError {
 pub trait CredentialSource {
     /// Fresh credentials.
     fn fetch(&self) -> impl Future<Output = Result<PushCredentials, PushError>> + Send;
+
+    /// The registry refused the last credentials: nothing cached may be
+    /// used to make the next ones.
+    fn refused(&self) {}
 }
 
 /// What happened to one blob.
@@ -82,6 +87,9 @@ pub struct Push<'a, C> {
 enum Failure {
     Transient(String),
     Unauthorized(String),
+    /// 403: some registries (ECR) say so when a token expired early, so
+    /// the request is tried once more with fresh credentials.
+    Forbidden(reqwest::Response),
     Final(PushError),
 }
 
@@ -188,7 +196,10 @@ impl<'a, C: CredentialSource> Push<'a, C> {
                 Err(Failure::Unauthorized(m)) if attempt > 1 => {
                     return Err(PushError::Unauthorized(m));
                 }
-                Err(Failure::Unauthorized(_)) => self.credentials = None,
+                Err(Failure::Forbidden(answer)) if attempt > 1 => {
+                    return Err(unexpected("PUT", &self.blob_path(blob), answer.status()));
+                }
+                Err(Failure::Unauthorized(_) | Failure::Forbidden(_)) => self.renew(),
                 Err(Failure::Transient(m)) if attempt >= ATTEMPTS => {
                     return Err(PushError::Unavailable(format!(
                         "uploading {} failed {ATTEMPTS} times: {m}",
@@ -290,9 +301,10 @@ impl<'a, C: CredentialSource> Push<'a, C> {
                 Ok(answer) => return Ok(answer),
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Unauthorized(m)) if renewed => return Err(PushError::Unauthorized(m)),
-                Err(Failure::Unauthorized(_)) => {
+                Err(Failure::Forbidden(answer)) if renewed => return Ok(answer),
+                Err(Failure::Unauthorized(_) | Failure::Forbidden(_)) => {
                     renewed = true;
-                    self.credentials = None;
+                    self.renew();
                 }
                 Err(Failure::Transient(m)) if attempt >= ATTEMPTS => {
                     return Err(PushError::Unavailable(format!("{m} ({ATTEMPTS} attempts)")));
@@ -300,6 +312,12 @@ impl<'a, C: CredentialSource> Push<'a, C> {
                 Err(Failure::Transient(_)) => backoff(attempt).await,
             }
         }
+    }
+
+    /// Drops refused credentials; the next request fetches fresh ones.
+    fn renew(&mut self) {
+        self.credentials = None;
+        self.source.refused();
     }
 
     /// The `Authorization` value, renewing credentials that expire soon.
@@ -360,6 +378,9 @@ impl<'a, C: CredentialSource> Push<'a, C> {
         let status = answer.status();
         if status == StatusCode::UNAUTHORIZED {
             return Err(Failure::Unauthorized(format!("{what} answered 401")));
+        }
+        if status == StatusCode::FORBIDDEN {
+            return Err(Failure::Forbidden(answer));
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(Failure::Transient(format!("{what} answered {status}")));

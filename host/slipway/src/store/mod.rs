@@ -20,7 +20,7 @@ use sled::transaction::TransactionError;
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use plugins::StoredPlugin;
-pub use registries::StoredRegistry;
+pub use registries::{RegistryChangeRecord, RegistryChoice, StoredRegistry};
 pub use releases::{LayerInfo, LogLine, Release, ReleaseImage, Stage, Status, now_ms};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 
@@ -67,6 +67,8 @@ pub struct Store {
     components: sled::Tree,
     releases: sled::Tree,
     registries: sled::Tree,
+    /// Registry changes by organisation, oldest first.
+    registry_changes: sled::Tree,
     /// Ids of queued releases: the dispatcher's work list.
     queue: sled::Tree,
 }
@@ -86,6 +88,7 @@ impl Store {
             components: db.open_tree("components")?,
             releases: db.open_tree("releases")?,
             registries: db.open_tree("registries")?,
+            registry_changes: db.open_tree("registry_changes")?,
             queue: db.open_tree("queue")?,
             db,
         };

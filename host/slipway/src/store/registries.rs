@@ -1,8 +1,10 @@
-//! Each organisation's registry settings (one record per organisation).
+//! Each organisation's registry settings (one record per organisation), and
+//! the history of its changes (who, when, from what, to what).
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
-use super::{Store, StoreError, decode, encode, key};
+use super::{Store, StoreError, aborted, decode, encode, key};
 use crate::registry::RegistrySettings;
 
 /// An organisation's registry and who set it, when.
@@ -10,10 +12,57 @@ use crate::registry::RegistrySettings;
 pub struct StoredRegistry {
     /// The settings, secrets included.
     pub settings: RegistrySettings,
+    /// The adapter version the settings resolved to when set, `name@version`
+    /// (unknown for settings from the configuration file).
+    #[serde(default)]
+    pub resolved: Option<String>,
     /// Who set them: a user name, or `configuration` for the file.
     pub changed_by: String,
     /// When, in ms since the Unix epoch.
     pub changed_ms: u64,
+}
+
+/// One change of an organisation's registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegistryChangeRecord {
+    /// A user name, or `configuration`.
+    pub by: String,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The registry before; none for the first one.
+    pub from: Option<RegistryChoice>,
+    /// The registry after.
+    pub to: RegistryChoice,
+}
+
+/// Which adapter and settings a registry used; secrets by name only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegistryChoice {
+    /// The adapter plugin.
+    pub adapter: String,
+    /// The version requirement.
+    pub version: String,
+    /// The version it resolved to, `name@version`, when known.
+    pub resolved: Option<String>,
+    /// The adapter's settings.
+    pub settings: serde_json::Value,
+    /// The names of the secrets granted.
+    pub secrets: Vec<String>,
+}
+
+impl From<&StoredRegistry> for RegistryChoice {
+    fn from(stored: &StoredRegistry) -> Self {
+        let settings = &stored.settings;
+        RegistryChoice {
+            adapter: settings.adapter.clone(),
+            version: settings.version.to_string(),
+            resolved: stored.resolved.clone(),
+            settings: settings.settings.clone(),
+            secrets: settings.secrets.keys().cloned().collect(),
+        }
+    }
 }
 
 impl Store {
@@ -25,14 +74,42 @@ impl Store {
             .transpose()
     }
 
-    /// Sets the organisation's registry.
+    /// Sets the organisation's registry and records the change, in one
+    /// transaction.
     pub fn put_registry(
         &self,
         organisation: u64,
         registry: &StoredRegistry,
     ) -> Result<(), StoreError> {
-        self.registries
-            .insert(key(organisation), encode(registry))?;
-        Ok(())
+        let change_id = self.next_id()?;
+        let mut change_key = key(organisation).to_vec();
+        change_key.extend_from_slice(&key(change_id));
+        (&self.registries, &self.registry_changes)
+            .transaction(|(registries, changes)| {
+                let from = registries
+                    .insert(&key(organisation), encode(registry))?
+                    .and_then(|bytes| serde_json::from_slice::<StoredRegistry>(&bytes).ok());
+                let change = RegistryChangeRecord {
+                    by: registry.changed_by.clone(),
+                    at_ms: registry.changed_ms,
+                    from: from.as_ref().map(RegistryChoice::from),
+                    to: RegistryChoice::from(registry),
+                };
+                changes.insert(change_key.as_slice(), encode(&change))?;
+                Ok(())
+            })
+            .map_err(|e| aborted("registries", e))
+    }
+
+    /// The organisation's registry changes, oldest first.
+    pub fn registry_changes(
+        &self,
+        organisation: u64,
+    ) -> Result<Vec<RegistryChangeRecord>, StoreError> {
+        self.registry_changes
+            .scan_prefix(key(organisation))
+            .values()
+            .map(|bytes| decode("registry_changes", &bytes?))
+            .collect()
     }
 }
