@@ -377,8 +377,12 @@ async fn an_uploaded_plugin_works_at_once_and_after_a_restart() {
             "log",
             "rust-code",
             "transform",
+            "acr",
             "distribution",
+            "ecr",
+            "gcr",
             "harbor",
+            "ocir",
             "greeter"
         ]
     );

@@ -207,7 +207,11 @@ fn builtins_all_load() {
             "log",
             "rust-code",
             "distribution",
-            "harbor"
+            "harbor",
+            "gcr",
+            "acr",
+            "ecr",
+            "ocir"
         ]
     );
 }
