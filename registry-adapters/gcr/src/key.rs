@@ -81,6 +81,26 @@ impl ServiceAccountKey {
         Ok(key)
     }
 
+    /// Checks that `private_key` is a PKCS#8 PEM RSA key by its structure
+    /// alone: cheap enough for every call (the SDK checks settings on each),
+    /// unlike building the key, which [`jwt_assertion`] does.
+    pub fn check_private_key(&self) -> Result<(), Diagnostic> {
+        let problem = || {
+            Diagnostic::at(
+                format!("{SECRET}/private_key"),
+                "is not a PKCS#8 PEM RSA private key",
+            )
+        };
+        let (label, document) =
+            rsa::pkcs8::SecretDocument::from_pem(&self.private_key).map_err(|_| problem())?;
+        let info =
+            rsa::pkcs8::PrivateKeyInfo::try_from(document.as_bytes()).map_err(|_| problem())?;
+        let rsa_key = label == "PRIVATE KEY"
+            && info.algorithm.oid == rsa::pkcs1::ALGORITHM_OID
+            && rsa::pkcs1::RsaPrivateKey::try_from(info.private_key).is_ok();
+        rsa_key.then_some(()).ok_or_else(problem)
+    }
+
     fn signing_key(&self) -> Result<SigningKey<Sha256>, Diagnostic> {
         let key = RsaPrivateKey::from_pkcs8_pem(&self.private_key).map_err(|_| {
             Diagnostic::at(
@@ -140,8 +160,12 @@ mod tests {
             r#"{"type": "service_account", "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nsecret-bits\n-----END PRIVATE KEY-----\n"}"#,
         )
         .unwrap();
-        let problem = jwt_assertion(&key, "https://t", 0).err().unwrap();
-        assert_eq!(problem.path, "/secrets/service-account-key/private_key");
-        assert!(!problem.message.contains("secret-bits"));
+        for problem in [
+            key.check_private_key().err().unwrap(),
+            jwt_assertion(&key, "https://t", 0).err().unwrap(),
+        ] {
+            assert_eq!(problem.path, "/secrets/service-account-key/private_key");
+            assert!(!problem.message.contains("secret-bits"));
+        }
     }
 }

@@ -268,11 +268,7 @@ impl RegistryAdapter for Gcr {
         // The credentials: a key that parses, or an access token.
         if host::secret("access-token").is_none() {
             match ServiceAccountKey::from_secret() {
-                Ok(key) => {
-                    if let Err(problem) = jwt_assertion(&key, TOKEN_URL, 0) {
-                        problems.push(problem);
-                    }
-                }
+                Ok(key) => problems.extend(key.check_private_key().err()),
                 Err(problem) => problems.push(problem),
             }
         }
