@@ -201,22 +201,18 @@ pub async fn token(
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     };
     let query = query.unwrap_or_default();
-    let mut access = Vec::new();
+    let mut scopes = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if key == "scope" {
             issuer.asked.lock().unwrap().push(value.to_string());
-            // Anonymous callers get a token that grants nothing.
-            if user.is_some() {
-                access.extend(issuer.grant(&value));
-            }
+            scopes.push(value.to_string());
         }
     }
-    let expired = issuer
-        .stale
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    let token = issuer.sign(user.as_deref().unwrap_or(""), access, expired);
-    issuer.issued.fetch_add(1, Ordering::SeqCst);
+    // Anonymous callers get a token that grants nothing.
+    if user.is_none() {
+        scopes.clear();
+    }
+    let token = issuer.token_for(user.as_deref().unwrap_or(""), &scopes);
     axum::Json(serde_json::json!({
         "token": token, "access_token": token, "expires_in": LIFETIME,
     }))

@@ -4,7 +4,8 @@
 
 use base64::Engine as _;
 
-use crate::distribution::encode;
+use crate::Diagnostic;
+use crate::distribution::{encode, split_url};
 use crate::host;
 use crate::http::{self, Request};
 use crate::registry::Error;
@@ -136,4 +137,26 @@ pub fn provider_message(answer: &Answer) -> String {
         .or_else(|| field("message").or_else(|| field("Message")))
         .or_else(|| field("__type"))
         .unwrap_or_else(|| answer.text())
+}
+
+/// Problems with endpoint overrides, by JSON pointer: each of `bases` must
+/// be `http(s)://host[:port]` with no path, each of `urls` any http(s) URL.
+pub fn check_endpoints(
+    bases: &[(&str, &Option<String>)],
+    urls: &[(&str, &Option<String>)],
+) -> Vec<Diagnostic> {
+    let bad_base = bases.iter().filter_map(|(path, url)| {
+        url.as_ref().filter(|u| split_url(u).is_none()).map(|_| {
+            Diagnostic::at(
+                *path,
+                "must be http:// or https:// followed by host[:port], with no path",
+            )
+        })
+    });
+    let bad_url = urls.iter().filter_map(|(path, url)| {
+        url.as_ref()
+            .filter(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+            .map(|_| Diagnostic::at(*path, "must be an http:// or https:// URL"))
+    });
+    bad_base.chain(bad_url).collect()
 }

@@ -282,18 +282,14 @@ impl RegistryAdapter for Acr {
                 "set tenant-id and client-id (a service principal) or username (basic)",
             )),
         }
-        let endpoints = [
-            ("/endpoints/registry", &settings.endpoints.registry),
-            ("/endpoints/authority", &settings.endpoints.authority),
-            ("/endpoints/token-server", &settings.endpoints.token_server),
-        ];
-        for (path, url) in endpoints {
-            if let Some(url) = url
-                && !(url.starts_with("https://") || url.starts_with("http://"))
-            {
-                problems.push(Diagnostic::at(path, "must be an http:// or https:// URL"));
-            }
-        }
+        let endpoints = &settings.endpoints;
+        problems.extend(cloud::check_endpoints(
+            &[("/endpoints/registry", &endpoints.registry)],
+            &[
+                ("/endpoints/authority", &endpoints.authority),
+                ("/endpoints/token-server", &endpoints.token_server),
+            ],
+        ));
         problems
     }
 

@@ -284,19 +284,13 @@ impl RegistryAdapter for Ecr {
                 "use lowercase letters and digits joined by single `.`, `_`, `-` or `/`",
             ));
         }
-        for (path, url) in [
-            ("/endpoints/api", &settings.endpoints.api),
-            ("/endpoints/registry", &settings.endpoints.registry),
-        ] {
-            if let Some(url) = url
-                && distribution::split_url(url).is_none()
-            {
-                problems.push(Diagnostic::at(
-                    path,
-                    "must be http:// or https:// followed by host[:port], with no path",
-                ));
-            }
-        }
+        problems.extend(cloud::check_endpoints(
+            &[
+                ("/endpoints/api", &settings.endpoints.api),
+                ("/endpoints/registry", &settings.endpoints.registry),
+            ],
+            &[],
+        ));
         if host::secret("secret-access-key").is_none_or(|s| s.is_empty()) {
             problems.push(Diagnostic::at(
                 "/secrets/secret-access-key",

@@ -242,29 +242,14 @@ impl RegistryAdapter for Gcr {
                 "use lowercase letters and digits, separated by `.`, `_`, `-` or `/`",
             ));
         }
-        let endpoints = [
-            ("/endpoints/registry", &settings.endpoints.registry),
-            ("/endpoints/token", &settings.endpoints.token),
-            (
-                "/endpoints/artifact-registry",
-                &settings.endpoints.artifact_registry,
-            ),
-        ];
-        for (path, url) in endpoints {
-            if let Some(url) = url
-                && !(url.starts_with("https://") || url.starts_with("http://"))
-            {
-                problems.push(Diagnostic::at(path, "must be an http:// or https:// URL"));
-            }
-        }
-        if let Some(url) = &settings.endpoints.registry
-            && distribution::split_url(url).is_none()
-        {
-            problems.push(Diagnostic::at(
-                "/endpoints/registry",
-                "must be http:// or https:// followed by host[:port], with no path",
-            ));
-        }
+        let endpoints = &settings.endpoints;
+        problems.extend(cloud::check_endpoints(
+            &[("/endpoints/registry", &endpoints.registry)],
+            &[
+                ("/endpoints/token", &endpoints.token),
+                ("/endpoints/artifact-registry", &endpoints.artifact_registry),
+            ],
+        ));
         // The credentials: a key that parses, or an access token.
         if host::secret("access-token").is_none() {
             match ServiceAccountKey::from_secret() {

@@ -12,6 +12,7 @@
 //! opens (and cancels) an upload, and a refusal is reported as exactly that.
 
 use serde::Deserialize;
+use slipway_sdk::cloud;
 use slipway_sdk::distribution::{self, Login};
 use slipway_sdk::http::{self, Request};
 use slipway_sdk::registry::{Error, Image, PushCredentials, RegistryAdapter};
@@ -185,14 +186,10 @@ impl RegistryAdapter for Ocir {
                 "use lowercase letters and digits, separated by `.`, `_`, `-` or `/`",
             ));
         }
-        if let Some(url) = &settings.endpoints.registry
-            && distribution::split_url(url).is_none()
-        {
-            problems.push(Diagnostic::at(
-                "/endpoints/registry",
-                "must be http:// or https:// followed by host[:port], with no path",
-            ));
-        }
+        problems.extend(cloud::check_endpoints(
+            &[("/endpoints/registry", &settings.endpoints.registry)],
+            &[],
+        ));
         if host::secret("auth-token").is_none() {
             problems.push(Diagnostic::at(
                 "/secrets/auth-token",
