@@ -85,6 +85,9 @@ impl ReleaseQueue {
     }
 }
 
+/// A release in flight at this many starts fails instead of running again.
+pub const MAX_INTERRUPTIONS: u32 = 3;
+
 /// The name a release's pins carry, as `used_by` shows it.
 fn holder(id: u64) -> String {
     format!("release {id}")
@@ -157,10 +160,23 @@ pub fn recover(state: &Arc<AppState>) -> Result<usize, StoreError> {
             {
                 stage.ended_ms = Some(now_ms());
             }
-            release.status = Status::Interrupted;
-            release.note("interrupted by a server stop; queued again");
+            release.interruptions += 1;
+            if release.interruptions >= MAX_INTERRUPTIONS {
+                // In flight at every one of the last starts: it may be what
+                // stops the server, so it is not run again.
+                let error = format!(
+                    "interrupted {} times: a server stop cut it off in flight at each of its last {} starts, so it is not run again",
+                    release.interruptions, release.interruptions
+                );
+                release.status = Status::Failed;
+                release.note(format!("failed: {error}"));
+                release.error = Some(error);
+            } else {
+                release.status = Status::Interrupted;
+                release.note("interrupted by a server stop; queued again");
+                requeued += 1;
+            }
             state.store.put_release(&release)?;
-            requeued += 1;
         }
     }
     Ok(requeued)

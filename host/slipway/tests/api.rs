@@ -75,6 +75,21 @@ impl Api {
         self.call("POST", path, token, "application/json", body.to_string())
             .await
     }
+
+    /// Validates `integration` at `version`, answered 200 within 5 s.
+    async fn validate_soon(
+        &self,
+        integration: &str,
+        version: impl std::fmt::Display,
+        token: &str,
+    ) -> Value {
+        let started = std::time::Instant::now();
+        let path = format!("/api/v1/integrations/{integration}/versions/{version}/validate");
+        let (status, answer) = self.post(&path, token, json!(null)).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
 }
 
 fn flow() -> Value {
@@ -640,4 +655,154 @@ async fn admins_manage_users_and_their_tokens() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, users) = api.get("/api/v1/users", &admin).await;
     assert_eq!(users.as_array().unwrap().len(), 1);
+}
+
+/// `n` node ids of three characters: `aaa`, `aab`, ...
+fn short_ids(n: usize) -> Vec<String> {
+    const DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+    (0..n)
+        .map(|i| {
+            [i / 4096, i / 64 % 64, i % 64]
+                .iter()
+                .map(|&d| DIGITS[d] as char)
+                .collect()
+        })
+        .collect()
+}
+
+/// A canvas that is one chain of `n` nodes after an http trigger, each of
+/// `node_type` (none when empty).
+fn chain(n: usize, node_type: &str) -> Value {
+    let ids = short_ids(n);
+    let nodes: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match (i, node_type) {
+            (0, _) => json!({"id": id, "type": "http-trigger@^1", "config": {"method": "POST", "path": "/c"}}),
+            (_, "") => json!({"id": id}),
+            (_, t) => json!({"id": id, "type": t, "config": {"message": "x"}}),
+        })
+        .collect();
+    let edges: Vec<Value> = ids
+        .windows(2)
+        .map(|w| json!({"from": w[0], "to": w[1]}))
+        .collect();
+    json!({"nodes": nodes, "edges": edges})
+}
+
+/// Integrations `{prefix}0` .. `{prefix}{levels - 1}`, each using the one
+/// before it twice, so the last expands to 2^levels nodes.
+async fn doubling(api: &Api, prefix: &str, levels: usize) {
+    let admin = api.admin.clone();
+    for level in 0..levels {
+        let name = format!("{prefix}{level}");
+        api.post("/api/v1/integrations", &admin, json!({"name": name}))
+            .await;
+        let canvas = if level == 0 {
+            json!({"nodes": [{"id": "a", "type": "log@^1", "config": {"message": "x"}}]})
+        } else {
+            let sub = json!({"integration": format!("{prefix}{}", level - 1), "version": 1});
+            json!({"nodes": [{"id": "a", "subflow": sub}, {"id": "b", "subflow": sub}],
+                   "edges": [{"from": "a", "to": "b"}]})
+        };
+        let (status, body) = api
+            .post(
+                &format!("/api/v1/integrations/{name}/versions"),
+                &admin,
+                canvas,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_canvases_are_refused_at_once_and_never_take_the_server_down() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let viewer = api.user(Role::Viewer);
+    let org = api
+        .state
+        .store
+        .authenticate(&admin)
+        .unwrap()
+        .unwrap()
+        .organisation
+        .id;
+    api.post("/api/v1/integrations", &admin, json!({"name": "big"}))
+        .await;
+
+    // A 100,000-node chain fits in a request body, and is refused when stored.
+    let long = chain(100_000, "");
+    let bytes = long.to_string();
+    assert!(bytes.len() < 4 << 20, "{} bytes", bytes.len());
+    let (status, refused) = api
+        .call(
+            "POST",
+            "/api/v1/integrations/big/versions",
+            &admin,
+            "application/json",
+            bytes,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["path"], "/nodes");
+    assert_eq!(
+        refused["error"]["message"],
+        "a canvas has at most 10000 nodes, this one has 100000"
+    );
+
+    // Stored all the same (as data from before the limit would be), the
+    // chain and 40,000 plain nodes fail validation at once, for a viewer.
+    let plain = json!({"nodes": short_ids(40_000).iter()
+        .map(|id| json!({"id": id, "type": "log@^1", "config": {"message": "x"}})).collect::<Vec<_>>()});
+    for canvas in [long, plain] {
+        let canvas = serde_json::from_value(canvas).unwrap();
+        let version = api.state.store.add_canvas(org, "big", &canvas).unwrap();
+        let answer = api.validate_soon("big", version, &viewer).await;
+        assert_eq!(answer["valid"], false);
+        assert_eq!(answer["diagnostics"][0]["path"], "/nodes");
+        assert_eq!(answer["diagnostics"].as_array().unwrap().len(), 1);
+    }
+
+    // Thirty integrations each using the one before twice (2^30 nodes):
+    // refused for their depth; fifteen (16,384 nodes): for their size.
+    doubling(&api, "deep", 30).await;
+    doubling(&api, "wide", 15).await;
+    for (top, expected) in [
+        ("deep29", "subflows nest deeper than 16 levels: big@"),
+        (
+            "wide14",
+            "subflow wide14@1 expands to more than 10000 nodes",
+        ),
+    ] {
+        let canvas = json!({"nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/c"}},
+            {"id": "all", "subflow": {"integration": top, "version": 1}}],
+            "edges": [{"from": "in", "to": "all"}]});
+        let (status, stored) = api
+            .post("/api/v1/integrations/big/versions", &admin, canvas)
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let version = stored["version"].as_u64().unwrap();
+        let answer = api.validate_soon("big", version, &viewer).await;
+        assert_eq!(answer["valid"], false);
+        assert_eq!(answer["diagnostics"][0]["path"], "/nodes/1/subflow");
+        let message = answer["diagnostics"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+    }
+
+    // A long chain within the limits packages: every walk is iterative.
+    let (status, stored) = api
+        .post(
+            "/api/v1/integrations/big/versions",
+            &admin,
+            chain(3_000, "log@^1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let version = stored["version"].as_u64().unwrap();
+    let answer = api.validate_soon("big", version, &viewer).await;
+    assert_eq!(answer["valid"], true, "{}", answer["diagnostics"]);
+    assert_eq!(answer["flow"]["nodes"].as_array().unwrap().len(), 3_000);
 }

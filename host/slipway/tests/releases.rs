@@ -548,3 +548,64 @@ async fn no_more_releases_run_at_once_than_configured() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_running_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let made = store.bootstrap("acme", None).unwrap().unwrap();
+    let mut release = store
+        .create_release(made.organisation.id, "orders", 1)
+        .unwrap();
+    release.status = Status::Compiling;
+    store.put_release(&release).unwrap();
+    let state = common::loaded(store).await;
+    let path = format!("/api/v1/releases/{}", release.id);
+    // Each start finds it in flight, as if it had stopped the server.
+    for start in 1..=3 {
+        let requeued = slipway::releases::recover(&state).unwrap();
+        let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
+        if start < 3 {
+            assert_eq!(
+                (requeued, shown["status"].as_str()),
+                (1, Some("interrupted"))
+            );
+            let mut again = state.store.release(release.id).unwrap().unwrap();
+            again.status = Status::Packaging;
+            state.store.put_release(&again).unwrap();
+        } else {
+            assert_eq!(requeued, 0);
+            assert_eq!(shown["status"], "failed");
+            assert_eq!(
+                shown["error"],
+                "interrupted 3 times: a server stop cut it off in flight at each of its last 3 starts, so it is not run again"
+            );
+        }
+    }
+    assert!(state.store.queued_releases().unwrap().is_empty());
+    slipway::releases::recover(&state).unwrap();
+    let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
+    assert_eq!(shown["status"], "failed", "it stays failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
+    let mut id = 0;
+    let server = server(|store, org| {
+        let mut nodes = vec![json!({"id": "in", "type": "http-trigger@^1",
+            "config": {"method": "POST", "path": "/orders"}})];
+        nodes.extend((0..20_000).map(|i| json!({"id": format!("n{i}"), "type": "log@^1"})));
+        let canvas = serde_json::from_value(json!({"nodes": nodes})).unwrap();
+        let version = store.add_canvas(org, "orders", &canvas).unwrap();
+        id = store.create_release(org, "orders", version).unwrap().id;
+    })
+    .await;
+    let release = server.settled(id).await;
+    assert_eq!(release["status"], "failed");
+    assert_eq!(
+        release["diagnostics"],
+        json!([{"path": "/nodes", "message": "a canvas has at most 10000 nodes, this one has 20001"}])
+    );
+    assert_eq!(slipway::releases::recover(&server.state).unwrap(), 0);
+    assert_eq!(server.settled(id).await["status"], "failed");
+}

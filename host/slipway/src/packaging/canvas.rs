@@ -85,19 +85,55 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// Most nodes one canvas may have.
+pub const MAX_NODES: usize = 10_000;
+/// Most edges one canvas may have.
+pub const MAX_EDGES: usize = 20_000;
+
 impl Canvas {
-    /// Parses a canvas, pointing at the field at fault on failure.
+    /// Parses a canvas, pointing at the field at fault on failure; a canvas
+    /// past [`MAX_NODES`] or [`MAX_EDGES`] is refused.
     pub fn parse(bytes: &[u8], format: Format) -> Result<Canvas, ParseError> {
-        match format {
+        let canvas: Canvas = match format {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize(&mut de).map_err(located)
+                serde_path_to_error::deserialize(&mut de).map_err(located)?
             }
             Format::Yaml => {
                 let de = serde_norway::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize(de).map_err(located)
+                serde_path_to_error::deserialize(de).map_err(located)?
             }
+        };
+        if let Some((path, message)) = canvas.oversized() {
+            return Err(ParseError {
+                path: path.into(),
+                message,
+            });
         }
+        Ok(canvas)
+    }
+
+    /// Where the canvas has more nodes or edges than one may, and the problem.
+    pub fn oversized(&self) -> Option<(&'static str, String)> {
+        if self.nodes.len() > MAX_NODES {
+            return Some((
+                "/nodes",
+                format!(
+                    "a canvas has at most {MAX_NODES} nodes, this one has {}",
+                    self.nodes.len()
+                ),
+            ));
+        }
+        if self.edges.len() > MAX_EDGES {
+            return Some((
+                "/edges",
+                format!(
+                    "a canvas has at most {MAX_EDGES} edges, this one has {}",
+                    self.edges.len()
+                ),
+            ));
+        }
+        None
     }
 }
 

@@ -6,7 +6,7 @@
 pub mod canvas;
 pub mod flow;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -84,6 +84,11 @@ enum Placed {
     },
 }
 
+/// Deepest nesting of subflows: a subflow's subflow is at depth 2.
+pub const MAX_SUBFLOW_DEPTH: usize = 16;
+/// Most nodes a flow may have once its subflows are expanded.
+pub const MAX_FLOW_NODES: usize = 10_000;
+
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl<'a> Packager<'a> {
@@ -101,6 +106,7 @@ impl<'a> Packager<'a> {
         integration: &SubflowRef,
         canvas: &Canvas,
     ) -> Result<FlowDocument, Vec<Diagnostic>> {
+        self.bound(integration, canvas).map_err(|d| vec![d])?;
         let checked = self
             .check(canvas, String::new(), vec![integration.clone()])
             .await?;
@@ -111,6 +117,82 @@ impl<'a> Packager<'a> {
             plugins: checked.plugins.into_iter().collect(),
             subflows: checked.subflows.into_iter().collect(),
         })
+    }
+
+    /// Checks the canvas's size, and its size with every subflow expanded,
+    /// before any plugin runs: a flow past the limits is refused at once.
+    fn bound(&self, root: &SubflowRef, canvas: &Canvas) -> Result<(), Diagnostic> {
+        if let Some((path, problem)) = canvas.oversized() {
+            return Err(at(path, problem));
+        }
+        let mut sizes = HashMap::new();
+        let mut total = 0;
+        for (i, node) in canvas.nodes.iter().enumerate() {
+            total += match &node.subflow {
+                None => 1,
+                Some(sub) => {
+                    let mut chain = vec![root.clone()];
+                    self.expanded(sub, &mut chain, &mut sizes)
+                        .map_err(|problem| at(format!("/nodes/{i}/subflow"), problem))?
+                }
+            };
+            if total > MAX_FLOW_NODES {
+                return Err(at(
+                    format!("/nodes/{i}"),
+                    format!(
+                        "with its subflows expanded the flow has more than {MAX_FLOW_NODES} nodes"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many nodes subflow `sub` expands to, or why it is too big;
+    /// `chain` is the integrations above it. A cycle or a missing canvas
+    /// counts nothing here: [`Self::check`] reports it.
+    fn expanded(
+        &self,
+        sub: &SubflowRef,
+        chain: &mut Vec<SubflowRef>,
+        sizes: &mut HashMap<SubflowRef, usize>,
+    ) -> Result<usize, String> {
+        if let Some(&size) = sizes.get(sub) {
+            return Ok(size);
+        }
+        if chain.contains(sub) {
+            return Ok(0);
+        }
+        chain.push(sub.clone());
+        if chain.len() > MAX_SUBFLOW_DEPTH + 1 {
+            let names: Vec<String> = chain.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "subflows nest deeper than {MAX_SUBFLOW_DEPTH} levels: {}",
+                names.join(" → ")
+            ));
+        }
+        let Lookup::Found(canvas) = self.canvases.lookup(&sub.integration, sub.version) else {
+            chain.pop();
+            return Ok(0);
+        };
+        if let Some((path, problem)) = canvas.oversized() {
+            return Err(format!("in subflow {sub} at {path}: {problem}"));
+        }
+        let mut size = 0;
+        for node in &canvas.nodes {
+            size += match &node.subflow {
+                None => 1,
+                Some(inner) => self.expanded(inner, chain, sizes)?,
+            };
+            if size > MAX_FLOW_NODES {
+                return Err(format!(
+                    "subflow {sub} expands to more than {MAX_FLOW_NODES} nodes"
+                ));
+            }
+        }
+        chain.pop();
+        sizes.insert(sub.clone(), size);
+        Ok(size)
     }
 
     /// Checks and translates one canvas; `prefix` goes before its node ids,
@@ -465,45 +547,84 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// The first edge that closes a cycle, and the cycle's node ids.
+///
+/// An iterative depth-first search: a canvas that is one long chain needs
+/// no stack of its own.
 fn find_cycle(canvas: &Canvas) -> Option<(usize, Vec<String>)> {
-    let mut next: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+    let mut next: HashMap<&str, Vec<(usize, &str)>> = HashMap::new();
     for (j, edge) in canvas.edges.iter().enumerate() {
         next.entry(edge.from.as_str())
             .or_default()
             .push((j, edge.to.as_str()));
     }
-    // Depth-first search; `path` holds the nodes being visited.
-    fn visit<'c>(
-        node: &'c str,
-        next: &BTreeMap<&'c str, Vec<(usize, &'c str)>>,
-        path: &mut Vec<&'c str>,
-        done: &mut BTreeSet<&'c str>,
-    ) -> Option<(usize, Vec<String>)> {
-        path.push(node);
-        for &(j, to) in next.get(node).into_iter().flatten() {
-            if let Some(start) = path.iter().position(|n| *n == to) {
-                let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
+    let mut done: HashSet<&str> = HashSet::new();
+    for node in &canvas.nodes {
+        if done.contains(node.id.as_str()) {
+            continue;
+        }
+        // The nodes being visited, each with how many of its edges were
+        // followed; `on_path` gives a node's place in it.
+        let mut path: Vec<(&str, usize)> = vec![(&node.id, 0)];
+        let mut on_path: HashMap<&str, usize> = HashMap::from([(node.id.as_str(), 0)]);
+        while let Some((at, followed)) = path.last_mut() {
+            let at = *at;
+            let edges = next.get(at).map(Vec::as_slice).unwrap_or_default();
+            let Some(&(j, to)) = edges.get(*followed) else {
+                path.pop();
+                on_path.remove(at);
+                done.insert(at);
+                continue;
+            };
+            *followed += 1;
+            if let Some(&start) = on_path.get(to) {
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(|(n, _)| n.to_string()).collect();
                 cycle.push(to.to_string());
                 return Some((j, cycle));
             }
-            if !done.contains(to)
-                && let Some(found) = visit(to, next, path, done)
-            {
-                return Some(found);
-            }
-        }
-        path.pop();
-        done.insert(node);
-        None
-    }
-    let mut done = BTreeSet::new();
-    for node in &canvas.nodes {
-        if !done.contains(node.id.as_str()) {
-            let mut path = Vec::new();
-            if let Some(found) = visit(&node.id, &next, &mut path, &mut done) {
-                return Some(found);
+            if !done.contains(to) {
+                on_path.insert(to, path.len());
+                path.push((to, 0));
             }
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canvas::{Edge, Node};
+
+    fn chain(n: usize) -> Canvas {
+        let node = |i: usize| Node {
+            id: i.to_string(),
+            node_type: None,
+            config: None,
+            subflow: None,
+        };
+        let edge = |from: usize, to: usize| Edge {
+            from: from.to_string(),
+            port: "out".into(),
+            to: to.to_string(),
+        };
+        Canvas {
+            nodes: (0..n).map(node).collect(),
+            edges: (1..n).map(|i| edge(i - 1, i)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_million_node_chain_is_walked_without_recursion() {
+        let mut canvas = chain(1_000_000);
+        assert_eq!(find_cycle(&canvas), None);
+        canvas.edges.push(Edge {
+            from: "999999".into(),
+            port: "out".into(),
+            to: "999997".into(),
+        });
+        let (edge, cycle) = find_cycle(&canvas).unwrap();
+        assert_eq!(edge, 999_999);
+        assert_eq!(cycle, ["999997", "999998", "999999", "999997"]);
+    }
 }

@@ -125,6 +125,9 @@ pub struct Release {
     /// The image, once pushed.
     #[serde(default)]
     pub image: Option<ReleaseImage>,
+    /// How many times a server stop cut it off in flight.
+    #[serde(default)]
+    pub interruptions: u32,
 }
 
 /// Where a release's image is, and how it got there.
@@ -204,6 +207,7 @@ impl Store {
             diagnostics: Vec::new(),
             flow: None,
             image: None,
+            interruptions: 0,
         };
         release.note(format!("queued {integration}@{version}"));
         self.put_release(&release)?;
