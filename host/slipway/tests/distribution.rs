@@ -898,3 +898,86 @@ async fn user_code_builds_stop_at_their_time_limit() {
         "nothing kept from a stopped build"
     );
 }
+
+/// The variable the server's environment holds in the test below.
+const CANARY: &str = "SLIPWAY_TEST_CANARY";
+
+/// User code is compiled in a sandbox: at compile time it reads nothing of
+/// the server's environment, its data directory or other builds' files.
+#[tokio::test]
+async fn user_code_sees_nothing_of_the_server_when_it_is_compiled() {
+    use slipway::image::user_code::{UserCodeCompiler, UserCodeError};
+    let Some(canary) = std::env::var(CANARY).ok() else {
+        // Run again in a process whose environment holds the canary, as a
+        // server's environment holds its secrets.
+        let done = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "user_code_sees_nothing_of_the_server_when_it_is_compiled",
+                "--nocapture",
+            ])
+            .env(CANARY, "canary-7f3a9c1e")
+            .env("SLIPWAY_TEST_DONE", done.path().join("done"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(done.path().join("done").exists(), "the test ran");
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-code");
+    // What a server keeps beside user code: its database, and what other
+    // organisations' builds made.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("db")).unwrap();
+    std::fs::write(data.path().join("db/db"), "registry-password-31f2").unwrap();
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::write(dir.join("components/other.wasm"), "other-tenant-9d0c").unwrap();
+    let compiler = UserCodeCompiler::new(dir.clone(), Duration::from_secs(300));
+
+    let reads_env = format!(
+        r#"pub fn process(mut input: Message, _: &Value) -> Result<Output, NodeError> {{
+            let found = option_env!("{CANARY}").unwrap_or("canary-absent");
+            let environ = String::from_utf8_lossy(include_bytes!("/proc/self/environ"));
+            input.set_json(&json!({{"canary": found, "environ": environ}}));
+            Ok(Output::out(input))
+        }}"#
+    );
+    let built = compiler.compile("env", &reads_env).await.unwrap();
+    let contains = |haystack: &[u8], needle: &str| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    assert!(
+        contains(&built.component, "canary-absent"),
+        "it compiled as written"
+    );
+    assert!(!contains(&built.component, &canary), "the canary stays out");
+
+    for path in [
+        data.path().join("db/db").display().to_string(),
+        dir.join("components/other.wasm").display().to_string(),
+        "../../../components/other.wasm".to_string(),
+    ] {
+        let source = format!(
+            r#"pub fn process(mut input: Message, _: &Value) -> Result<Output, NodeError> {{
+                input.body = include_bytes!("{path}").to_vec();
+                Ok(Output::out(input))
+            }}"#
+        );
+        match compiler.compile("file", &source).await {
+            Err(UserCodeError::Rejected { message, .. }) => {
+                assert!(message.contains("couldn't read"), "{path}: {message}");
+            }
+            other => panic!("{path} was readable: {other:?}"),
+        }
+    }
+    for entry in std::fs::read_dir(dir.join("components")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for secret in [canary.as_str(), "registry-password-31f2"] {
+            assert!(!contains(&bytes, secret));
+        }
+    }
+    std::fs::write(std::env::var("SLIPWAY_TEST_DONE").unwrap(), "").unwrap();
+}

@@ -19,6 +19,7 @@ pub mod context;
 pub mod docker;
 pub mod engine;
 pub mod layer;
+pub mod sandbox;
 mod spec;
 pub mod user_code;
 

@@ -3,8 +3,11 @@
 //! node's place in the image.
 //!
 //! The source is built with cargo for `wasm32-wasip2` against the SDK
-//! plugin authors use (embedded in this binary), in a work directory of its
-//! own, with a time limit. A failure carries the compiler's messages, with
+//! plugin authors use (embedded in this binary), inside the sandbox of
+//! [`super::sandbox`], in a work directory of its own that is removed
+//! afterwards, with a time limit. The SDK's dependencies are built once per
+//! SDK, from a crate of the server's own, and each build starts from a copy
+//! of them: no build sees another's files. A failure carries the compiler's messages, with
 //! `source:line:column` pointing into the node's source. Built components
 //! are kept by the hash of their source, so a release of unchanged code
 //! compiles nothing.
@@ -12,11 +15,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use slipway_engine::flow::{FlowDocument, PluginRef};
+
+use super::sandbox::{Build, NoSandbox, Toolchain};
 
 mod vendored {
     include!(concat!(env!("OUT_DIR"), "/vendored_sdk.rs"));
@@ -51,6 +57,9 @@ pub enum UserCodeError {
     /// The toolchain could not be run, or its work directory written.
     #[error("cannot compile user code: {0}")]
     Toolchain(String),
+    /// No sandbox works here, so no user code is compiled.
+    #[error(transparent)]
+    NoSandbox(#[from] NoSandbox),
 }
 
 /// A compiled node.
@@ -69,22 +78,36 @@ pub struct CompiledCode {
 }
 
 /// Compiles user code under one directory: `sdk/` (the vendored SDK),
-/// `work/<key>/` (one crate per source), `target/` (shared, so dependencies
-/// build once) and `components/<key>.wasm`.
+/// `dependencies/` (the SDK's dependencies, built from a crate of the
+/// server's), `work/<key>-<n>/` (one build: its crate and target directory)
+/// and `components/<key>.wasm`.
 ///
 /// Builds may run at once, in one server or several sharing the directory:
-/// cargo takes turns on the target directory, each source has a crate name
-/// of its own, and every file is written whole or not at all.
+/// cargo takes turns on the dependencies' target directory, each build has
+/// a work directory of its own, and every file is written whole or not at
+/// all.
 #[derive(Debug)]
 pub struct UserCodeCompiler {
     dir: PathBuf,
     time_limit: Duration,
+    /// One build of the dependencies at a time in this process.
+    dependencies: tokio::sync::Mutex<()>,
 }
+
+/// What the dependencies' crate holds: a node that passes its input on.
+const DEPENDENCIES_SOURCE: &str = "pub fn process(input: Message, _: &Value) -> Result<Output, NodeError> {\n    Ok(Output::out(input))\n}\n";
+
+/// Work directories made by this process.
+static BUILDS: AtomicU64 = AtomicU64::new(0);
 
 impl UserCodeCompiler {
     /// A compiler working in `dir`, stopping a build after `time_limit`.
     pub fn new(dir: PathBuf, time_limit: Duration) -> UserCodeCompiler {
-        UserCodeCompiler { dir, time_limit }
+        UserCodeCompiler {
+            dir,
+            time_limit,
+            dependencies: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Compiles every `rust-code` node of `flow` and points the node at its
@@ -119,7 +142,9 @@ impl UserCodeCompiler {
             Ok(bytes) => (bytes, false),
             Err(_) => {
                 let bytes = self.build(node, &key, source).await?;
-                write_atomically(&kept, &bytes).await.map_err(toolchain)?;
+                write_atomically(&kept, &bytes)
+                    .await
+                    .map_err(toolchain_error)?;
                 (bytes, true)
             }
         };
@@ -138,20 +163,107 @@ impl UserCodeCompiler {
     }
 
     async fn build(&self, node: &str, key: &str, source: &str) -> Result<Vec<u8>, UserCodeError> {
-        let sdk = self.vendor_sdk().await.map_err(toolchain)?;
-        let work = self.dir.join("work").join(key);
-        let target = self.dir.join("target");
-        write_crate(&work, &sdk, key, source)
+        let toolchain = Toolchain::get()?;
+        let sdk = self.vendor_sdk().await.map_err(toolchain_error)?;
+        let dependencies = self.dependencies(toolchain, &sdk, node).await?;
+        let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+        let work = self
+            .dir
+            .join("work")
+            .join(format!("{key}-{}-{n}", std::process::id()));
+        let built = async {
+            write_crate(&work, &sdk, key, source)
+                .await
+                .map_err(toolchain_error)?;
+            link_copy(&dependencies.join("target"), &work.join("target")).await?;
+            self.cargo(toolchain, node, &work, &sdk).await?;
+            let wasm = work.join(format!("target/wasm32-wasip2/release/user_code_{key}.wasm"));
+            tokio::fs::read(&wasm).await.map_err(toolchain_error)
+        }
+        .await;
+        if let Err(err) = tokio::fs::remove_dir_all(&work).await {
+            tracing::warn!(error = %err, dir = %work.display(), "cannot remove a user-code work directory");
+        }
+        built
+    }
+
+    /// The SDK's dependencies built for `wasm32-wasip2` from the server's own
+    /// crate, once per SDK, for `node`'s build; answers their directory
+    /// (`target/` inside).
+    async fn dependencies(
+        &self,
+        toolchain: &Toolchain,
+        sdk: &Path,
+        node: &str,
+    ) -> Result<PathBuf, UserCodeError> {
+        let _one = self.dependencies.lock().await;
+        let dir = self.dir.join("dependencies");
+        let stamp = dir.join(".slipway-sdk");
+        let wanted: &str = &SDK_HASH;
+        if tokio::fs::read_to_string(&stamp).await.ok().as_deref() == Some(wanted) {
+            return Ok(dir);
+        }
+        write_crate(&dir, sdk, "dependencies", DEPENDENCIES_SOURCE)
             .await
-            .map_err(toolchain)?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = tokio::process::Command::new(cargo);
+            .map_err(toolchain_error)?;
+        // Downloading needs the network, so it runs outside the sandbox; it
+        // reads only the manifest and lock file written above.
+        let fetched = tokio::process::Command::new(toolchain.cargo())
+            .current_dir(&dir)
+            .args(["fetch", "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let Ok(fetched) = tokio::time::timeout(self.time_limit, fetched).await else {
+            return Err(UserCodeError::TimedOut {
+                node: node.to_string(),
+                limit: self.time_limit,
+            });
+        };
+        let fetched = fetched.map_err(toolchain_error)?;
+        if !fetched.status.success() {
+            return Err(UserCodeError::Toolchain(format!(
+                "cannot download the SDK's dependencies: {}",
+                String::from_utf8_lossy(&fetched.stderr).trim()
+            )));
+        }
+        self.cargo(toolchain, node, &dir, sdk).await?;
+        write_atomically(&stamp, wanted.as_bytes())
+            .await
+            .map_err(toolchain_error)?;
+        Ok(dir)
+    }
+
+    /// `cargo build` of the crate in `work`, in the sandbox, under the time
+    /// limit; its target directory is `work/target`.
+    async fn cargo(
+        &self,
+        toolchain: &Toolchain,
+        node: &str,
+        work: &Path,
+        sdk: &Path,
+    ) -> Result<(), UserCodeError> {
+        let build = Build {
+            work,
+            read_only: &[sdk],
+            cpu_seconds: self.time_limit.as_secs().max(1),
+        };
+        let args = [
+            "build",
+            "--release",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format",
+            "short",
+            "--quiet",
+            "--target-dir",
+            "target",
+        ];
+        let mut command = toolchain.command(&build, args.map(Into::into));
         command
-            .current_dir(&work)
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["--message-format", "short", "--quiet"])
-            .arg("--target-dir")
-            .arg(&target)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -159,15 +271,15 @@ impl UserCodeCompiler {
             .kill_on_drop(true);
         let child = command
             .spawn()
-            .map_err(|e| UserCodeError::Toolchain(format!("cannot run cargo: {e}")))?;
+            .map_err(|e| UserCodeError::Toolchain(format!("cannot run the sandbox: {e}")))?;
         let group = child.id();
         let output = match tokio::time::timeout(self.time_limit, child.wait_with_output()).await {
-            Ok(output) => output.map_err(toolchain)?,
+            Ok(output) => output.map_err(toolchain_error)?,
             Err(_) => {
-                // cargo's rustc processes are in its group: stop them all.
+                // The sandbox dies with bwrap, which leads this group.
                 if let Some(group) = group.and_then(|g| i32::try_from(g).ok()).filter(|g| *g > 1) {
                     // SAFETY: killpg takes no pointers; `group` is the group
-                    // this build's cargo leads (never 0 or 1, which would
+                    // this build's bwrap leads (never 0 or 1, which would
                     // reach our own group or every process).
                     unsafe { libc::killpg(group, libc::SIGKILL) };
                 }
@@ -183,8 +295,7 @@ impl UserCodeCompiler {
                 message: compiler_messages(&String::from_utf8_lossy(&output.stderr)),
             });
         }
-        let wasm = target.join(format!("wasm32-wasip2/release/user_code_{key}.wasm"));
-        tokio::fs::read(&wasm).await.map_err(toolchain)
+        Ok(())
     }
 
     /// Writes the embedded SDK under `sdk/` unless this build of the
@@ -319,8 +430,28 @@ fn compiler_messages(stderr: &str) -> String {
     kept.join("\n")
 }
 
-fn toolchain(error: std::io::Error) -> UserCodeError {
+fn toolchain_error(error: std::io::Error) -> UserCodeError {
     UserCodeError::Toolchain(error.to_string())
+}
+
+/// A copy of the tree `from` at `to` whose files are hard links: a build
+/// starts from the dependencies without copying them.
+async fn link_copy(from: &Path, to: &Path) -> Result<(), UserCodeError> {
+    let output = tokio::process::Command::new("cp")
+        .arg("-al")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(toolchain_error)?;
+    if !output.status.success() {
+        return Err(UserCodeError::Toolchain(format!(
+            "cannot copy the built dependencies: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `path` through a temporary file and a rename, creating parents.
