@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use slipway_runtime::{CallContext, CallError, HostPattern, Message, Plugin};
@@ -77,6 +78,32 @@ pub enum Outcome {
 pub struct Executor {
     steps: Vec<Step>,
     routes: Vec<Route>,
+    /// Copies of messages running down the other edges of a fan-out.
+    branches: Arc<AtomicUsize>,
+}
+
+/// Most fan-out copies running at once, over all requests; a copy past it
+/// is not started (and logged).
+pub const MAX_BRANCHES: usize = 1024;
+
+/// A fan-out copy counted while it runs.
+struct Branch(Arc<AtomicUsize>);
+
+impl Branch {
+    /// A place among the running copies, if there is one.
+    fn enter(count: &Arc<AtomicUsize>) -> Option<Branch> {
+        if count.fetch_add(1, Ordering::AcqRel) >= MAX_BRANCHES {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Branch(count.clone()))
+    }
+}
+
+impl Drop for Branch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The flow names something that is not there.
@@ -143,7 +170,16 @@ impl Executor {
                 .or_default()
                 .push(to);
         }
-        Ok(Executor { steps, routes })
+        Ok(Executor {
+            steps,
+            routes,
+            branches: Arc::default(),
+        })
+    }
+
+    /// Fan-out copies running now: a drain waits for them too.
+    pub fn branches(&self) -> usize {
+        self.branches.load(Ordering::Acquire)
     }
 
     /// The HTTP triggers, in flow order.
@@ -204,10 +240,15 @@ impl Executor {
                 return Outcome::Reply(next_message);
             };
             for &other in rest {
+                let Some(branch) = Branch::enter(&self.branches) else {
+                    tracing::warn!(node = %self.steps[other].id, "fan-out limit reached: a copy of the message is not sent");
+                    continue;
+                };
                 let executor = self.clone();
                 let copy = next_message.clone();
                 tokio::spawn(async move {
                     executor.run(other, copy, &ignore).await;
+                    drop(branch);
                 });
             }
             current = first;

@@ -33,6 +33,9 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Credentials a request carries: never sent back as they came.
+const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
 /// The message a request starts: `params` are the path parameters as matched.
 pub fn to_message<'p>(
     parts: &Parts,
@@ -63,8 +66,11 @@ pub fn to_message<'p>(
     }
 }
 
-/// The response a message gives.
-pub fn reply(message: Message) -> Response {
+/// The response a message gives to the request whose headers were
+/// `request`. A message carries its request's headers along, so credentials
+/// it still holds as they came are dropped: a node that sets one anew (to
+/// another value) sends it.
+pub fn reply(message: Message, request: &HeaderMap) -> Response {
     let status = match message
         .attributes
         .iter()
@@ -85,6 +91,14 @@ pub fn reply(message: Message) -> Response {
     let mut headers = HeaderMap::with_capacity(message.headers.len());
     for (name, value) in &message.headers {
         if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        let reflected = CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c))
+            && request
+                .get_all(name.as_str())
+                .iter()
+                .any(|sent| sent.as_bytes() == value.as_bytes());
+        if reflected {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -169,7 +183,7 @@ mod tests {
             ],
             attributes: vec![(STATUS_ATTRIBUTE.into(), "201".into())],
         };
-        let response = reply(message);
+        let response = reply(message, &HeaderMap::new());
         assert_eq!(response.status(), StatusCode::CREATED);
         assert_eq!(response.headers()["content-type"], "text/plain");
         assert!(
@@ -184,6 +198,31 @@ mod tests {
             headers: Vec::new(),
             attributes: vec![(STATUS_ATTRIBUTE.into(), "99".into())],
         };
-        assert_eq!(reply(bad).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            reply(bad, &HeaderMap::new()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn credentials_the_request_sent_are_not_reflected() {
+        let (parts, ()) = Request::post("/orders")
+            .header("authorization", "Bearer s3cret")
+            .header("cookie", "session=abc")
+            .header("x-trace", "t1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut message = to_message(&parts, Bytes::new(), []);
+        // A node may set a cookie of its own.
+        message
+            .headers
+            .push(("cookie".into(), "session=new".into()));
+        let response = reply(message, &parts.headers);
+        let headers = response.headers();
+        assert!(headers.get("authorization").is_none());
+        let cookies: Vec<_> = headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["session=new"]);
+        assert_eq!(headers["x-trace"], "t1");
     }
 }

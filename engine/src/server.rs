@@ -147,6 +147,11 @@ impl Engine {
             .filter(|_| !self.draining.load(Ordering::Relaxed))
     }
 
+    /// Fan-out copies still running.
+    fn branches(&self) -> usize {
+        self.executor.get().map_or(0, |e| e.branches())
+    }
+
     /// Whether requests are being answered.
     pub fn is_ready(&self) -> bool {
         self.serving().is_some()
@@ -264,7 +269,7 @@ async fn answer(State(engine): State<Arc<Engine>>, request: Request) -> Response
         engine.metrics.node(node, elapsed, failed);
     };
     let response = match executor.run(trigger.node, message, &observe).await {
-        Outcome::Reply(message) => http::reply(message),
+        Outcome::Reply(message) => http::reply(message, &parts.headers),
         Outcome::Failed(failure) => {
             tracing::warn!(
                 trigger = %trigger.id,
@@ -322,12 +327,22 @@ pub async fn serve(
         }
         tokio::time::sleep(drain).await;
     };
+    // Answered, and every fan-out copy run to its end.
+    let drained = async {
+        server.await?;
+        while engine.branches() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    };
     tokio::select! {
-        result = server => {
+        result = drained => {
             result?;
             Ok(Stopped::Drained)
         }
-        () = deadline => Ok(Stopped::CutOff(engine.in_flight.load(Ordering::Relaxed))),
+        () = deadline => Ok(Stopped::CutOff(
+            engine.in_flight.load(Ordering::Relaxed) + engine.branches(),
+        )),
     }
 }
 

@@ -394,3 +394,40 @@ async fn a_bundle_that_cannot_run_stops_the_engine_with_a_clear_error() {
         "trigger `in`: path `/metrics`: the engine answers this path itself"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_copy_still_running_is_waited_for_by_the_drain() {
+    // `in` feeds `reply` (answers at once) and `quote` (a slow upstream).
+    let arrived = Arc::new(Notify::new());
+    let upstream = upstream(Duration::from_millis(1500), arrived.clone()).await;
+    let flow = json!({
+        "nodes": [trigger(),
+            {"id": "reply", "type": "transform@^1", "config": {"expression": "{accepted: true}"}},
+            {"id": "quote", "type": "http-call@^1", "config": {"url": format!("http://{upstream}/quote")}}],
+        "edges": [{"from": "in", "to": "reply"}, {"from": "in", "to": "quote"}]
+    });
+    let (_, dir) = bundle(flow, &[], &[]).await;
+    let engine = EngineProcess::start(dir.path(), &[]).await;
+    assert_eq!(
+        post_json(&engine, "/orders", r#"{"qty": 2}"#).await,
+        (200, json!({"accepted": true}))
+    );
+    arrived.notified().await;
+    // Answered, but its copy is still with the upstream: the drain waits.
+    let logs = engine.logs.clone();
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || engine.stop(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "it waited for the copy"
+    );
+    let drained = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r["message"] == "stopped: every request answered");
+    assert!(drained, "the copy ran to its end before the exit");
+}
