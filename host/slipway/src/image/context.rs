@@ -2,8 +2,13 @@
 //! zip archive, checked and turned into the tar the Docker Engine takes.
 //!
 //! Every entry must stay inside the context: absolute paths and `..` are
-//! refused, naming the entry, before anything reaches the daemon.
+//! refused, naming the entry, before anything reaches the daemon. Links are
+//! resolved against the links the archive made before them, as the tree
+//! would be unpacked, so a chain of links cannot climb out either. The size
+//! bound is on the bytes actually inflated, not on what the archive
+//! declares.
 
+use std::collections::HashMap;
 use std::io::{Cursor, Read};
 
 use flate2::read::GzDecoder;
@@ -42,20 +47,26 @@ pub struct BuildContext {
 impl BuildContext {
     /// Reads a tar, tar.gz or zip archive of a directory.
     pub fn from_archive(archive: &[u8]) -> Result<BuildContext, ContextError> {
+        BuildContext::from_archive_within(archive, MAX_CONTEXT_BYTES)
+    }
+
+    /// The same, refusing more than `max` bytes unpacked (reported as
+    /// [`ContextError::TooLarge`]).
+    pub fn from_archive_within(archive: &[u8], max: u64) -> Result<BuildContext, ContextError> {
         if archive.starts_with(b"PK\x03\x04") || archive.starts_with(b"PK\x05\x06") {
-            from_zip(archive)
+            from_zip(archive, max)
         } else if archive.starts_with(&[0x1f, 0x8b]) {
             let mut tar = Vec::new();
             GzDecoder::new(archive)
-                .take(MAX_CONTEXT_BYTES + 1)
+                .take(max + 1)
                 .read_to_end(&mut tar)
                 .map_err(|e| ContextError::Corrupt(e.to_string()))?;
-            if tar.len() as u64 > MAX_CONTEXT_BYTES {
+            if tar.len() as u64 > max {
                 return Err(ContextError::TooLarge);
             }
             from_tar(tar)
         } else if archive.get(257..262) == Some(b"ustar") {
-            if archive.len() as u64 > MAX_CONTEXT_BYTES {
+            if archive.len() as u64 > max {
                 return Err(ContextError::TooLarge);
             }
             from_tar(archive.to_vec())
@@ -105,8 +116,47 @@ fn normalise(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Checks a tar's entries; a link may not point outside either.
+/// How many links one path may pass through before it is refused.
+const MAX_LINK_HOPS: usize = 40;
+
+/// Where `path` (taken from `base`, a directory inside the context) leads
+/// in a tree whose symbolic links are `links` (path → target), or `None`
+/// when it leaves the context (or loops).
+fn resolve(links: &HashMap<String, String>, base: &[String], path: &str) -> Option<Vec<String>> {
+    let components =
+        |text: &str| -> Vec<String> { text.split(['/', '\\']).rev().map(str::to_string).collect() };
+    if path.starts_with(['/', '\\']) {
+        return None;
+    }
+    let mut at = base.to_vec();
+    let mut pending = components(path);
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => {}
+            ".." => {
+                at.pop()?;
+            }
+            name => {
+                at.push(name.to_string());
+                if let Some(target) = links.get(&at.join("/")) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS || target.starts_with(['/', '\\']) {
+                        return None;
+                    }
+                    at.pop();
+                    pending.extend(components(target));
+                }
+            }
+        }
+    }
+    Some(at)
+}
+
+/// Checks a tar's entries; a link may not point outside either, followed
+/// through the links before it.
 fn from_tar(tar: Vec<u8>) -> Result<BuildContext, ContextError> {
+    let mut links: HashMap<String, String> = HashMap::new();
     let mut paths = Vec::new();
     let mut archive = tar::Archive::new(Cursor::new(&tar));
     let entries = archive
@@ -116,16 +166,20 @@ fn from_tar(tar: Vec<u8>) -> Result<BuildContext, ContextError> {
         let entry = entry.map_err(|e| ContextError::Corrupt(e.to_string()))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = normalise(&raw).ok_or(ContextError::Escapes(raw.clone()))?;
+        // The entry's directory as written, through the links made so far.
+        let written = raw.trim_end_matches(['/', '\\']);
+        let (parent, name) = written.rsplit_once(['/', '\\']).unwrap_or(("", written));
+        let mut dir = resolve(&links, &[], parent).ok_or(ContextError::Escapes(raw.clone()))?;
         if let Some(target) = entry.link_name_bytes() {
             let target = String::from_utf8_lossy(&target).into_owned();
-            let parent = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-            let joined = if entry.header().entry_type().is_hard_link() {
-                target.clone()
-            } else {
-                format!("{parent}/{target}")
-            };
-            if target.starts_with('/') || normalise(&joined).is_none() {
+            let hard = entry.header().entry_type().is_hard_link();
+            let base = if hard { Vec::new() } else { dir.clone() };
+            if resolve(&links, &base, &target).is_none() {
                 return Err(ContextError::Escapes(raw));
+            }
+            if entry.header().entry_type().is_symlink() {
+                dir.push(name.to_string());
+                links.insert(dir.join("/"), target);
             }
         }
         if !path.is_empty() {
@@ -135,8 +189,9 @@ fn from_tar(tar: Vec<u8>) -> Result<BuildContext, ContextError> {
     Ok(BuildContext { tar, paths })
 }
 
-/// Repacks a zip as a tar, keeping Unix modes where the zip has them.
-fn from_zip(bytes: &[u8]) -> Result<BuildContext, ContextError> {
+/// Repacks a zip as a tar, keeping Unix modes where the zip has them;
+/// refuses more than `max` bytes inflated, whatever the entries declare.
+fn from_zip(bytes: &[u8], max: u64) -> Result<BuildContext, ContextError> {
     let corrupt = |e: zip::result::ZipError| ContextError::Corrupt(e.to_string());
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
     let mut tar = tar::Builder::new(Vec::new());
@@ -158,13 +213,16 @@ fn from_zip(bytes: &[u8]) -> Result<BuildContext, ContextError> {
             tar.append_data(&mut header, &path, std::io::empty())
                 .map_err(|e| ContextError::Corrupt(e.to_string()))?;
         } else {
-            total += file.size();
-            if total > MAX_CONTEXT_BYTES {
+            let budget = max.saturating_sub(total);
+            let mut content = Vec::with_capacity(file.size().min(budget) as usize);
+            (&mut file)
+                .take(budget + 1)
+                .read_to_end(&mut content)
+                .map_err(|e| ContextError::Corrupt(format!("{raw}: {e}")))?;
+            total += content.len() as u64;
+            if total > max {
                 return Err(ContextError::TooLarge);
             }
-            let mut content = Vec::with_capacity(file.size() as usize);
-            file.read_to_end(&mut content)
-                .map_err(|e| ContextError::Corrupt(format!("{raw}: {e}")))?;
             if file.is_symlink() {
                 return Err(ContextError::Corrupt(format!(
                     "{raw}: symbolic links in a zip context are not supported"
@@ -215,6 +273,39 @@ mod tests {
     }
 
     #[test]
+    fn a_zip_is_bounded_by_what_it_inflates_not_by_what_it_declares() {
+        let mut zip = zip_of(&[
+            ("Dockerfile", b"FROM scratch\n"),
+            ("zeros", &vec![0; 2 << 20]),
+        ]);
+        // Declare the big entry 10 bytes long, in its local header and in the
+        // central directory.
+        let declare = |zip: &mut Vec<u8>, signature: &[u8], offset: usize| {
+            let mut at = 0;
+            while let Some(found) = zip[at..].windows(4).position(|w| w == signature) {
+                let start = at + found;
+                let size = &mut zip[start + offset..start + offset + 4];
+                if u32::from_le_bytes(size.try_into().unwrap()) == 2 << 20 {
+                    size.copy_from_slice(&10u32.to_le_bytes());
+                }
+                at = start + 4;
+            }
+        };
+        declare(&mut zip, b"PK\x03\x04", 22);
+        declare(&mut zip, b"PK\x01\x02", 24);
+        let read = BuildContext::from_archive_within(&zip, 1 << 20).map(|_| ());
+        assert!(
+            matches!(read, Err(ContextError::TooLarge | ContextError::Corrupt(_))),
+            "{read:?}"
+        );
+        let honest = zip_of(&[("zeros", &vec![0; 2 << 20])]);
+        assert_eq!(
+            BuildContext::from_archive_within(&honest, 1 << 20).map(|_| ()),
+            Err(ContextError::TooLarge)
+        );
+    }
+
+    #[test]
     fn tar_gzip_and_zip_contexts_are_read() {
         let entries: &[(&str, &[u8])] =
             &[("Dockerfile", b"FROM scratch\n"), ("./app/run.sh", b"x")];
@@ -259,6 +350,30 @@ mod tests {
         assert_eq!(
             BuildContext::from_archive(&archive).map(|_| ()),
             Err(ContextError::Escapes("sub/link".into()))
+        );
+        // Links resolve through the links before them: `d` is the root, so
+        // `d/..` is above it, however it reads.
+        let link = |tar: &mut tar::Builder<Vec<u8>>, path: &str, target: &str| {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, path, target).unwrap();
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        link(&mut tar, "d", ".");
+        link(&mut tar, "l", "d/..");
+        assert_eq!(
+            BuildContext::from_archive(&tar.into_inner().unwrap()).map(|_| ()),
+            Err(ContextError::Escapes("l".into()))
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        link(&mut tar, "d", ".");
+        let mut archive = tar.into_inner().unwrap();
+        archive.truncate(archive.len() - 1024);
+        archive.extend(tar_of(&[("d/../x", b"x")]));
+        assert_eq!(
+            BuildContext::from_archive(&archive).map(|_| ()),
+            Err(ContextError::Escapes("d/../x".into()))
         );
         // A link that stays inside is fine.
         let mut tar = tar::Builder::new(Vec::new());
