@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use slipway_engine::server::{DEFAULT_MAX_BODY, shutdown_signal};
 use slipway_engine::{Bundle, Engine, Stopped, loader, serve};
-use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 
 #[derive(Parser)]
 #[command(version, about = "Serves a packaged Slipway flow over HTTP.")]
@@ -126,6 +126,8 @@ fn plugin_runtime(bundle: &Bundle) -> Result<Runtime, String> {
     };
     Runtime::new(RuntimeConfig {
         cache_dir,
+        // The flow runs in the user's own deployment, on the user's network.
+        egress: Egress::any(),
         ..RuntimeConfig::default()
     })
     .map_err(|e| e.to_string())

@@ -29,6 +29,8 @@ const TEST_GUESTS: &[&str] = &[
     "target-echo",
     "greeter-v1",
     "greeter-v2",
+    "prober",
+    "impostor",
 ];
 const TARGET: &str = "wasm32-wasip2";
 

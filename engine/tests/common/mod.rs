@@ -42,6 +42,7 @@ pub fn shared_cache() -> PathBuf {
 pub fn runtime(dir: &Path) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.to_path_buf()),
+        egress: slipway_runtime::Egress::any(),
         ..RuntimeConfig::default()
     })
     .unwrap()

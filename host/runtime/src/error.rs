@@ -79,6 +79,14 @@ pub enum LoadFailure {
         /// The host's maximum.
         max: u64,
     },
+    /// The manifest asks for a longer deadline than the host allows.
+    #[error("asks for a {asked} ms deadline per call; this host allows at most {max} ms")]
+    DeadlineTooLong {
+        /// What the manifest asks.
+        asked: u64,
+        /// The host's maximum.
+        max: u64,
+    },
     /// `describe` does not agree with the manifest.
     #[error("describe() names `{found}` but the manifest names `{expected}`")]
     IdentityMismatch {
@@ -125,6 +133,12 @@ pub enum CallFailure {
     /// The plugin's code ran past its deadline and was stopped.
     #[error("ran past its {0} ms deadline and was stopped")]
     Deadline(u64),
+    /// The call as a whole, time waiting on the host included, ran past
+    /// the host's cap.
+    #[error(
+        "ran past the {0} ms a call may take in all (waiting on the host included) and was stopped"
+    )]
+    WallClock(u64),
     /// The plugin asked for more memory than its cap.
     #[error("hit its {0} MiB memory cap")]
     MemoryCap(u64),

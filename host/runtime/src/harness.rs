@@ -123,8 +123,12 @@ impl Harness {
 
     /// Loads a component from bytes with the default limits.
     pub async fn from_bytes(wasm: &[u8]) -> Result<Harness, LoadError> {
-        let runtime = Runtime::new(RuntimeConfig::default())
-            .map_err(|e| crate::error::LoadFailure::Compile(e.to_string()).of(None))?;
+        // A plugin author's own machine: any address.
+        let runtime = Runtime::new(RuntimeConfig {
+            egress: crate::Egress::any(),
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| crate::error::LoadFailure::Compile(e.to_string()).of(None))?;
         let plugin = runtime.load(wasm).await?;
         Ok(Harness {
             _runtime: runtime,

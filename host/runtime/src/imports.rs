@@ -1,8 +1,11 @@
 //! The host side of the plugin imports: logging, settings, secrets, clock, HTTP.
 
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::{host, http, types};
+use crate::egress::{Egress, Refused};
+use crate::manifest::HostPattern;
 use crate::state::{CallState, MAX_LOG_RECORDS};
 
 impl types::Host for CallState {}
@@ -24,6 +27,15 @@ impl host::Host for CallState {
             }
             return Ok(());
         }
+        // A plugin's text is bounded and escaped: one record is one line, and
+        // no plugin writes a line of its own into the server's log.
+        let message = escaped(&message, MAX_LOG_MESSAGE);
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .take(MAX_LOG_FIELDS)
+            // Values are written escaped, as `key="value"`.
+            .map(|(k, v)| (escaped(k, 64), cut(v, MAX_LOG_MESSAGE).to_string()))
+            .collect();
         // Formatted only if a subscriber wants the record.
         let fields = Fields(&fields);
         let plugin = &*self.id;
@@ -67,6 +79,38 @@ impl host::Host for CallState {
         }
         Ok(())
     }
+}
+
+/// The most bytes of a plugin's log message (and of each field's value) kept.
+pub(crate) const MAX_LOG_MESSAGE: usize = 4096;
+/// The most fields of one log record kept.
+const MAX_LOG_FIELDS: usize = 32;
+
+/// `text` cut at `max` bytes (marked with `…`), with control characters
+/// escaped (`\n`, `\u{1b}`).
+pub(crate) fn escaped(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max) + 8);
+    for c in text.chars() {
+        if out.len() >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` cut at the last character boundary within `max` bytes.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn now_ms() -> u64 {
@@ -115,16 +159,28 @@ impl CallState {
         }
         let host = url.host_str().unwrap_or_default().to_string();
         let port = url.port_or_known_default().unwrap_or(0);
-        let granted = self
-            .context
-            .allowed_hosts
-            .as_ref()
-            .is_none_or(|hosts| hosts.iter().any(|p| p.matches(&host, port)));
-        if !self.manifest.allows_host(&host, port) || !granted {
+        if !self.may_call(&host, port) {
             tracing::warn!(plugin = %self.id, %host, port, "plugin HTTP call denied");
             return Err(http::Error::Denied(format!(
                 "`{host}:{port}` is not among the hosts this plugin may call"
             )));
+        }
+        // A Host header of its own would address another site on the same
+        // address than the one granted.
+        if let Some((_, value)) = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            let authority = format!("{host}:{port}");
+            if !value.eq_ignore_ascii_case(&authority) && !value.eq_ignore_ascii_case(&host) {
+                return Err(http::Error::Denied(format!(
+                    "the Host header `{value}` does not name the URL's host `{host}`"
+                )));
+            }
+        }
+        if !self.egress.any {
+            check_addresses(&self.egress, &self.id, &host, port).await?;
         }
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| http::Error::InvalidRequest(format!("bad method `{}`", request.method)))?;
@@ -171,11 +227,83 @@ impl CallState {
     }
 }
 
+impl CallState {
+    /// Whether `host:port` is within the manifest's list, the operator's
+    /// grant to an upload, and this call's narrowing. A manifest's `*`
+    /// counts only where the host narrows it: per use, or by a grant.
+    fn may_call(&self, host: &str, port: u16) -> bool {
+        let matches = |hosts: &[HostPattern]| hosts.iter().any(|p| p.matches(host, port));
+        let narrowed = match &self.context.allowed_hosts {
+            Some(hosts) => matches(hosts),
+            None => {
+                self.grant.is_some() || !self.manifest.allowed_hosts.iter().any(HostPattern::is_any)
+            }
+        };
+        self.manifest.allows_host(host, port)
+            && narrowed
+            && self.grant.as_deref().is_none_or(matches)
+    }
+}
+
+/// Refuses a host that is, or resolves to, an address the operator's
+/// [`Egress`] does not allow; `plugin` names the caller in the log.
+async fn check_addresses(
+    egress: &Egress,
+    plugin: &str,
+    host: &str,
+    port: u16,
+) -> Result<(), http::Error> {
+    {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<SocketAddr> = match literal.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| http::Error::Transport(format!("cannot resolve `{host}`: {e}")))?
+                .collect(),
+        };
+        match addresses.iter().find(|a| !egress.permits(**a)) {
+            Some(refused) => {
+                tracing::warn!(plugin, %host, address = %refused, "plugin HTTP call to an internal address denied");
+                Err(http::Error::Denied(format!(
+                    "`{host}:{port}` is {}, an internal address plugins may not reach unless the operator allows it (`egress-allow`)",
+                    refused.ip()
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 fn transport(err: reqwest::Error) -> http::Error {
+    let mut cause: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(error) = cause {
+        if let Some(refused) = error.downcast_ref::<Refused>() {
+            return http::Error::Denied(refused.to_string());
+        }
+        cause = error.source();
+    }
     if err.is_timeout() {
         http::Error::Timeout
     } else {
         // Without the URL: it may carry credentials in its query.
         http::Error::Transport(err.without_url().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_is_one_bounded_line() {
+        assert_eq!(
+            escaped("ok\n{\"level\":\"ERROR\"}\r\u{1b}[2J", 100),
+            "ok\\n{\"level\":\"ERROR\"}\\r\\u{1b}[2J"
+        );
+        let long = "x".repeat(10_000);
+        let cut = escaped(&long, MAX_LOG_MESSAGE);
+        assert_eq!(cut.len(), MAX_LOG_MESSAGE + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
     }
 }

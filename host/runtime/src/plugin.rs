@@ -1,7 +1,7 @@
 //! A loaded plugin: its manifest, identity, compiled code ready to instantiate,
 //! and the machinery of one sandboxed call.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use crate::context::CallContext;
 use crate::error::{CallError, CallFailure};
 use crate::inspect::Inspection;
 use crate::kinds::{NodeInfo, RegistryInfo, TargetInfo};
-use crate::manifest::{Kind, Manifest};
+use crate::manifest::{HostPattern, Kind, Manifest};
 use crate::runtime::Shared;
 use crate::state::{CallLimits, CallState};
 
@@ -69,6 +69,9 @@ pub struct Plugin {
     pub(crate) description: Description,
     pub(crate) pre: Pre,
     pub(crate) limits: CallLimits,
+    /// The hosts an operator granted an upload; `None` for a plugin an
+    /// operator installed, which its manifest's list binds alone.
+    pub(crate) grant: RwLock<Option<Arc<[HostPattern]>>>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -132,6 +135,21 @@ impl Plugin {
         self.limits.memory_bytes
     }
 
+    /// Grants an uploaded plugin HTTP to `hosts` (still within its
+    /// manifest's list); calls that start later see the change. A plugin an
+    /// operator installed keeps its manifest's list.
+    pub fn grant_hosts(&self, hosts: Vec<HostPattern>) {
+        let mut grant = self.grant.write().expect("grant lock");
+        if grant.is_some() {
+            *grant = Some(hosts.into());
+        }
+    }
+
+    /// The hosts granted to an upload; `None` for an installed plugin.
+    pub fn granted_hosts(&self) -> Option<Arc<[HostPattern]>> {
+        self.grant.read().expect("grant lock").clone()
+    }
+
     pub(crate) async fn session(&self, context: &CallContext, function: &'static str) -> Session {
         Session::start(
             &self.shared,
@@ -139,6 +157,7 @@ impl Plugin {
             &self.id,
             self.limits,
             context,
+            self.granted_hosts(),
             function,
         )
         .await
@@ -153,10 +172,29 @@ impl Plugin {
     }
 }
 
+/// A call stopped at its wall-clock cap.
+#[derive(Debug, thiserror::Error)]
+#[error("the call ran past its wall-clock cap")]
+pub(crate) struct WallClock;
+
+/// Runs `call` to its end, or stops it (dropping it, and with it the
+/// instance) once `wall` has passed: the CPU deadline does not count time
+/// waiting on the host, this does.
+pub(crate) async fn within<R>(
+    wall: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    tokio::time::timeout(wall, call)
+        .await
+        .unwrap_or_else(|_| Err(wasmtime::Error::new(WallClock)))
+}
+
 /// One call: a fresh store with its limits and deadline, holding a slot of
 /// the instance pool until it ends.
 pub(crate) struct Session {
     pub store: Store<CallState>,
+    /// The longest the call may take in all; see [`within`].
+    pub wall: Duration,
     id: Arc<str>,
     function: &'static str,
     limits: CallLimits,
@@ -170,6 +208,7 @@ impl Session {
         id: &Arc<str>,
         limits: CallLimits,
         context: &CallContext,
+        grant: Option<Arc<[HostPattern]>>,
         function: &'static str,
     ) -> Session {
         let permit = shared
@@ -182,7 +221,8 @@ impl Session {
             manifest.clone(),
             id.clone(),
             context.clone(),
-            shared.http.clone(),
+            grant,
+            (shared.http.clone(), shared.egress.clone()),
             limits,
         );
         let mut store = Store::new(&shared.engine, state);
@@ -197,6 +237,7 @@ impl Session {
         });
         Session {
             store,
+            wall: limits.wall,
             id: id.clone(),
             function,
             limits,
@@ -211,7 +252,9 @@ impl Session {
             Err(err) => err,
         };
         let state = self.store.data();
-        let cause = if state.limiter.hit {
+        let cause = if err.is::<WallClock>() {
+            CallFailure::WallClock(self.wall.as_millis() as u64)
+        } else if state.limiter.hit {
             CallFailure::MemoryCap((self.limits.memory_bytes >> 20) as u64)
         } else if state.clock.expired {
             CallFailure::Deadline(self.limits.deadline.as_millis() as u64)

@@ -17,9 +17,11 @@ use crate::bindings::node::NodeType;
 use crate::cache::{CodeCache, CodeSource, engine_hash};
 use crate::catalog::Catalog;
 use crate::context::CallContext;
+use crate::egress::{CheckedResolver, Egress};
 use crate::error::{LoadError, LoadFailure};
 use crate::inspect::inspect;
 use crate::kinds::{describe_node, describe_registry, describe_target};
+use crate::manifest::HostPattern;
 use crate::plugin::{Plugin, Pre, Session};
 use crate::state::{CallLimits, CallState};
 
@@ -38,6 +40,11 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Time a plugin's code may run per call, unless its manifest says otherwise.
     pub default_deadline: Duration,
+    /// The longest deadline a manifest may ask for.
+    pub max_deadline: Duration,
+    /// The longest one call may take in all, time waiting on the host
+    /// (HTTP, sleeps) included.
+    pub call_time_limit: Duration,
     /// Linear memory per call, unless the manifest says otherwise.
     pub default_memory_mib: u64,
     /// The most memory a manifest may ask for.
@@ -48,6 +55,8 @@ pub struct RuntimeConfig {
     pub http_timeout: Duration,
     /// The largest HTTP response body a plugin may receive.
     pub max_http_body: usize,
+    /// Which addresses plugins' HTTP may connect to.
+    pub egress: Egress,
 }
 
 impl Default for RuntimeConfig {
@@ -55,11 +64,14 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: None,
             default_deadline: Duration::from_secs(1),
+            max_deadline: Duration::from_secs(30),
+            call_time_limit: Duration::from_secs(60),
             default_memory_mib: 64,
             max_memory_mib: 512,
             max_concurrent_calls: 256,
             http_timeout: Duration::from_secs(30),
             max_http_body: 16 << 20,
+            egress: Egress::default(),
         }
     }
 }
@@ -69,6 +81,7 @@ pub(crate) struct Shared {
     pub engine: Engine,
     pub linker: Linker<CallState>,
     pub http: reqwest::Client,
+    pub egress: Arc<Egress>,
     pub permits: Arc<Semaphore>,
     pub config: RuntimeConfig,
     _ticker: Ticker,
@@ -110,8 +123,10 @@ impl Runtime {
             })?),
             None => None,
         };
+        let egress = Arc::new(config.egress.clone());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(CheckedResolver(egress.clone())))
             .build()
             .map_err(|e| fail(&e))?;
         let shared = Arc::new(Shared {
@@ -119,6 +134,7 @@ impl Runtime {
             engine,
             linker,
             http,
+            egress,
             permits: Arc::new(Semaphore::new(config.max_concurrent_calls as usize)),
             config,
         });
@@ -141,8 +157,25 @@ impl Runtime {
     }
 
     /// Loads a component: checks its manifest, imports and world, compiles it
-    /// (or reads cached code), and calls `describe`. Registers nothing.
+    /// (or reads cached code), and calls `describe` (with no HTTP).
+    /// Registers nothing. Its HTTP may go to the hosts its manifest names: for
+    /// a component an operator installed; see [`Runtime::load_upload`].
     pub async fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        self.load_with(wasm, None).await
+    }
+
+    /// Loads a component a user uploaded: its HTTP goes nowhere until an
+    /// operator grants hosts with [`Plugin::grant_hosts`], whatever its
+    /// manifest names.
+    pub async fn load_upload(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        self.load_with(wasm, Some(Arc::from([]))).await
+    }
+
+    async fn load_with(
+        &self,
+        wasm: &[u8],
+        grant: Option<Arc<[HostPattern]>>,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let inspection = inspect(wasm).map_err(|(id, failure)| failure.of(id))?;
         let manifest = Arc::new(inspection.manifest.clone());
         let id: Arc<str> = Arc::from(manifest.id());
@@ -159,12 +192,18 @@ impl Runtime {
         let pre = Pre::new(manifest.kind, instance_pre)
             .map_err(|e| fail(incompatible(manifest.kind, &e)))?;
 
+        // `describe` says what the plugin is; it has no business on the network.
+        let offline = CallContext {
+            allowed_hosts: Some(Arc::from([])),
+            ..CallContext::default()
+        };
         let session = Session::start(
             &self.shared,
             &manifest,
             &id,
             limits,
-            &CallContext::default(),
+            &offline,
+            None,
             "describe",
         )
         .await;
@@ -189,6 +228,7 @@ impl Runtime {
             description,
             pre,
             limits,
+            grant: std::sync::RwLock::new(grant),
             shared: self.shared.clone(),
         }))
     }
@@ -245,12 +285,20 @@ impl Runtime {
                 max: config.max_memory_mib,
             });
         }
+        let deadline = manifest
+            .limits
+            .deadline_ms
+            .map(Duration::from_millis)
+            .unwrap_or(config.default_deadline);
+        if deadline > config.max_deadline {
+            return Err(LoadFailure::DeadlineTooLong {
+                asked: deadline.as_millis() as u64,
+                max: config.max_deadline.as_millis() as u64,
+            });
+        }
         Ok(CallLimits {
-            deadline: manifest
-                .limits
-                .deadline_ms
-                .map(Duration::from_millis)
-                .unwrap_or(config.default_deadline),
+            deadline,
+            wall: config.call_time_limit,
             memory_bytes: (memory_mib as usize) << 20,
             http_timeout_cap: config.http_timeout,
             max_http_body: config.max_http_body,

@@ -9,7 +9,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::context::CallContext;
-use crate::manifest::Manifest;
+use crate::egress::Egress;
+use crate::manifest::{HostPattern, Manifest};
 
 /// How many log records one call may write; the rest are counted and dropped.
 pub(crate) const MAX_LOG_RECORDS: u32 = 256;
@@ -21,7 +22,10 @@ pub(crate) struct CallState {
     pub manifest: Arc<Manifest>,
     pub id: Arc<str>,
     pub context: CallContext,
+    /// The hosts an operator granted an upload; see [`crate::Plugin::grant_hosts`].
+    pub grant: Option<Arc<[HostPattern]>>,
     pub http: reqwest::Client,
+    pub egress: Arc<Egress>,
     pub http_timeout_cap: Duration,
     pub max_http_body: usize,
     pub limiter: MemoryLimiter,
@@ -39,7 +43,8 @@ impl CallState {
         manifest: Arc<Manifest>,
         id: Arc<str>,
         context: CallContext,
-        http: reqwest::Client,
+        grant: Option<Arc<[HostPattern]>>,
+        (http, egress): (reqwest::Client, Arc<Egress>),
         limits: CallLimits,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
@@ -54,7 +59,9 @@ impl CallState {
             manifest,
             id,
             context,
+            grant,
             http,
+            egress,
             http_timeout_cap: limits.http_timeout_cap,
             max_http_body: limits.max_http_body,
             limiter: MemoryLimiter {
@@ -97,6 +104,8 @@ impl WasiView for CallState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallLimits {
     pub deadline: Duration,
+    /// The longest the call may take in all.
+    pub wall: Duration,
     pub memory_bytes: usize,
     pub http_timeout_cap: Duration,
     pub max_http_body: usize,

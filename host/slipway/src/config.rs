@@ -1,10 +1,11 @@
 //! Server settings: embedded defaults, overridden by a TOML file, then by
 //! environment variables and flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use slipway_runtime::egress::IpNet;
 
 use crate::registry::RegistrySettings;
 
@@ -16,6 +17,9 @@ pub const DEFAULT_RELEASE_CONCURRENCY: usize = 2;
 /// How long compiling one `rust-code` node may take by default (my choice:
 /// a cold build of the SDK's dependencies takes about a minute on 2 cores).
 pub const DEFAULT_USER_CODE_TIME_LIMIT_SECS: u64 = 300;
+
+/// The shortest `admin-token` accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Debian's (and most distributions') bundle of CA certificates.
 pub const SYSTEM_CA_CERTIFICATES: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -45,6 +49,10 @@ pub struct Config {
     pub user_code_dir: Option<PathBuf>,
     /// How long compiling one `rust-code` node may take, in seconds.
     pub user_code_time_limit_secs: u64,
+    /// Internal networks plugins may reach all the same, as `127.0.0.1/32`
+    /// or `10.0.0.0/8` (a bare address is one host): loopback, link-local,
+    /// private and this server's own address are refused otherwise.
+    pub egress_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -60,6 +68,7 @@ impl Default for Config {
             registry: None,
             user_code_dir: None,
             user_code_time_limit_secs: DEFAULT_USER_CODE_TIME_LIMIT_SECS,
+            egress_allow: Vec::new(),
         }
     }
 }
@@ -101,6 +110,22 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("user-code"))
     }
 
+    /// The networks of `egress-allow`.
+    pub fn egress_networks(&self) -> Result<Vec<IpNet>, String> {
+        self.egress_allow
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "egress-allow: `{text}` is not a network (`10.0.0.0/8`) or an address"
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// The defaults overridden by the TOML file at `path`.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -125,6 +150,14 @@ impl Config {
                 self.release_concurrency
             ));
         }
+        if let Some(token) = &self.admin_token
+            && token.trim().len() < MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(format!(
+                "admin-token must be at least {MIN_ADMIN_TOKEN_LEN} characters: it is the first admin's credential"
+            ));
+        }
+        self.egress_networks()?;
         if !(1..=3600).contains(&self.user_code_time_limit_secs) {
             return Err(format!(
                 "user-code-time-limit-secs must be between 1 and 3600, not {}",
@@ -175,6 +208,33 @@ mod tests {
         assert!(
             !format!("{registry:?}").contains("s3cret"),
             "Debug hides secrets"
+        );
+        for (file, error) in [
+            (
+                "admin-token = \"\"\n",
+                "admin-token must be at least 16 characters",
+            ),
+            (
+                "admin-token = \"short\"\n",
+                "admin-token must be at least 16 characters",
+            ),
+            (
+                "egress-allow = [\"10.0.0.0/33\"]\n",
+                "`10.0.0.0/33` is not a network",
+            ),
+        ] {
+            std::fs::write(&path, file).unwrap();
+            let err = Config::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(error), "{err}");
+        }
+        std::fs::write(&path, "egress-allow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let networks = Config::from_file(&path).unwrap().egress_networks().unwrap();
+        assert_eq!(
+            networks,
+            [
+                "127.0.0.1/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap()
+            ]
         );
         std::fs::write(&path, "release-concurrency = 0\n").unwrap();
         assert!(

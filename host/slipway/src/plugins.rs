@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use semver::VersionReq;
-use slipway_runtime::{Catalog, Kind, LoadError, Plugin, ResolveError, Runtime};
+use slipway_runtime::{Catalog, HostPattern, Kind, LoadError, Plugin, ResolveError, Runtime};
 
 use crate::packaging::NodeTypes;
 use crate::store::Store;
@@ -61,6 +61,44 @@ impl Plugins {
         self.runtime.catalog()
     }
 
+    /// Loads a component `organisation` uploaded, with the hosts its
+    /// org-admin granted that plugin; registers nothing.
+    pub async fn load_upload(
+        &self,
+        store: &Store,
+        organisation: u64,
+        wasm: &[u8],
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let plugin = self.runtime.load_upload(wasm).await?;
+        let m = plugin.manifest();
+        let granted = store
+            .plugin_hosts(organisation, m.kind.as_str(), &m.name)
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, plugin = %plugin.id(), "cannot read the hosts granted to a plugin; none are");
+                Vec::new()
+            });
+        plugin.grant_hosts(host_patterns(&granted));
+        Ok(plugin)
+    }
+
+    /// Grants every loaded version of `organisation`'s upload `name` these
+    /// hosts (its calls that start from now on).
+    pub fn grant_hosts(&self, organisation: u64, kind: Kind, name: &str, hosts: &[HostPattern]) {
+        for plugin in self.uploaded(organisation).list() {
+            if plugin.manifest().kind == kind && plugin.manifest().name == name {
+                plugin.grant_hosts(hosts.to_vec());
+            }
+        }
+    }
+
+    /// Whether a built-in plugin of this kind has this name.
+    pub fn is_builtin_name(&self, kind: Kind, name: &str) -> bool {
+        self.builtins()
+            .list()
+            .iter()
+            .any(|p| p.manifest().kind == kind && p.manifest().name == name)
+    }
+
     /// An organisation's uploads (an empty catalog at first).
     pub fn uploaded(&self, organisation: u64) -> Arc<Catalog> {
         if let Some(catalog) = self
@@ -82,6 +120,14 @@ impl Plugins {
             own: self.uploaded(organisation),
         }
     }
+}
+
+/// Stored host grants as patterns; a stored one that no longer parses grants nothing.
+fn host_patterns(hosts: &[String]) -> Vec<HostPattern> {
+    hosts
+        .iter()
+        .filter_map(|h| HostPattern::try_from(h.clone()).ok())
+        .collect()
 }
 
 /// The built-ins and one organisation's uploads, resolved together.

@@ -145,9 +145,12 @@ pub fn recover(state: &Arc<AppState>) -> Result<usize, StoreError> {
             && release.status == Status::Ready
         {
             for layer in &image.layers {
-                state
-                    .blobs
-                    .record(&image.registry, &image.repository, &layer.digest);
+                state.blobs.record(
+                    release.organisation,
+                    &image.registry,
+                    &image.repository,
+                    &layer.digest,
+                );
             }
         }
         if release.status == Status::Deleting {

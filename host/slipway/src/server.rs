@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use slipway_runtime::{PluginCache, Runtime, RuntimeConfig};
+use slipway_runtime::{Egress, PluginCache, Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
@@ -122,7 +122,6 @@ impl AppState {
     /// Installs the built-in plugins and every uploaded one, then reports
     /// ready. An upload that no longer loads is logged and skipped.
     pub async fn load_plugins(&self) -> anyhow::Result<()> {
-        let runtime = self.plugins.runtime();
         for (name, wasm) in slipway_plugin_artifacts::BUILTIN {
             self.plugins
                 .install_builtin(wasm)
@@ -134,7 +133,11 @@ impl AppState {
                 tracing::error!(plugin = %stored.name, sha256 = %stored.sha256, "uploaded plugin has no component");
                 continue;
             };
-            match runtime.load(&component).await {
+            match self
+                .plugins
+                .load_upload(&self.store, stored.organisation, &component)
+                .await
+            {
                 Ok(plugin) => {
                     self.plugins.uploaded(stored.organisation).insert(plugin);
                 }
@@ -195,16 +198,22 @@ pub async fn serve(
             );
         }
     }
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(config.data_dir.join("code-cache")),
-        ..RuntimeConfig::default()
-    })?;
-    let state = AppState::new(store.clone(), runtime, &config);
-    state.apply_configured_registry(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("code-cache")),
+        // Granted by the operator: plugins never reach this server itself.
+        egress: Egress {
+            allowed: config.egress_networks().map_err(anyhow::Error::msg)?,
+            own: vec![address],
+            any: false,
+        },
+        ..RuntimeConfig::default()
+    })?;
+    let state = AppState::new(store.clone(), runtime, &config);
+    state.apply_configured_registry(&config)?;
     println!("listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "slipway serving");
 

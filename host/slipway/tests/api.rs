@@ -76,6 +76,12 @@ impl Api {
             .await
     }
 
+    /// Uploads a plugin's component as `token`.
+    async fn upload(&self, token: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
+        self.call("POST", "/api/v1/plugins", token, "application/wasm", wasm)
+            .await
+    }
+
     /// Validates `integration` at `version`, answered 200 within 5 s.
     async fn validate_soon(
         &self,
@@ -805,4 +811,311 @@ async fn oversized_canvases_are_refused_at_once_and_never_take_the_server_down()
     let answer = api.validate_soon("big", version, &viewer).await;
     assert_eq!(answer["valid"], true, "{}", answer["diagnostics"]);
     assert_eq!(answer["flow"]["nodes"].as_array().unwrap().len(), 3_000);
+}
+
+/// A listener on loopback `port` that counts the connections reaching it
+/// and answers each with an empty 200.
+async fn counting_listener(port: u16) -> Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the prober's port is free");
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    hits
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(slipway_plugin_artifacts::test_guest(name).unwrap()).unwrap()
+}
+
+/// A server whose plugins reach what `egress` allows.
+async fn reaching(egress: slipway_runtime::Egress) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let admin = store.bootstrap("acme", None).unwrap().unwrap().token;
+    let config = slipway::config::Config {
+        data_dir: dir.path().join("data"),
+        ..slipway::config::Config::default()
+    };
+    let state = common::state_reaching(store, &config, egress);
+    state.load_plugins().await.unwrap();
+    Api { state, admin, dir }
+}
+
+/// The prober's canvas: one node fetching from `validate`, one from
+/// `translate`, by address and by a name for loopback.
+fn probing() -> Value {
+    json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/p"}},
+            {"id": "v", "type": "prober@^1", "config": {"url": "http://127.0.0.1:17493/v", "stage": "validate"}},
+            {"id": "t", "type": "prober@^1", "config": {"url": "http://localhost:17493/t", "stage": "translate"}}
+        ],
+        "edges": [{"from": "in", "to": "v"}, {"from": "v", "to": "t"}]
+    })
+}
+
+/// What the prober's `validate` and `translate` said, in node order.
+fn probed(answer: &Value) -> Vec<String> {
+    let diagnostics = answer["diagnostics"].as_array().unwrap();
+    let paths: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/nodes/1/config/url", "/nodes/2/config/url"]);
+    diagnostics
+        .iter()
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_plugins_reach_only_granted_hosts_and_never_internal_addresses() {
+    use std::sync::atomic::Ordering;
+    let hits = counting_listener(17493).await;
+    let api = reaching(slipway_runtime::Egress::default()).await;
+    let admin = api.admin.clone();
+    let provider = api.user(Role::ApiProvider);
+    let viewer = api.user(Role::Viewer);
+
+    // Its manifest names `*`, `127.0.0.1:17493` and `localhost:17493`; no
+    // org-admin granted it anything, so `describe` at upload is refused.
+    let (status, uploaded) = api.upload(&provider, guest("prober")).await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    assert_eq!(uploaded["granted-hosts"], json!([]));
+    let description = uploaded["describe"]["description"].as_str().unwrap();
+    assert!(description.starts_with("probe denied: "), "{description}");
+
+    api.post("/api/v1/integrations", &provider, json!({"name": "probe"}))
+        .await;
+    api.post("/api/v1/integrations/probe/versions", &provider, probing())
+        .await;
+    let answer = api.validate_soon("probe", 1, &viewer).await;
+    assert_eq!(
+        probed(&answer),
+        [
+            "denied: `127.0.0.1:17493` is not among the hosts this plugin may call",
+            "denied: `localhost:17493` is not among the hosts this plugin may call",
+        ]
+    );
+
+    // Granting is an org-admin's; granted, loopback is still refused, by
+    // address and by a name that resolves to it, since the operator did not
+    // allow it.
+    let grant = json!({"allowed-hosts": ["127.0.0.1:17493", "localhost:17493"]});
+    let path = "/api/v1/plugins/node-type/prober/allowed-hosts";
+    let put = |token: String, body: Value| {
+        let api = &api;
+        async move {
+            api.call("PUT", path, &token, "application/json", body.to_string())
+                .await
+        }
+    };
+    assert_eq!(
+        put(provider.clone(), grant.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, bad) = put(
+        admin.clone(),
+        json!({"allowed-hosts": ["ok.example", "a b"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["error"]["path"], "/allowed-hosts/1");
+    assert_eq!(
+        put(admin.clone(), grant.clone()).await,
+        (StatusCode::OK, grant.clone())
+    );
+    let messages = probed(&api.validate_soon("probe", 1, &viewer).await);
+    assert_eq!(
+        messages[0],
+        "denied: `127.0.0.1:17493` is 127.0.0.1, an internal address plugins may not reach unless the operator allows it (`egress-allow`)"
+    );
+    assert!(
+        messages[1].starts_with("denied: `localhost:17493` is "),
+        "{}",
+        messages[1]
+    );
+    assert!(
+        messages[1].contains("an internal address"),
+        "{}",
+        messages[1]
+    );
+    // Kept across a restart, and shown.
+    let api = api.restart().await;
+    let (_, shown) = api.get("/api/v1/plugins/node-type/prober", &viewer).await;
+    assert_eq!(
+        shown["versions"][0]["granted-hosts"],
+        grant["allowed-hosts"]
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the listener"
+    );
+
+    // Where the operator allows loopback, the grant is what it reaches.
+    let open = reaching(slipway_runtime::Egress::loopback()).await;
+    let admin = open.admin.clone();
+    open.upload(&admin, guest("prober")).await;
+    open.call(
+        "PUT",
+        path,
+        &admin,
+        "application/json",
+        json!({"allowed-hosts": ["127.0.0.1:17493"]}).to_string(),
+    )
+    .await;
+    open.post("/api/v1/integrations", &admin, json!({"name": "probe"}))
+        .await;
+    open.post("/api/v1/integrations/probe/versions", &admin, probing())
+        .await;
+    let messages = probed(&open.validate_soon("probe", 1, &admin).await);
+    assert_eq!(messages[0], "reached: 200");
+    assert_eq!(
+        messages[1],
+        "denied: `localhost:17493` is not among the hosts this plugin may call"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn registry_adapters_come_from_org_admins_and_never_take_a_builtin_name() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let provider = api.user(Role::ApiProvider);
+    // `distribution@1.99.0` would win over the built-in at `^1` and be
+    // handed the registry's password.
+    let impostor = guest("impostor");
+    let (status, refused) = api.upload(&provider, impostor.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, refused) = api.upload(&admin, impostor).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(refused["error"]["code"], "builtin-name");
+    let (_, listed) = api.get("/api/v1/plugins", &admin).await;
+    let distributions: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "distribution")
+        .collect();
+    assert_eq!(distributions.len(), 1);
+    assert_eq!(distributions[0]["builtin"], true);
+}
+
+#[tokio::test]
+async fn a_registry_moved_elsewhere_without_its_secrets_loses_them() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let put = |body: Value| {
+        let api = &api;
+        let admin = admin.clone();
+        async move {
+            api.call(
+                "PUT",
+                "/api/v1/registry",
+                &admin,
+                "application/json",
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let settings = |url: &str| json!({"url": url, "username": "ci"});
+    let (status, set) = put(json!({"adapter": "distribution",
+        "settings": settings("http://127.0.0.1:5000"), "secrets": {"password": "hunter2-x9"}}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    // Only the version requirement changes: the password stays.
+    let (_, same) = put(json!({"adapter": "distribution", "version": "^1",
+        "settings": settings("http://127.0.0.1:5000")}))
+    .await;
+    assert_eq!(same["secrets"], json!(["password"]));
+    // Another URL, or another host granted: it goes.
+    for change in [
+        json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5999")}),
+        json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5000"),
+               "allowed-hosts": ["elsewhere.example:443"]}),
+    ] {
+        put(
+            json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5000"),
+            "secrets": {"password": "hunter2-x9"}}),
+        )
+        .await;
+        let (status, moved) = put(change).await;
+        assert_eq!(status, StatusCode::OK, "{moved}");
+        assert_eq!(moved["secrets"], json!([]));
+        let org = api
+            .state
+            .store
+            .authenticate(&admin)
+            .unwrap()
+            .unwrap()
+            .organisation
+            .id;
+        let stored = api.state.store.registry(org).unwrap().unwrap();
+        assert!(stored.settings.secrets.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn registry_secrets_are_sealed_at_rest() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    let secret = "hunter2-scan-7d1e9b";
+    let body = json!({"adapter": "distribution",
+        "settings": {"url": "http://127.0.0.1:5000", "username": "ci"},
+        "secrets": {"password": secret}});
+    let (status, set) = api
+        .call(
+            "PUT",
+            "/api/v1/registry",
+            &admin,
+            "application/json",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let org = api
+        .state
+        .store
+        .authenticate(&admin)
+        .unwrap()
+        .unwrap()
+        .organisation
+        .id;
+    api.state.store.flush().unwrap();
+    // Usable where the server needs it ...
+    let stored = api.state.store.registry(org).unwrap().unwrap();
+    assert_eq!(stored.settings.secrets["password"], secret);
+    // ... and nowhere on disk.
+    let mut files = vec![api.dir.path().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the secret",
+            path.display()
+        );
+    }
+    assert!(scanned > 0);
 }

@@ -57,7 +57,13 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
 
     let out = slipway(
         home,
-        &["login", "--server", &base, "--token", "slw_crash_test"],
+        &[
+            "login",
+            "--server",
+            &base,
+            "--token",
+            "slw_crash_test_token",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

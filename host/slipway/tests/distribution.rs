@@ -52,7 +52,9 @@ impl Served {
             &config,
             format!(
                 "data-dir = {data:?}\nlisten = \"127.0.0.1:0\"\nadmin-token = \"{ADMIN}\"\n\
-                 engine-binary = {engine:?}\n\n\
+                 engine-binary = {engine:?}\n\
+                 # The registry runs on this machine.\n\
+                 egress-allow = [\"127.0.0.1/32\"]\n\n\
                  [registry]\nadapter = \"distribution\"\nversion = \"^1\"\n\
                  settings = {{ url = \"http://{address}\", namespace = \"flows\", username = \"{USER}\" }}\n\
                  secrets = {{ password = \"{PASSWORD}\" }}\n",
@@ -980,4 +982,84 @@ async fn user_code_sees_nothing_of_the_server_when_it_is_compiled() {
         }
     }
     std::fs::write(std::env::var("SLIPWAY_TEST_DONE").unwrap(), "").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_never_mounts_from_another_organisations_repositories() {
+    let registry = TestRegistry::htpasswd(USER, PASSWORD);
+    let server = Hostile::start().await;
+    server.set_registry(&registry.address, PASSWORD).await;
+    let first = server.release("orders").await;
+    assert_eq!(first["status"], "ready", "{first}");
+
+    // Another organisation pushes the same layers to the same registry, in
+    // its own namespace: it learns nothing of `flows/orders`.
+    let other = server.state.store.create_organisation("beta").unwrap();
+    let org = other.organisation.id;
+    server
+        .state
+        .store
+        .create_integration(org, "billing")
+        .unwrap();
+    let canvas = serde_json::from_value(canvas(100)).unwrap();
+    server
+        .state
+        .store
+        .add_canvas(org, "billing", &canvas)
+        .unwrap();
+    let as_other = |method: &'static str, path: &'static str, body: Value| {
+        let state = server.state.clone();
+        let token = other.token.clone();
+        async move {
+            common::call(
+                &state,
+                method,
+                path,
+                Some(&token),
+                "application/json",
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let (status, set) = as_other(
+        "PUT",
+        "/api/v1/registry",
+        json!({"adapter": "distribution",
+               "settings": {"url": format!("http://{}", registry.address), "namespace": "beta", "username": USER},
+               "secrets": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    let (_, accepted) = as_other(
+        "POST",
+        "/api/v1/releases",
+        json!({"integration": "billing", "version": 1}),
+    )
+    .await;
+    let id = accepted["id"].as_u64().unwrap();
+    let release = loop {
+        let (_, release) = common::call(
+            &server.state,
+            "GET",
+            &format!("/api/v1/releases/{id}"),
+            Some(&other.token),
+            "",
+            "",
+        )
+        .await;
+        if ["ready", "failed"].contains(&release["status"].as_str().unwrap_or("")) {
+            break release;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(release["status"], "ready", "{release}");
+    let push = &release["image"]["push"];
+    assert_eq!(push["mounted"], 0, "{release}");
+    assert_eq!(push["uploaded"], 4, "{release}");
+    assert!(!release.to_string().contains("flows/orders"));
+
+    // Within one organisation, mounts still save the upload.
+    let again = server.release("billing").await;
+    assert_eq!(again["image"]["push"]["mounted"], 2, "{again}");
 }

@@ -61,6 +61,7 @@ async fn the_document_describes_every_route_and_only_those() {
         "POST /api/v1/plugins",
         "GET /api/v1/plugins/{kind}/{name}",
         "DELETE /api/v1/plugins/{kind}/{name}/{version}",
+        "PUT /api/v1/plugins/{kind}/{name}/allowed-hosts",
         "GET /api/v1/registry",
         "PUT /api/v1/registry",
         "GET /api/v1/registry/changes",

@@ -73,7 +73,7 @@ async fn serve_bootstraps_once_and_restarts_on_its_data() {
             .any(|l| l == "created organisation `default` with the configured admin token"),
         "{lines:?}"
     );
-    let token = "slw_crash_test".to_string();
+    let token = "slw_crash_test_token".to_string();
     let base = lines
         .last()
         .unwrap()
@@ -146,7 +146,7 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
                     let name = format!("r{round}-w{w}-{i}");
                     let created = client
                         .post(format!("{base}/api/v1/integrations"))
-                        .bearer_auth("slw_crash_test")
+                        .bearer_auth("slw_crash_test_token")
                         .header("content-type", "application/json")
                         .body(serde_json::json!({"name": name}).to_string())
                         .send()
@@ -157,7 +157,7 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
                     for _ in 0..3 {
                         let posted = client
                             .post(format!("{base}/api/v1/integrations/{name}/versions"))
-                            .bearer_auth("slw_crash_test")
+                            .bearer_auth("slw_crash_test_token")
                             .header("content-type", "application/json")
                             .body(canvas.to_string())
                             .send()
@@ -190,7 +190,7 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
         async move {
             client
                 .get(path)
-                .bearer_auth("slw_crash_test")
+                .bearer_auth("slw_crash_test_token")
                 .send()
                 .await
                 .unwrap()
@@ -223,4 +223,62 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
         assert_eq!(beyond.status(), 404);
     }
     stop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stays_revoked_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let base_of = |lines: &[String]| {
+        lines
+            .last()
+            .unwrap()
+            .trim_start_matches("listening on ")
+            .to_string()
+    };
+    let (mut child, lines) = start(dir.path());
+    let mut base = base_of(&lines);
+    // Once its plugins' code is cached, restarts compile nothing.
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() != 200)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for round in 0..5 {
+        let created: Value = client
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth("slw_crash_test_token")
+            .json(&json!({"name": format!("leaver-{round}"), "role": "api-provider"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (id, token) = (&created["user"]["id"], created["token"].as_str().unwrap());
+        let revoked = client
+            .delete(format!("{base}/api/v1/users/{id}/tokens"))
+            .bearer_auth("slw_crash_test_token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), 200);
+        // Killed right after the answer: no shutdown, no flush of its own.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (next, lines) = start(dir.path());
+        child = next;
+        base = base_of(&lines);
+        let me = client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 401, "round {round}: the token came back");
+    }
+    stop(child);
 }

@@ -7,7 +7,7 @@ use crate::bindings::target::DeployTargetPre;
 use crate::bindings::target::exports::slipway::plugin::target as wit;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Description, Plugin, Pre, Session};
+use crate::plugin::{Description, Plugin, Pre, Session, within};
 use crate::state::CallState;
 
 pub use wit::{HostMount, MountKind, PortPair, Resources, Service, ServiceType, Storage};
@@ -69,13 +69,14 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &DeployTargetPre<CallState>,
 ) -> Result<Description, CallError> {
-    let result = async {
+    let wall = session.wall;
+    let result = within(wall, async {
         let instance = pre.instantiate_async(&mut session.store).await?;
         instance
             .slipway_plugin_target()
             .call_describe(&mut session.store)
             .await
-    }
+    })
     .await;
     let raw = match result {
         Ok(raw) => raw,
@@ -94,12 +95,13 @@ macro_rules! target_call {
             _ => return Err($plugin.wrong_kind($name)),
         };
         let mut session = $plugin.session($context, $name).await;
-        let result = async {
+        let wall = session.wall;
+        let result = within(wall, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             let $guest = instance.slipway_plugin_target();
             let $store = &mut session.store;
             $call.await
-        }
+        })
         .await;
         (session, result)
     }};

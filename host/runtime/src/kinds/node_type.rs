@@ -7,7 +7,7 @@ use crate::bindings::node::exports::slipway::plugin::node as wit;
 use crate::bindings::types;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Plugin, Pre, Session};
+use crate::plugin::{Plugin, Pre, Session, within};
 
 /// A port of a node type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,13 +120,14 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &crate::bindings::node::NodeTypePre<crate::state::CallState>,
 ) -> Result<crate::plugin::Description, CallError> {
-    let result = async {
+    let wall = session.wall;
+    let result = within(wall, async {
         let instance = pre.instantiate_async(&mut session.store).await?;
         instance
             .slipway_plugin_node()
             .call_describe(&mut session.store)
             .await
-    }
+    })
     .await;
     let raw = match result {
         Ok(raw) => raw,
@@ -176,13 +177,14 @@ impl Plugin {
         let pre = self.node_pre("validate")?;
         let mut session = self.session(context, "validate").await;
         let config = config.to_string();
-        let result = async {
+        let wall = session.wall;
+        let result = within(wall, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()
                 .call_validate(&mut session.store, &config)
                 .await
-        }
+        })
         .await;
         session.finish(result).map(diagnostics)
     }
@@ -196,13 +198,14 @@ impl Plugin {
         let pre = self.node_pre("translate")?;
         let mut session = self.session(context, "translate").await;
         let config = config.to_string();
-        let result = async {
+        let wall = session.wall;
+        let result = within(wall, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()
                 .call_translate(&mut session.store, &config)
                 .await
-        }
+        })
         .await;
         match result {
             Ok(Ok(t)) => match plugin_json(&t.node, "the translated node") {
@@ -228,13 +231,14 @@ impl Plugin {
         let mut session = self.session(context, "invoke").await;
         let input = types::Message::from(input);
         let node = node.to_owned();
-        let result = async {
+        let wall = session.wall;
+        let result = within(wall, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()
                 .call_invoke(&mut session.store, &node, &input)
                 .await
-        }
+        })
         .await;
         session.finish(result).map(|r| {
             r.map(|o| Output {

@@ -7,7 +7,7 @@ use crate::bindings::registry::RegistryAdapterPre;
 use crate::bindings::registry::exports::slipway::plugin::registry as wit;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Description, Plugin, Pre, Session};
+use crate::plugin::{Description, Plugin, Pre, Session, within};
 use crate::state::CallState;
 
 /// What a registry adapter says about itself.
@@ -122,13 +122,14 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &RegistryAdapterPre<CallState>,
 ) -> Result<Description, CallError> {
-    let result = async {
+    let wall = session.wall;
+    let result = within(wall, async {
         let instance = pre.instantiate_async(&mut session.store).await?;
         instance
             .slipway_plugin_registry()
             .call_describe(&mut session.store)
             .await
-    }
+    })
     .await;
     let raw = match result {
         Ok(raw) => raw,
@@ -147,12 +148,13 @@ macro_rules! registry_call {
             _ => return Err($plugin.wrong_kind($name)),
         };
         let mut session = $plugin.session($context, $name).await;
-        let result = async {
+        let wall = session.wall;
+        let result = within(wall, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             let $guest = instance.slipway_plugin_registry();
             let $store = &mut session.store;
             $call.await
-        }
+        })
         .await;
         session.finish(result)
     }};

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 pub fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+        // The tests' servers listen on loopback.
+        egress: slipway_runtime::Egress::loopback(),
         ..RuntimeConfig::default()
     })
     .expect("runtime")

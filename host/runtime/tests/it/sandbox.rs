@@ -343,3 +343,52 @@ async fn a_spinning_call_does_not_stall_others() {
         CallFailure::Deadline(200)
     );
 }
+
+#[tokio::test]
+async fn a_call_ends_at_its_wall_clock_cap_even_while_it_waits_on_the_host() {
+    use slipway_runtime::{Egress, Runtime, RuntimeConfig};
+    let rt = Runtime::new(RuntimeConfig {
+        call_time_limit: Duration::from_millis(500),
+        egress: Egress::loopback(),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let plugin = install(&rt, &guest("hostile")).await;
+    let port = echo_server().await;
+    // An hour's sleep, and fetches of a slow page without end: neither uses
+    // the 200 ms of its own code the deadline counts.
+    for config in [
+        json!({"mode": "sleep"}),
+        json!({"mode": "fetch-forever", "url": format!("http://127.0.0.1:{port}/slow/300")}),
+    ] {
+        let started = Instant::now();
+        let err = run(&plugin, &CallContext::default(), config.clone(), "{}")
+            .await
+            .unwrap_err();
+        assert_eq!(err.cause, CallFailure::WallClock(500), "{config}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{config}");
+    }
+    still_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_manifest_cannot_ask_for_an_endless_deadline() {
+    use slipway_runtime::{Runtime, RuntimeConfig};
+    // The hostile guest asks for 200 ms.
+    let rt = Runtime::new(RuntimeConfig {
+        max_deadline: Duration::from_millis(100),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let err = rt.load(&guest("hostile")).await.unwrap_err();
+    assert!(
+        matches!(
+            err.reason,
+            LoadFailure::DeadlineTooLong {
+                asked: 200,
+                max: 100
+            }
+        ),
+        "{err}"
+    );
+}

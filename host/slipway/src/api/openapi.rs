@@ -58,7 +58,7 @@ impl Modify for BearerToken {
         super::me,
         integrations::create, integrations::list, integrations::show, integrations::delete,
         integrations::add_version, integrations::versions, integrations::version, integrations::validate,
-        plugins::upload, plugins::list, plugins::show, plugins::remove,
+        plugins::upload, plugins::list, plugins::show, plugins::remove, plugins::grant,
         registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
         users::create, users::list, users::remove, users::new_token, users::revoke,

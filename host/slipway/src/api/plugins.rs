@@ -1,25 +1,27 @@
-//! Plugins: upload (effective at once, kept across restarts), list, show, delete.
+//! Plugins: upload (effective at once, kept across restarts), list, show,
+//! delete, and the hosts an org-admin grants an upload.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use slipway_runtime::{Kind, Plugin, RemoveError};
+use slipway_runtime::{HostPattern, Kind, Plugin, RemoveError};
 use utoipa::ToSchema;
 
 use super::{ApiError, ErrorBody, Payload, WRITERS};
 use crate::server::AppState;
-use crate::store::{Principal, StoredPlugin};
+use crate::store::{Principal, Role, StoredPlugin};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/plugins", post(upload).get(list))
         .route("/api/v1/plugins/{kind}/{name}", get(show))
+        .route("/api/v1/plugins/{kind}/{name}/allowed-hosts", put(grant))
         .route("/api/v1/plugins/{kind}/{name}/{version}", delete(remove))
 }
 
@@ -40,7 +42,25 @@ pub(super) struct PluginVersion {
     describe: Value,
     /// Who pins this version, e.g. `release 42`; it cannot be deleted while any does.
     used_by: Vec<String>,
+    /// For an upload: the hosts an org-admin granted it; its HTTP reaches
+    /// only those (within its manifest's list). Absent for a built-in.
+    #[serde(rename = "granted-hosts", skip_serializing_if = "Option::is_none")]
+    granted_hosts: Option<Vec<String>>,
 }
+
+/// The hosts an org-admin grants an uploaded plugin.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HostGrant {
+    /// `host`, `host:port` or `*.domain`, each also within the plugin's
+    /// manifest; addresses the operator did not allow stay refused.
+    #[serde(rename = "allowed-hosts")]
+    #[schema(max_items = 64)]
+    allowed_hosts: Vec<String>,
+}
+
+/// Most hosts one grant may name.
+const MAX_GRANTED_HOSTS: usize = 64;
 
 /// An upload, and the digest of the same version it replaced.
 #[derive(Serialize, ToSchema)]
@@ -69,6 +89,9 @@ fn summary(plugin: &Plugin, builtin: bool, used_by: Vec<String>) -> PluginVersio
         manifest: serde_json::to_value(m).unwrap_or_default(),
         describe: serde_json::to_value(plugin.description()).unwrap_or_default(),
         used_by,
+        granted_hosts: plugin
+            .granted_hosts()
+            .map(|hosts| hosts.iter().map(ToString::to_string).collect()),
     }
 }
 
@@ -94,10 +117,10 @@ pub(super) async fn upload(
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(WRITERS)?;
+    let organisation = principal.organisation.id;
     let plugin = state
         .plugins
-        .runtime()
-        .load(&payload.bytes)
+        .load_upload(&state.store, organisation, &payload.bytes)
         .await
         .map_err(|e| {
             ApiError::new(
@@ -107,6 +130,21 @@ pub(super) async fn upload(
             )
         })?;
     let m = plugin.manifest();
+    // Registry adapters and deploy targets are handed the organisation's
+    // credentials: only an org-admin brings one in.
+    if m.kind != Kind::NodeType {
+        principal.require(&[Role::OrgAdmin])?;
+    }
+    if state.plugins.is_builtin_name(m.kind, &m.name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "builtin-name",
+            format!(
+                "`{}` is the name of a built-in {}: an upload takes a name of its own",
+                m.name, m.kind
+            ),
+        ));
+    }
     let stored = StoredPlugin {
         organisation: principal.organisation.id,
         kind: m.kind.as_str().to_string(),
@@ -129,6 +167,61 @@ pub(super) async fn upload(
         replaced: replaced.map(|p| p.sha256().to_string()),
     };
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// (org-admin) Grant an uploaded plugin, every version, the hosts its HTTP may reach.
+#[utoipa::path(put, path = "/api/v1/plugins/{kind}/{name}/allowed-hosts", tag = "plugins",
+    params(("kind" = String, Path, description = "node-type, registry-adapter or deploy-target"), ("name" = String, Path)),
+    request_body = HostGrant,
+    responses((status = 200, body = HostGrant), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn grant(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path((kind_name, name)): Path<(String, String)>,
+    payload: Payload,
+) -> Result<Json<HostGrant>, ApiError> {
+    principal.require(&[Role::OrgAdmin])?;
+    let kind = kind(&kind_name)?;
+    let grant: HostGrant = payload.json()?;
+    if grant.allowed_hosts.len() > MAX_GRANTED_HOSTS {
+        return Err(ApiError::invalid(
+            "/allowed-hosts",
+            format!("at most {MAX_GRANTED_HOSTS} hosts"),
+        ));
+    }
+    let mut hosts = Vec::new();
+    for (i, host) in grant.allowed_hosts.iter().enumerate() {
+        let pattern = HostPattern::try_from(host.clone())
+            .map_err(|e| ApiError::invalid(format!("/allowed-hosts/{i}"), e.to_string()))?;
+        hosts.push(pattern);
+    }
+    let organisation = principal.organisation.id;
+    let uploaded = state
+        .plugins
+        .uploaded(organisation)
+        .list()
+        .iter()
+        .any(|p| p.manifest().kind == kind && p.manifest().name == name);
+    if !uploaded {
+        if state.plugins.is_builtin_name(kind, &name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "builtin",
+                "a built-in plugin reaches the hosts its manifest names; grants are for uploads",
+            ));
+        }
+        return Err(ApiError::not_found(format!(
+            "no uploaded {kind} plugin named `{name}`"
+        )));
+    }
+    state
+        .store
+        .set_plugin_hosts(organisation, kind.as_str(), &name, &grant.allowed_hosts)
+        .map_err(ApiError::internal)?;
+    state.plugins.grant_hosts(organisation, kind, &name, &hosts);
+    tracing::info!(organisation, plugin = %name, hosts = ?grant.allowed_hosts, by = %principal.user.name, "plugin hosts granted");
+    Ok(Json(grant))
 }
 
 /// The built-in plugins and the organisation's uploads.

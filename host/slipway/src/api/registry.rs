@@ -115,20 +115,24 @@ pub(super) async fn set(
         .store
         .registry(organisation)
         .map_err(ApiError::internal)?;
-    let secrets = match change.secrets {
-        Some(secrets) => secrets,
-        None => current
-            .filter(|c| c.settings.adapter == change.adapter)
-            .map(|c| c.settings.secrets)
-            .unwrap_or_default(),
-    };
-    let settings = RegistrySettings {
+    let mut settings = RegistrySettings {
         adapter: change.adapter,
         version: change.version.unwrap_or(VersionReq::STAR),
         settings: change.settings.unwrap_or_else(|| serde_json::json!({})),
-        secrets,
+        secrets: change.secrets.clone().unwrap_or_default(),
         allowed_hosts: change.allowed_hosts,
     };
+    // Secrets left out stay only where they would go: the same adapter, to
+    // the same settings and hosts. A new URL, endpoint or host needs them
+    // given again, so an admin's edit cannot send them somewhere new.
+    if change.secrets.is_none()
+        && let Some(current) = current
+        && current.settings.adapter == settings.adapter
+        && current.settings.settings == settings.settings
+        && current.settings.allowed_hosts == settings.allowed_hosts
+    {
+        settings.secrets = current.settings.secrets;
+    }
     let registry = state
         .registry(organisation, settings.clone())
         .map_err(|e| ApiError::invalid("/adapter", e))?;

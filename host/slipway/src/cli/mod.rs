@@ -78,7 +78,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data-dir, listen, organisation, admin-token,
-    /// release-concurrency, engine-binary, ca-certificates, and a [registry] table.
+    /// release-concurrency, engine-binary, ca-certificates, user-code-dir,
+    /// user-code-time-limit-secs, egress-allow, and a [registry] table.
     #[arg(long, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database and the code cache live [default: ./slipway-data].
@@ -99,6 +100,10 @@ pub struct ServeArgs {
     /// The static `slipway-engine` baked into images [default: found beside this binary].
     #[arg(long, env = "SLIPWAY_ENGINE_BINARY")]
     engine_binary: Option<PathBuf>,
+    /// Internal networks plugins may reach, comma-separated (`127.0.0.1/32`)
+    /// [default: none: loopback, link-local and private addresses are refused].
+    #[arg(long, env = "SLIPWAY_EGRESS_ALLOW", value_delimiter = ',')]
+    egress_allow: Option<Vec<String>>,
 }
 
 impl ServeArgs {
@@ -124,6 +129,9 @@ impl ServeArgs {
         }
         if let Some(engine) = self.engine_binary {
             config.engine_binary = Some(engine);
+        }
+        if let Some(networks) = self.egress_allow {
+            config.egress_allow = networks;
         }
         config.check().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -237,7 +237,11 @@ fn pack(file: &Path, manifest: &Path, output: &Path) -> anyhow::Result<ExitCode>
 }
 
 async fn builtins(as_json: bool) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    // A plugin author's own machine: any address.
+    let runtime = Runtime::new(RuntimeConfig {
+        egress: slipway_runtime::Egress::any(),
+        ..RuntimeConfig::default()
+    })?;
     let mut plugins = Vec::new();
     for (name, wasm) in slipway_plugin_artifacts::BUILTIN {
         let plugin = runtime

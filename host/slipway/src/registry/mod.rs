@@ -66,6 +66,8 @@ fn empty_object() -> serde_json::Value {
 #[derive(Clone)]
 pub struct Registry {
     plugin: Arc<Plugin>,
+    /// Whose pushes these are.
+    organisation: u64,
     settings: Arc<RegistrySettings>,
     cache: CacheScope,
 }
@@ -83,27 +85,35 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
 }
 
-/// Where the host pushed each blob, per registry, for cross-repository mounts.
+/// Where the host pushed each blob, per organisation and registry, for
+/// cross-repository mounts: an organisation mounts only from repositories
+/// it pushed to itself, and never learns another's.
 #[derive(Default)]
 pub struct BlobIndex {
-    seen: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+    seen: Mutex<HashMap<(u64, String, String), BTreeSet<String>>>,
 }
 
 impl BlobIndex {
-    /// Records that `repository` of `registry` holds `digest`.
-    pub fn record(&self, registry: &str, repository: &str, digest: &str) {
+    /// Records that `organisation` pushed `digest` to `repository` of `registry`.
+    pub fn record(&self, organisation: u64, registry: &str, repository: &str, digest: &str) {
         self.seen
             .lock()
             .expect("blob index lock")
-            .entry((registry.to_string(), digest.to_string()))
+            .entry((organisation, registry.to_string(), digest.to_string()))
             .or_default()
             .insert(repository.to_string());
     }
 
-    /// Another repository of `registry` holding `digest`.
-    fn elsewhere(&self, registry: &str, repository: &str, digest: &str) -> Option<String> {
+    /// Another repository of `registry` where `organisation` pushed `digest`.
+    fn elsewhere(
+        &self,
+        organisation: u64,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Option<String> {
         let seen = self.seen.lock().expect("blob index lock");
-        seen.get(&(registry.to_string(), digest.to_string()))?
+        seen.get(&(organisation, registry.to_string(), digest.to_string()))?
             .iter()
             .find(|r| *r != repository)
             .cloned()
@@ -130,6 +140,7 @@ impl Registry {
         let cache = cache.scope(hex::encode(scope.finalize()));
         Ok(Registry {
             plugin,
+            organisation,
             settings,
             cache,
         })
@@ -204,7 +215,14 @@ impl Registry {
         let blobs = built.blobs();
         let mounts: Vec<Option<String>> = blobs
             .iter()
-            .map(|b| index.elsewhere(&image.registry, &image.repository, &b.digest))
+            .map(|b| {
+                index.elsewhere(
+                    self.organisation,
+                    &image.registry,
+                    &image.repository,
+                    &b.digest,
+                )
+            })
             .collect();
         let mount_from: Vec<String> = mounts
             .iter()
@@ -235,7 +253,12 @@ impl Registry {
                     report.bytes_uploaded += blob.bytes.len() as u64;
                 }
             }
-            index.record(&image.registry, &image.repository, &blob.digest);
+            index.record(
+                self.organisation,
+                &image.registry,
+                &image.repository,
+                &blob.digest,
+            );
         }
         let digest = http_push
             .manifest(&image.tag, &built.manifest)

@@ -238,7 +238,8 @@ impl Store {
     }
 
     /// Revokes every token of a user, and deletes the user too when `and_user`;
-    /// one transaction. Returns how many tokens were revoked.
+    /// one transaction, on disk before it returns (a crash right after must
+    /// not bring a token back). Returns how many tokens were revoked.
     pub fn revoke(&self, user: &User, and_user: bool) -> Result<usize, StoreError> {
         let mut hashes = Vec::new();
         for entry in self.tokens.iter() {
@@ -258,7 +259,10 @@ impl Store {
                 Ok(())
             });
         match done {
-            Ok(()) => Ok(hashes.len()),
+            Ok(()) => {
+                self.db.flush()?;
+                Ok(hashes.len())
+            }
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
             Err(TransactionError::Abort(())) => unreachable!("nothing aborts"),
         }

@@ -11,6 +11,7 @@ mod plugins;
 mod registries;
 mod releases;
 mod schema;
+mod seal;
 
 use std::path::Path;
 
@@ -23,6 +24,7 @@ pub use plugins::StoredPlugin;
 pub use registries::{RegistryChangeRecord, RegistryChoice, StoredRegistry};
 pub use releases::{LayerInfo, LogLine, Release, ReleaseImage, Stage, Status, now_ms};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
+pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};
 
 /// The database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub enum StoreError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// Secrets cannot be sealed or opened (the key is missing or wrong).
+    #[error("cannot seal or open secrets: {0}")]
+    Seal(String),
     /// The release was deleted; it stays deleted.
     #[error("release {0} was deleted")]
     ReleaseDeleted(u64),
@@ -65,12 +70,16 @@ pub struct Store {
     canvases: sled::Tree,
     plugins: sled::Tree,
     components: sled::Tree,
+    /// Hosts an org-admin granted an uploaded plugin, by organisation, kind and name.
+    plugin_hosts: sled::Tree,
     releases: sled::Tree,
     registries: sled::Tree,
     /// Registry changes by organisation, oldest first.
     registry_changes: sled::Tree,
     /// Ids of queued releases: the dispatcher's work list.
     queue: sled::Tree,
+    /// Seals secrets before they are written.
+    sealer: std::sync::Arc<seal::Sealer>,
 }
 
 impl Store {
@@ -86,10 +95,12 @@ impl Store {
             canvases: db.open_tree("canvases")?,
             plugins: db.open_tree("plugins")?,
             components: db.open_tree("components")?,
+            plugin_hosts: db.open_tree("plugin_hosts")?,
             releases: db.open_tree("releases")?,
             registries: db.open_tree("registries")?,
             registry_changes: db.open_tree("registry_changes")?,
             queue: db.open_tree("queue")?,
+            sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             db,
         };
         schema::migrate(&store)?;

@@ -26,7 +26,41 @@ fn record_key(organisation: u64, kind: &str, name: &str, version: &str) -> Vec<u
     key
 }
 
+fn hosts_key(organisation: u64, kind: &str, name: &str) -> Vec<u8> {
+    let mut key = organisation.to_be_bytes().to_vec();
+    key.extend_from_slice(format!("{kind}/{name}").as_bytes());
+    key
+}
+
 impl Store {
+    /// The hosts an org-admin granted an uploaded plugin (every version).
+    pub fn plugin_hosts(
+        &self,
+        organisation: u64,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        match self.plugin_hosts.get(hosts_key(organisation, kind, name))? {
+            Some(bytes) => decode("plugin_hosts", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Grants an uploaded plugin these hosts, replacing the earlier grant;
+    /// on disk before it answers.
+    pub fn set_plugin_hosts(
+        &self,
+        organisation: u64,
+        kind: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        self.plugin_hosts
+            .insert(hosts_key(organisation, kind, name), encode(&hosts))?;
+        self.plugin_hosts.flush()?;
+        Ok(())
+    }
+
     /// Keeps a plugin version and its component, replacing the same version.
     pub fn save_plugin(&self, plugin: &StoredPlugin, component: &[u8]) -> Result<(), StoreError> {
         let key = record_key(

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use super::seal::Sealer;
 use super::{Store, StoreError, aborted, decode, encode, key};
 use crate::registry::RegistrySettings;
 
@@ -66,12 +67,46 @@ impl From<&StoredRegistry> for RegistryChoice {
 }
 
 impl Store {
-    /// The organisation's registry, if one is set.
+    /// The organisation's registry, if one is set, its secrets opened.
     pub fn registry(&self, organisation: u64) -> Result<Option<StoredRegistry>, StoreError> {
-        self.registries
-            .get(key(organisation))?
-            .map(|bytes| decode("registries", &bytes))
-            .transpose()
+        let Some(bytes) = self.registries.get(key(organisation))? else {
+            return Ok(None);
+        };
+        let mut registry: StoredRegistry = decode("registries", &bytes)?;
+        for value in registry.settings.secrets.values_mut() {
+            *value = self.sealer.unseal(value)?;
+        }
+        Ok(Some(registry))
+    }
+
+    /// `registry` as it is written: its secrets sealed.
+    fn sealed(&self, registry: &StoredRegistry) -> StoredRegistry {
+        let mut sealed = registry.clone();
+        for value in sealed.settings.secrets.values_mut() {
+            if !Sealer::is_sealed(value) {
+                *value = self.sealer.seal(value);
+            }
+        }
+        sealed
+    }
+
+    /// Seals the secrets every registry written before sealing holds in the
+    /// clear (schema 4).
+    pub(super) fn seal_registry_secrets(&self) -> Result<(), StoreError> {
+        for entry in self.registries.iter() {
+            let (id, bytes) = entry?;
+            let registry: StoredRegistry = decode("registries", &bytes)?;
+            if registry
+                .settings
+                .secrets
+                .values()
+                .any(|v| !Sealer::is_sealed(v))
+            {
+                self.registries
+                    .insert(id, encode(&self.sealed(&registry)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Sets the organisation's registry and records the change, in one
@@ -82,12 +117,13 @@ impl Store {
         registry: &StoredRegistry,
     ) -> Result<(), StoreError> {
         let change_id = self.next_id()?;
+        let sealed = self.sealed(registry);
         let mut change_key = key(organisation).to_vec();
         change_key.extend_from_slice(&key(change_id));
         (&self.registries, &self.registry_changes)
             .transaction(|(registries, changes)| {
                 let from = registries
-                    .insert(&key(organisation), encode(registry))?
+                    .insert(&key(organisation), encode(&sealed))?
                     .and_then(|bytes| serde_json::from_slice::<StoredRegistry>(&bytes).ok());
                 let change = RegistryChangeRecord {
                     by: registry.changed_by.clone(),

@@ -246,7 +246,12 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Abort(()) => StoreError::ReleaseDeleted(release.id),
                 TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            })?;
+        // A deletion is on disk before anyone is told of it.
+        if release.status.is_deleted() {
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// Releases waiting for a worker, oldest first, without reading the others.

@@ -3,7 +3,7 @@
 use super::{Store, StoreError};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const KEY: &[u8] = b"schema-version";
 
@@ -30,6 +30,7 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
         match version {
             2 => store.index_queued_releases()?,
             3 => store.requeue_packaged_releases()?,
+            4 => store.seal_registry_secrets()?,
             _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use slipway::config::Config;
 use slipway::server::{AppState, router};
 use slipway::store::Store;
-use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 use tower::ServiceExt;
 
 /// A state over `store` running two releases at once, its compiled code
@@ -35,10 +35,18 @@ pub fn state_running(store: Store, releases: usize) -> Arc<AppState> {
     )
 }
 
-/// A state set up as `config` says, sharing the tests' code cache.
+/// A state set up as `config` says, sharing the tests' code cache; its
+/// plugins may reach loopback, where the tests' registries and fakes listen
+/// (as an operator's `egress-allow` would let them).
 pub fn state_with(store: Store, config: &Config) -> Arc<AppState> {
+    state_reaching(store, config, Egress::loopback())
+}
+
+/// The same, with plugins reaching what `egress` allows.
+pub fn state_reaching(store: Store, config: &Config, egress: Egress) -> Arc<AppState> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
+        egress,
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -89,7 +97,7 @@ pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
             "--listen",
             "127.0.0.1:0",
             "--admin-token",
-            "slw_crash_test",
+            "slw_crash_test_token",
             "--data-dir",
         ])
         .arg(data_dir)

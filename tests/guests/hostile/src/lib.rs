@@ -14,7 +14,8 @@ pub struct Hostile;
 /// What to do.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct Config {
-    /// `echo`, `count`, `spin`, `grow`, `panic`, `trap`, `fetch`, `secret`, `settings`.
+    /// `echo`, `count`, `spin`, `sleep`, `grow`, `panic`, `trap`, `fetch`,
+    /// `fetch-forever`, `secret`, `settings`.
     pub mode: String,
     /// For `fetch`.
     #[serde(default)]
@@ -48,6 +49,14 @@ impl NodeType for Hostile {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            // Waits on the host, where the CPU deadline does not run.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(Output::out(input))
+            }
+            "fetch-forever" => loop {
+                let _ = http::get(&node.url);
+            },
             "grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
