@@ -62,9 +62,9 @@ impl ReleaseQueue {
         self.wake.notify_one();
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ReleaseEvent> {
-        self.events.subscribe()
+    /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<ReleaseEvent>> {
+        (self.events.receiver_count() < MAX_SUBSCRIBERS).then(|| self.events.subscribe())
     }
 
     /// Stores `release` and publishes the change.
@@ -84,6 +84,9 @@ impl ReleaseQueue {
         Ok(())
     }
 }
+
+/// Most event streams open at once on a server.
+pub const MAX_SUBSCRIBERS: usize = 4096;
 
 /// A release in flight at this many starts fails instead of running again.
 pub const MAX_INTERRUPTIONS: u32 = 3;

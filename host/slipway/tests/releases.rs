@@ -521,7 +521,7 @@ async fn no_more_releases_run_at_once_than_configured() {
             .map(|_| store.create_release(org, "orders", 1).unwrap().id)
             .collect();
         let state = common::state_running(store, limit);
-        let mut events = state.releases.subscribe();
+        let mut events = state.releases.subscribe().unwrap();
         tokio::spawn(state.clone().start());
 
         let (mut running, mut most, mut done) = (0usize, 0usize, 0usize);
@@ -608,4 +608,50 @@ async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
     );
     assert_eq!(slipway::releases::recover(&server.state).unwrap(), 0);
     assert_eq!(server.settled(id).await["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
+    let mut id = 0;
+    let server = server(|store, org| {
+        id = store.create_release(org, "orders", 1).unwrap().id;
+    })
+    .await;
+    let ready = server.settled(id).await;
+    let mut release: slipway::store::Release = serde_json::from_value(ready).unwrap();
+    // A stream opened while it still ran ...
+    release.status = Status::Packaging;
+    server.state.store.put_release(&release).unwrap();
+    let request = Request::get(format!("/api/v1/releases/{id}/events"))
+        .header("authorization", format!("Bearer {}", server.admin))
+        .body(Body::empty())
+        .unwrap();
+    let response = router(server.state.clone()).oneshot(request).await.unwrap();
+    // ... misses its final change among 2,000 of another release's.
+    release.status = Status::Failed;
+    server
+        .state
+        .releases
+        .record(&server.state, &release, "failed")
+        .unwrap();
+    let mut other = server
+        .state
+        .store
+        .create_release(release.organisation, "orders", 2)
+        .unwrap();
+    other.status = Status::Failed;
+    for _ in 0..2_000 {
+        server
+            .state
+            .releases
+            .record(&server.state, &other, "noise")
+            .unwrap();
+    }
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the stream ends although it missed the final event")
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains(r#""status":"failed""#), "{text}");
 }

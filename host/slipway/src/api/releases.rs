@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
@@ -205,49 +205,71 @@ pub(super) async fn remove(
 /// until it is final (Server-Sent Events; each event `status` carries a JSON
 /// `StatusEvent`).
 #[utoipa::path(get, path = "/api/v1/releases/{id}/events", tag = "releases", params(("id" = u64, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = StatusEvent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/event-stream", body = StatusEvent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading, so no change falls in between.
-    let receiver = state.releases.subscribe();
+    let receiver = state.releases.subscribe().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            "too many event streams are open on this server; try again later",
+        )
+    })?;
     let release = visible(&state, &principal, id)?;
-    let first = StatusEvent {
-        id,
+    let first = now(&release);
+    let done = release.status.is_final();
+    let stream = futures::stream::unfold(
+        (Some(first), receiver, done),
+        move |(first, mut receiver, done)| {
+            let state = state.clone();
+            async move {
+                if let Some(event) = first {
+                    return Some((Ok(event), (None, receiver, done)));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    match receiver.recv().await {
+                        Ok(event) if event.id == id => {
+                            let done = event.status.is_final();
+                            let data = serde_json::to_string(&event).unwrap_or_default();
+                            let sse = Event::default().event("status").data(data);
+                            return Some((Ok(sse), (None, receiver, done)));
+                        }
+                        Ok(_) => continue,
+                        // Changes were missed, this release's last among them
+                        // perhaps: say where it is now.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let release = state.store.release(id).ok().flatten()?;
+                            let done = release.status.is_final();
+                            return Some((Ok(now(&release)), (None, receiver, done)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A release's status now, as an event.
+fn now(release: &Release) -> Event {
+    let event = StatusEvent {
+        id: release.id,
         status: release.status,
         message: release
             .log
             .last()
             .map_or_else(|| "queued".into(), |line| line.message.clone()),
     };
-    let first = Event::default()
+    Event::default()
         .event("status")
-        .data(serde_json::to_string(&first).unwrap_or_default());
-    let done = release.status.is_final();
-    let stream = futures::stream::unfold(
-        (Some(first), receiver, done),
-        move |(first, mut receiver, done)| async move {
-            if let Some(event) = first {
-                return Some((Ok(event), (None, receiver, done)));
-            }
-            if done {
-                return None;
-            }
-            loop {
-                match receiver.recv().await {
-                    Ok(event) if event.id == id => {
-                        let done = event.status.is_final();
-                        let data = serde_json::to_string(&event).unwrap_or_default();
-                        let sse = Event::default().event("status").data(data);
-                        return Some((Ok(sse), (None, receiver, done)));
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream))
+        .data(serde_json::to_string(&event).unwrap_or_default())
 }
