@@ -503,6 +503,15 @@ async fn delete_from_registry(
         ));
     }
     let registry = registry_of(state, release.organisation)?;
+    // The organisation's registry now may be another host than the one the
+    // image went to: its credentials are never sent there.
+    let current = registry.image(&release.integration, &image.tag).await?;
+    if current.registry != image.registry {
+        return Ok(format!(
+            "deleted; the image stays in {}: the organisation's registry is now {}, whose credentials are not sent elsewhere",
+            image.registry, current.registry
+        ));
+    }
     let target = Image {
         registry: image.registry.clone(),
         repository: image.repository.clone(),

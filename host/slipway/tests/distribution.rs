@@ -1063,3 +1063,51 @@ async fn an_organisation_never_mounts_from_another_organisations_repositories() 
     let again = server.release("billing").await;
     assert_eq!(again["image"]["push"]["mounted"], 2, "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_release_never_sends_the_current_registrys_credentials_to_an_old_one() {
+    let first = TestRegistry::htpasswd(USER, PASSWORD);
+    let second = TestRegistry::htpasswd(USER, "second-password-8c1");
+    let server = Hostile::start().await;
+    server.set_registry(&first.address, PASSWORD).await;
+    let release = server.release("orders").await;
+    assert_eq!(release["status"], "ready", "{release}");
+    let pinned = format!(
+        "{}/flows/orders@{}",
+        first.address,
+        release["image"]["digest"].as_str().unwrap()
+    );
+    // The organisation moves to another registry, then deletes the release.
+    server
+        .set_registry(&second.address, "second-password-8c1")
+        .await;
+    let id = release["id"].as_u64().unwrap();
+    let (status, _) = server
+        .call("DELETE", &format!("/api/v1/releases/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let deleted = loop {
+        let stored = server.state.store.release(id).unwrap().unwrap();
+        if stored.status == slipway::store::Status::Deleted {
+            break stored;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not deleted: {:?}",
+            stored.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let last = &deleted.log.last().unwrap().message;
+    assert!(
+        last.contains(&format!("the image stays in {}", first.address))
+            && last.contains("whose credentials are not sent elsewhere"),
+        "{last}"
+    );
+    let creds = format!("{USER}:{PASSWORD}");
+    assert!(
+        skopeo_inspect(&pinned, Some(&creds)).is_ok(),
+        "the image is still there"
+    );
+}
