@@ -357,9 +357,12 @@ impl<'a, C: CredentialSource> Push<'a, C> {
         headers: &[(header::HeaderName, &str)],
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, Failure> {
-        let authorization = self.authorization().await?;
         let mut request = self.http.request(method.clone(), url);
-        if let Some(value) = authorization {
+        // An upload Location may point anywhere: credentials go only to the
+        // registry itself.
+        if same_origin(&self.base, url)
+            && let Some(value) = self.authorization().await?
+        {
             request = request.header(header::AUTHORIZATION, value);
         }
         for (name, value) in headers {
@@ -389,6 +392,13 @@ impl<'a, C: CredentialSource> Push<'a, C> {
     }
 }
 
+/// Whether `url` is on `base` (`scheme://host[:port]`): the same scheme, host
+/// and port, and nothing after them but a path or a query.
+fn same_origin(base: &str, url: &str) -> bool {
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+}
+
 /// A URL without its query (upload URLs carry registry state there).
 fn strip_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
@@ -405,6 +415,24 @@ async fn backoff(attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_registry_itself() {
+        let base = "https://registry.example.com";
+        assert!(same_origin(
+            base,
+            "https://registry.example.com/v2/x/blobs/uploads/1?_state=a"
+        ));
+        for elsewhere in [
+            "https://registry.example.com.evil.test/v2/",
+            "https://registry.example.com:444/v2/",
+            "http://registry.example.com/v2/",
+            "https://registry.example.com@evil.test/v2/",
+            "https://storage.example.net/upload/1",
+        ] {
+            assert!(!same_origin(base, elsewhere), "{elsewhere}");
+        }
+    }
 
     #[test]
     fn loopback_registries_are_plain_http() {
