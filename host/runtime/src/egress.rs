@@ -21,8 +21,9 @@ pub struct Egress {
     /// Internal networks plugins may reach all the same (`127.0.0.1/32` for
     /// a registry on this machine).
     pub allowed: Vec<IpNet>,
-    /// The server's own listen addresses: refused even inside an allowed
-    /// network, unless `allowed` names that very address (`/32`, `/128`).
+    /// The server's own listen addresses: always refused, inside an allowed
+    /// network too; a name that resolves to one of their addresses is
+    /// refused on any port.
     pub own: Vec<SocketAddr>,
     /// Every address goes: the flow engine, whose plugins run in the
     /// user's own deployment and reach the user's own network.
@@ -53,14 +54,11 @@ impl Egress {
     /// Whether a connection to `address` is allowed.
     pub fn permits(&self, address: SocketAddr) -> bool {
         let ip = canonical(address.ip());
-        if !self.permits_ip(ip) {
-            return false;
-        }
-        let own = self.own.iter().any(|own| {
-            own.port() == address.port()
-                && (canonical(own.ip()) == ip || (own.ip().is_unspecified() && internal(ip)))
-        });
-        !own || self.names_exactly(ip)
+        self.permits_ip(ip)
+            && !self
+                .own
+                .iter()
+                .any(|own| own.port() == address.port() && self.is_own(*own, ip))
     }
 
     /// Whether `ip` is allowed on some port.
@@ -69,10 +67,18 @@ impl Egress {
         self.any || !internal(ip) || self.allowed.iter().any(|net| net.contains(&ip))
     }
 
-    fn names_exactly(&self, ip: IpAddr) -> bool {
-        self.allowed
-            .iter()
-            .any(|net| net.prefix_len() == net.max_prefix_len() && net.addr() == ip)
+    /// Whether a name may resolve to `ip`: as [`Egress::permits_ip`], and
+    /// never to an address the server listens on (the port is not known
+    /// there).
+    pub fn permits_resolved(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.permits_ip(ip) && !self.own.iter().any(|own| self.is_own(*own, ip))
+    }
+
+    /// Whether `ip` is the address of the listener `own` (an unspecified
+    /// listen address listens on every internal one).
+    fn is_own(&self, own: SocketAddr, ip: IpAddr) -> bool {
+        canonical(own.ip()) == ip || (own.ip().is_unspecified() && internal(ip))
     }
 }
 
@@ -115,18 +121,19 @@ fn internal(ip: IpAddr) -> bool {
 
 /// A name the HTTP client's resolver refused: every address is internal.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` resolves only to addresses plugins may not reach")]
-pub(crate) struct Refused(pub String);
+#[error("`{0}` resolves only to internal addresses, which the operator did not allow")]
+pub struct Refused(pub String);
 
-/// The HTTP client's resolver: the system's, less what [`Egress`] refuses.
-pub(crate) struct CheckedResolver(pub Arc<Egress>);
+/// An HTTP client's resolver: the system's, less what [`Egress`] refuses.
+pub struct CheckedResolver(pub Arc<Egress>);
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let egress = self.0.clone();
         Box::pin(async move {
             let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let allowed: Vec<SocketAddr> = found.filter(|a| egress.permits_ip(a.ip())).collect();
+            let allowed: Vec<SocketAddr> =
+                found.filter(|a| egress.permits_resolved(a.ip())).collect();
             if allowed.is_empty() {
                 return Err(Box::new(Refused(name.as_str().to_string())) as _);
             }
@@ -182,17 +189,22 @@ mod tests {
     }
 
     #[test]
-    fn the_servers_own_address_needs_naming_exactly() {
+    fn the_servers_own_address_is_always_refused() {
         let mut egress = Egress {
-            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            allowed: vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap(),
+            ],
             own: vec![at("127.0.0.1:7420")],
             any: false,
         };
         assert!(!egress.permits(at("127.0.0.1:7420")));
         assert!(egress.permits(at("127.0.0.1:7421")));
+        // A name may not resolve to it on any port: the resolver sees none.
+        assert!(!egress.permits_resolved("127.0.0.1".parse().unwrap()));
+        assert!(egress.permits_resolved("127.0.0.2".parse().unwrap()));
         egress.own = vec![at("0.0.0.0:7420")];
         assert!(!egress.permits(at("127.0.0.2:7420")));
-        egress.allowed.push("127.0.0.2/32".parse().unwrap());
-        assert!(egress.permits(at("127.0.0.2:7420")));
+        assert!(egress.permits(at("127.0.0.2:7421")));
     }
 }

@@ -167,12 +167,12 @@ impl CallState {
         }
         // A Host header of its own would address another site on the same
         // address than the one granted.
-        if let Some((_, value)) = request
+        let authority = format!("{host}:{port}");
+        for (_, value) in request
             .headers
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("host"))
         {
-            let authority = format!("{host}:{port}");
             if !value.eq_ignore_ascii_case(&authority) && !value.eq_ignore_ascii_case(&host) {
                 return Err(http::Error::Denied(format!(
                     "the Host header `{value}` does not name the URL's host `{host}`"

@@ -126,6 +126,8 @@ impl Runtime {
         let egress = Arc::new(config.egress.clone());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names where this host cannot check them.
+            .no_proxy()
             .dns_resolver(Arc::new(CheckedResolver(egress.clone())))
             .build()
             .map_err(|e| fail(&e))?;
@@ -143,6 +145,12 @@ impl Runtime {
             cache,
             catalog: Catalog::default(),
         })
+    }
+
+    /// Which addresses plugins may connect to (the host's own outbound
+    /// clients apply the same rules).
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.shared.egress
     }
 
     /// The loaded plugins.

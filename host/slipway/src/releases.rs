@@ -426,6 +426,7 @@ async fn distribute(
 ) -> Result<String, StageError> {
     let tag = format!("v{}", release.version);
     let target = registry.image(&release.integration, &tag).await?;
+    crate::registry::check_reachable(state.plugins.runtime().egress(), &target.registry)?;
     release.note(format!(
         "pushing to {} with {}",
         target.reference(),
@@ -512,6 +513,7 @@ async fn delete_from_registry(
             image.registry, current.registry
         ));
     }
+    crate::registry::check_reachable(state.plugins.runtime().egress(), &image.registry)?;
     let target = Image {
         registry: image.registry.clone(),
         repository: image.repository.clone(),

@@ -52,11 +52,7 @@ impl AppState {
             work_dir: config.data_dir.join("build"),
             epoch: crate::image::source_date_epoch(),
         });
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .expect("the HTTP client builds");
+        let http = crate::registry::client(runtime.egress().clone());
         Arc::new(AppState {
             store,
             plugins: Plugins::new(runtime),

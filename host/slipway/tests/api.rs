@@ -1039,8 +1039,8 @@ async fn a_registry_moved_elsewhere_without_its_secrets_loses_them() {
         "settings": settings("http://127.0.0.1:5000"), "secrets": {"password": "hunter2-x9"}}))
     .await;
     assert_eq!(status, StatusCode::OK, "{set}");
-    // Only the version requirement changes: the password stays.
-    let (_, same) = put(json!({"adapter": "distribution", "version": "^1",
+    // Nothing changes but the secrets left out: the password stays.
+    let (_, same) = put(json!({"adapter": "distribution",
         "settings": settings("http://127.0.0.1:5000")}))
     .await;
     assert_eq!(same["secrets"], json!(["password"]));
@@ -1049,6 +1049,8 @@ async fn a_registry_moved_elsewhere_without_its_secrets_loses_them() {
         json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5999")}),
         json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5000"),
                "allowed-hosts": ["elsewhere.example:443"]}),
+        json!({"adapter": "distribution", "version": "^1.0",
+               "settings": settings("http://127.0.0.1:5000")}),
     ] {
         put(
             json!({"adapter": "distribution", "settings": settings("http://127.0.0.1:5000"),

@@ -1111,3 +1111,50 @@ async fn deleting_a_release_never_sends_the_current_registrys_credentials_to_an_
         "the image is still there"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_pushes_to_no_internal_address_the_operator_did_not_allow() {
+    // An adapter that names the registry and makes no call of its own: the
+    // push is the server's, to wherever the adapter said.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let server = Hostile::start_reaching(slipway_runtime::Egress::default()).await;
+    let fixed =
+        std::fs::read(slipway_plugin_artifacts::test_guest("registry-fixed").unwrap()).unwrap();
+    let state = server.state.clone();
+    let (status, uploaded) = common::call(
+        &state,
+        "POST",
+        "/api/v1/plugins",
+        Some(&server.admin),
+        "application/wasm",
+        fixed,
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let (status, set) = server
+        .call(
+            "PUT",
+            "/api/v1/registry",
+            json!({"adapter": "registry-fixed",
+                   "settings": {"registry": format!("127.0.0.1:{port}"), "prefix": "flows", "username": USER},
+                   "secrets": {"password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let release = server.release("orders").await;
+    assert_eq!(release["status"], "failed", "{release}");
+    let error = release["error"].as_str().unwrap();
+    assert!(
+        error.contains("is on an internal address the operator did not allow"),
+        "{error}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

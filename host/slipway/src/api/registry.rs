@@ -122,12 +122,13 @@ pub(super) async fn set(
         secrets: change.secrets.clone().unwrap_or_default(),
         allowed_hosts: change.allowed_hosts,
     };
-    // Secrets left out stay only where they would go: the same adapter, to
-    // the same settings and hosts. A new URL, endpoint or host needs them
+    // Secrets left out stay only where they would go: the same adapter and
+    // version requirement, to the same settings and hosts. A new URL, endpoint or host needs them
     // given again, so an admin's edit cannot send them somewhere new.
     if change.secrets.is_none()
         && let Some(current) = current
         && current.settings.adapter == settings.adapter
+        && current.settings.version == settings.version
         && current.settings.settings == settings.settings
         && current.settings.allowed_hosts == settings.allowed_hosts
     {

@@ -123,9 +123,10 @@ const MAX_LINK_HOPS: usize = 40;
 /// in a tree whose symbolic links are `links` (path → target), or `None`
 /// when it leaves the context (or loops).
 fn resolve(links: &HashMap<String, String>, base: &[String], path: &str) -> Option<Vec<String>> {
+    // As the tree is unpacked on Linux: `/` alone separates names.
     let components =
-        |text: &str| -> Vec<String> { text.split(['/', '\\']).rev().map(str::to_string).collect() };
-    if path.starts_with(['/', '\\']) {
+        |text: &str| -> Vec<String> { text.split('/').rev().map(str::to_string).collect() };
+    if path.starts_with('/') {
         return None;
     }
     let mut at = base.to_vec();
@@ -141,7 +142,7 @@ fn resolve(links: &HashMap<String, String>, base: &[String], path: &str) -> Opti
                 at.push(name.to_string());
                 if let Some(target) = links.get(&at.join("/")) {
                     hops += 1;
-                    if hops > MAX_LINK_HOPS || target.starts_with(['/', '\\']) {
+                    if hops > MAX_LINK_HOPS || target.starts_with('/') {
                         return None;
                     }
                     at.pop();
@@ -151,6 +152,15 @@ fn resolve(links: &HashMap<String, String>, base: &[String], path: &str) -> Opti
         }
     }
     Some(at)
+}
+
+/// The target of the symbolic link at `path` (from the root), if it is one.
+fn linked(links: &HashMap<String, String>, path: &str) -> Option<String> {
+    let path = path.trim_end_matches('/');
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let mut at = resolve(links, &[], parent)?;
+    at.push(name.to_string());
+    links.get(&at.join("/")).cloned()
 }
 
 /// Checks a tar's entries; a link may not point outside either, followed
@@ -164,22 +174,38 @@ fn from_tar(tar: Vec<u8>) -> Result<BuildContext, ContextError> {
         .map_err(|e| ContextError::Corrupt(e.to_string()))?;
     for entry in entries {
         let entry = entry.map_err(|e| ContextError::Corrupt(e.to_string()))?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let text = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .map(str::to_string)
+                .map_err(|_| ContextError::Corrupt("an entry's name is not UTF-8".into()))
+        };
+        let raw = text(&entry.path_bytes())?;
         let path = normalise(&raw).ok_or(ContextError::Escapes(raw.clone()))?;
-        // The entry's directory as written, through the links made so far.
-        let written = raw.trim_end_matches(['/', '\\']);
-        let (parent, name) = written.rsplit_once(['/', '\\']).unwrap_or(("", written));
-        let mut dir = resolve(&links, &[], parent).ok_or(ContextError::Escapes(raw.clone()))?;
+        // Where the entry lands, through the links made so far; what it
+        // replaces there is no longer a link.
+        let written = raw.trim_end_matches('/');
+        let (parent, name) = written.rsplit_once('/').unwrap_or(("", written));
+        let dir = resolve(&links, &[], parent).ok_or(ContextError::Escapes(raw.clone()))?;
+        let at = [dir.as_slice(), &[name.to_string()]].concat().join("/");
+        links.remove(&at);
         if let Some(target) = entry.link_name_bytes() {
-            let target = String::from_utf8_lossy(&target).into_owned();
-            let hard = entry.header().entry_type().is_hard_link();
-            let base = if hard { Vec::new() } else { dir.clone() };
-            if resolve(&links, &base, &target).is_none() {
+            let target = text(&target)?;
+            // A hard link to a symbolic link unpacks as that link, read from
+            // its new place.
+            let symbolic = match entry.header().entry_type() {
+                kind if kind.is_symlink() => Some(target.clone()),
+                kind if kind.is_hard_link() => linked(&links, &target),
+                _ => None,
+            };
+            let inside = match &symbolic {
+                Some(link) => resolve(&links, &dir, link).is_some(),
+                None => resolve(&links, &[], &target).is_some(),
+            };
+            if !inside {
                 return Err(ContextError::Escapes(raw));
             }
-            if entry.header().entry_type().is_symlink() {
-                dir.push(name.to_string());
-                links.insert(dir.join("/"), target);
+            if let Some(link) = symbolic {
+                links.insert(at, link);
             }
         }
         if !path.is_empty() {
@@ -374,6 +400,37 @@ mod tests {
         assert_eq!(
             BuildContext::from_archive(&archive).map(|_| ()),
             Err(ContextError::Escapes("d/../x".into()))
+        );
+        // A backslash is part of a name, not a separator.
+        let mut tar = tar::Builder::new(Vec::new());
+        link(&mut tar, "p\\q\\r", "../../x");
+        assert_eq!(
+            BuildContext::from_archive(&tar.into_inner().unwrap()).map(|_| ()),
+            Err(ContextError::Escapes("p\\q\\r".into()))
+        );
+        // A hard link to a symbolic link is that link in its new place.
+        let mut tar = tar::Builder::new(Vec::new());
+        link(&mut tar, "a/b/up", "../x");
+        let mut hard = tar::Header::new_ustar();
+        hard.set_entry_type(tar::EntryType::Link);
+        hard.set_size(0);
+        tar.append_link(&mut hard, "top", "a/b/up").unwrap();
+        assert_eq!(
+            BuildContext::from_archive(&tar.into_inner().unwrap()).map(|_| ()),
+            Err(ContextError::Escapes("top".into()))
+        );
+        // A path that was a link and is declared again is that entry now.
+        let mut tar = tar::Builder::new(Vec::new());
+        link(&mut tar, "d", "a/b/c");
+        let mut dir = tar::Header::new_ustar();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_mode(0o755);
+        tar.append_data(&mut dir, "d", std::io::empty()).unwrap();
+        link(&mut tar, "d/l", "../../../x");
+        assert_eq!(
+            BuildContext::from_archive(&tar.into_inner().unwrap()).map(|_| ()),
+            Err(ContextError::Escapes("d/l".into()))
         );
         // A link that stays inside is fine.
         let mut tar = tar::Builder::new(Vec::new());

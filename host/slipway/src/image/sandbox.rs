@@ -152,6 +152,11 @@ impl Toolchain {
             command.arg("--ro-bind").arg(path).arg(path);
         };
         ro(&mut command, Path::new("/usr"));
+        // What an administrator installed by hand (credentials, a cargo
+        // home) is not the system's: hidden, the toolchain shown again below.
+        if Path::new("/usr/local").is_dir() {
+            command.args(["--tmpfs", "/usr/local"]);
+        }
         // Debian's `cc` is a link through /etc/alternatives.
         if Path::new("/etc/alternatives").is_dir() {
             ro(&mut command, Path::new("/etc/alternatives"));

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_runtime::egress::CheckedResolver;
 use slipway_runtime::kinds::{Image, PushCredentials, RegistryError};
-use slipway_runtime::{CacheScope, CallContext, HostPattern, Kind, Plugin, PluginCache};
+use slipway_runtime::{CacheScope, CallContext, Egress, HostPattern, Kind, Plugin, PluginCache};
 
 use crate::image;
 use crate::plugins::OrganisationPlugins;
@@ -83,6 +84,59 @@ pub struct PushReport {
     pub uploaded: u32,
     /// Bytes sent: uploaded blobs and the manifest.
     pub bytes_uploaded: u64,
+}
+
+/// The client pushes go through. A registry's address is the adapter's
+/// word, so it is held to the operator's egress rules as plugins are: names
+/// resolve through the checked resolver, redirects to an address go only
+/// where the rules allow, and no proxy from the environment is used.
+pub fn client(egress: Arc<Egress>) -> reqwest::Client {
+    let redirects = egress.clone();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .no_proxy()
+        .dns_resolver(Arc::new(CheckedResolver(egress)))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            let refused = attempt.url().host_str().is_some_and(|host| {
+                let port = attempt.url().port_or_known_default().unwrap_or(0);
+                !address_allowed(&redirects, host, port)
+            });
+            if refused || attempt.previous().len() >= 10 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .expect("the HTTP client builds")
+}
+
+/// Whether `host:port` may be connected to: an address literal is checked
+/// here, a name by the client's resolver.
+fn address_allowed(egress: &Egress, host: &str, port: u16) -> bool {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => egress.permits(std::net::SocketAddr::new(ip, port)),
+        // A name: the client's resolver checks what it resolves to.
+        Err(_) => true,
+    }
+}
+
+/// Refuses a registry (`host[:port]`) on an address the operator's rules
+/// do not allow, before anything is sent to it.
+pub fn check_reachable(egress: &Egress, registry: &str) -> Result<(), String> {
+    let base = push::base_url(registry);
+    let url = reqwest::Url::parse(&base).map_err(|e| format!("bad registry `{registry}`: {e}"))?;
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(0);
+    if address_allowed(egress, host, port) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the registry `{registry}` is on an internal address the operator did not allow (`egress-allow`)"
+        ))
+    }
 }
 
 /// Where the host pushed each blob, per organisation and registry, for

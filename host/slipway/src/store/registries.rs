@@ -66,6 +66,11 @@ impl From<&StoredRegistry> for RegistryChoice {
     }
 }
 
+/// What a registry secret is sealed to: its organisation and name.
+fn seal_context(organisation: u64, name: &str) -> String {
+    format!("registry/{organisation}/{name}")
+}
+
 impl Store {
     /// The organisation's registry, if one is set, its secrets opened.
     pub fn registry(&self, organisation: u64) -> Result<Option<StoredRegistry>, StoreError> {
@@ -73,39 +78,49 @@ impl Store {
             return Ok(None);
         };
         let mut registry: StoredRegistry = decode("registries", &bytes)?;
-        for value in registry.settings.secrets.values_mut() {
-            *value = self.sealer.unseal(value)?;
+        for (name, value) in registry.settings.secrets.iter_mut() {
+            *value = self
+                .sealer
+                .unseal(value, &seal_context(organisation, name))?;
         }
         Ok(Some(registry))
     }
 
-    /// `registry` as it is written: its secrets sealed.
-    fn sealed(&self, registry: &StoredRegistry) -> StoredRegistry {
+    /// `registry` of `organisation` as it is written: every secret sealed
+    /// to the organisation and its name (a value that looks sealed is sealed
+    /// again, so it cannot bring another's sealed secret in).
+    fn sealed(&self, organisation: u64, registry: &StoredRegistry) -> StoredRegistry {
         let mut sealed = registry.clone();
-        for value in sealed.settings.secrets.values_mut() {
-            if !Sealer::is_sealed(value) {
-                *value = self.sealer.seal(value);
-            }
+        for (name, value) in sealed.settings.secrets.iter_mut() {
+            *value = self.sealer.seal(value, &seal_context(organisation, name));
         }
         sealed
     }
 
     /// Seals the secrets every registry written before sealing holds in the
-    /// clear (schema 4).
+    /// clear (schema 4), on disk before it returns. sled drops the old
+    /// values' log segments only as it reclaims them.
     pub(super) fn seal_registry_secrets(&self) -> Result<(), StoreError> {
         for entry in self.registries.iter() {
             let (id, bytes) = entry?;
-            let registry: StoredRegistry = decode("registries", &bytes)?;
-            if registry
-                .settings
-                .secrets
-                .values()
-                .any(|v| !Sealer::is_sealed(v))
-            {
-                self.registries
-                    .insert(id, encode(&self.sealed(&registry)))?;
+            let organisation =
+                u64::from_be_bytes(id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "registries",
+                    detail: "a key is not an organisation id".into(),
+                })?);
+            let mut registry: StoredRegistry = decode("registries", &bytes)?;
+            let mut changed = false;
+            for (name, value) in registry.settings.secrets.iter_mut() {
+                if !Sealer::is_sealed(value) {
+                    *value = self.sealer.seal(value, &seal_context(organisation, name));
+                    changed = true;
+                }
+            }
+            if changed {
+                self.registries.insert(id, encode(&registry))?;
             }
         }
+        self.db.flush()?;
         Ok(())
     }
 
@@ -117,7 +132,7 @@ impl Store {
         registry: &StoredRegistry,
     ) -> Result<(), StoreError> {
         let change_id = self.next_id()?;
-        let sealed = self.sealed(registry);
+        let sealed = self.sealed(organisation, registry);
         let mut change_key = key(organisation).to_vec();
         change_key.extend_from_slice(&key(change_id));
         (&self.registries, &self.registry_changes)

@@ -54,8 +54,9 @@ impl Sealer {
         })
     }
 
-    /// `plain`, sealed.
-    pub fn seal(&self, plain: &str) -> String {
+    /// `plain`, sealed to `context` (whose secret it is: it opens under
+    /// that context only, so a sealed value cannot be moved to another).
+    pub fn seal(&self, plain: &str, context: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
             .fill(&mut nonce)
@@ -64,7 +65,7 @@ impl Sealer {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
+                Aad::from(context.as_bytes()),
                 &mut sealed,
             )
             .expect("a value this size seals");
@@ -73,9 +74,9 @@ impl Sealer {
         format!("{PREFIX}{}", STANDARD.encode(out))
     }
 
-    /// A sealed value opened; a value not sealed (written before sealing)
-    /// as it is.
-    pub fn unseal(&self, value: &str) -> Result<String, StoreError> {
+    /// A value sealed to `context`, opened; a value not sealed (written
+    /// before sealing) as it is.
+    pub fn unseal(&self, value: &str, context: &str) -> Result<String, StoreError> {
         let Some(encoded) = value.strip_prefix(PREFIX) else {
             return Ok(value.to_string());
         };
@@ -91,7 +92,7 @@ impl Sealer {
         let mut sealed = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::empty(), &mut sealed)
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut sealed)
             .map_err(|_| bad())?;
         String::from_utf8(plain.to_vec()).map_err(|_| bad())
     }
@@ -148,13 +149,16 @@ mod tests {
     fn sealed_values_open_only_with_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let sealer = Sealer::open(dir.path()).unwrap();
-        let sealed = sealer.seal("hunter2");
+        let at = "registry/1/password";
+        let sealed = sealer.seal("hunter2", at);
         assert!(Sealer::is_sealed(&sealed) && !sealed.contains("hunter2"));
-        assert_ne!(sealed, sealer.seal("hunter2"), "a nonce per value");
-        assert_eq!(sealer.unseal(&sealed).unwrap(), "hunter2");
-        assert_eq!(
-            Sealer::open(dir.path()).unwrap().unseal(&sealed).unwrap(),
-            "hunter2"
+        assert_ne!(sealed, sealer.seal("hunter2", at), "a nonce per value");
+        assert_eq!(sealer.unseal(&sealed, at).unwrap(), "hunter2");
+        let reopened = Sealer::open(dir.path()).unwrap();
+        assert_eq!(reopened.unseal(&sealed, at).unwrap(), "hunter2");
+        assert!(
+            sealer.unseal(&sealed, "registry/2/password").is_err(),
+            "bound to its organisation and name"
         );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
@@ -163,6 +167,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let other = tempfile::tempdir().unwrap();
-        assert!(Sealer::open(other.path()).unwrap().unseal(&sealed).is_err());
+        let foreign = Sealer::open(other.path()).unwrap();
+        assert!(foreign.unseal(&sealed, at).is_err());
     }
 }

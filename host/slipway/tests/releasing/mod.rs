@@ -43,8 +43,14 @@ pub struct Releaser {
 
 impl Releaser {
     /// A server with the integrations `orders`, `orders-`, `billing` and
-    /// `shipping` (version 1 each), ready to release.
+    /// `shipping` (version 1 each), ready to release; it reaches loopback,
+    /// where the tests' registries listen.
     pub async fn start() -> Releaser {
+        Releaser::start_reaching(slipway_runtime::Egress::loopback()).await
+    }
+
+    /// The same, reaching what `egress` allows.
+    pub async fn start_reaching(egress: slipway_runtime::Egress) -> Releaser {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let made = store.bootstrap("acme", None).unwrap().unwrap();
@@ -63,7 +69,7 @@ impl Releaser {
             ),
             ..Config::default()
         };
-        let state = common::state_with(store, &config);
+        let state = common::state_reaching(store, &config, egress);
         tokio::spawn(state.clone().start());
         let deadline = Instant::now() + Duration::from_secs(120);
         while common::call(&state, "GET", "/readyz", None, "", "").await.0 != 200 {
