@@ -102,20 +102,46 @@ fn internal(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || v4.octets()[0] == 0
+                // 240.0.0.0/4, reserved.
+                || v4.octets()[0] >= 240
                 // 100.64.0.0/10, carrier-grade NAT.
                 || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
+                // 192.0.0.0/24, protocol assignments.
+                || v4.octets()[..3] == [192, 0, 0]
+                // 198.18.0.0/15, network benchmarks.
+                || (v4.octets()[0] == 198 && v4.octets()[1] & 0xfe == 18)
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local.
+                // fc00::/7 unique local, fe80::/10 link-local, fec0::/10
+                // site-local.
                 || first & 0xfe00 == 0xfc00
                 || first & 0xffc0 == 0xfe80
+                || first & 0xffc0 == 0xfec0
+                // 64:ff9b::/96 (NAT64) and 2002::/16 (6to4) carry an IPv4
+                // address inside: judged by it.
+                || embedded_v4(v6).is_some_and(|v4| internal(IpAddr::V4(v4)))
                 // ::a.b.c.d, the deprecated IPv4-compatible form.
                 || v6.to_ipv4().is_some_and(|v4| v4 != Ipv4Addr::new(0, 0, 0, 1) && internal(IpAddr::V4(v4)))
         }
+    }
+}
+
+/// The IPv4 address a NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address
+/// stands for.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let word =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(word(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(word(s[1], s[2]))
+    } else {
+        None
     }
 }
 
@@ -168,6 +194,12 @@ mod tests {
             "[fd00::1]:80",
             "[::ffff:127.0.0.1]:80",
             "[::ffff:169.254.169.254]:80",
+            "[64:ff9b::7f00:1]:80",
+            "[2002:a9fe:a9fe::1]:80",
+            "[fec0::1]:80",
+            "240.0.0.1:80",
+            "198.18.0.1:80",
+            "192.0.0.8:80",
         ] {
             assert!(!none.permits(at(refused)), "{refused}");
         }
@@ -175,6 +207,8 @@ mod tests {
             "93.184.216.34:443",
             "[2606:4700::1111]:443",
             "100.128.0.1:80",
+            "[64:ff9b::5db8:d822]:443",
+            "198.20.0.1:80",
         ] {
             assert!(none.permits(at(public)), "{public}");
         }

@@ -1014,6 +1014,37 @@ async fn registry_adapters_come_from_org_admins_and_never_take_a_builtin_name() 
         .collect();
     assert_eq!(distributions.len(), 1);
     assert_eq!(distributions[0]["builtin"], true);
+
+    // One stored before these checks existed is not loaded again.
+    let org = api
+        .state
+        .store
+        .authenticate(&admin)
+        .unwrap()
+        .unwrap()
+        .organisation
+        .id;
+    let stored = slipway::store::StoredPlugin {
+        organisation: org,
+        kind: "registry-adapter".into(),
+        name: "distribution".into(),
+        version: "1.99.0".into(),
+        sha256: "0".repeat(64),
+    };
+    api.state
+        .store
+        .save_plugin(&stored, &guest("impostor"))
+        .unwrap();
+    let api = api.restart().await;
+    let (_, listed) = api.get("/api/v1/plugins", &admin).await;
+    let versions: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "distribution")
+        .map(|p| &p["version"])
+        .collect();
+    assert_eq!(versions, [&json!("1.0.0")]);
 }
 
 #[tokio::test]
