@@ -990,6 +990,19 @@ async fn uploaded_plugins_reach_only_granted_hosts_and_never_internal_addresses(
         "denied: `localhost:17493` is not among the hosts this plugin may call"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The grant goes with the plugin's last version.
+    let (status, _) = open
+        .call(
+            "DELETE",
+            "/api/v1/plugins/node-type/prober/1.0.0",
+            &admin,
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, again) = open.upload(&admin, guest("prober")).await;
+    assert_eq!(again["granted-hosts"], json!([]));
 }
 
 #[tokio::test]

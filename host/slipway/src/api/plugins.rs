@@ -330,5 +330,17 @@ pub(super) async fn remove(
         own.insert(plugin);
         return Err(ApiError::internal(err));
     }
+    // The grant was for this plugin: with its last version gone, a new
+    // upload of the name starts with none.
+    let left = own
+        .list()
+        .iter()
+        .any(|p| p.manifest().kind == kind && p.manifest().name == stored.name);
+    if !left {
+        state
+            .store
+            .set_plugin_hosts(stored.organisation, kind.as_str(), &stored.name, &[])
+            .map_err(ApiError::internal)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
