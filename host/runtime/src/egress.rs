@@ -61,6 +61,13 @@ impl Egress {
                 .any(|own| own.port() == address.port() && self.is_own(*own, ip))
     }
 
+    /// For a host written as an address (`127.0.0.1`, `[::1]`), whether a
+    /// connection to it on `port` is allowed; `None` for a name, which the
+    /// checked resolver judges by what it resolves to.
+    pub fn permits_literal(&self, host: &str, port: u16) -> Option<bool> {
+        Some(self.permits(SocketAddr::new(literal(host)?, port)))
+    }
+
     /// Whether `ip` is allowed on some port.
     pub fn permits_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
@@ -80,6 +87,15 @@ impl Egress {
     fn is_own(&self, own: SocketAddr, ip: IpAddr) -> bool {
         canonical(own.ip()) == ip || (own.ip().is_unspecified() && internal(ip))
     }
+}
+
+/// The address a URL's host is written as (`127.0.0.1`, `[::1]`), if it is
+/// not a name.
+pub fn literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is that IPv4 address.

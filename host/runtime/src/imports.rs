@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::{host, http, types};
-use crate::egress::{Egress, Refused};
+use crate::egress::{self, Egress, Refused};
 use crate::manifest::HostPattern;
 use crate::state::{CallState, MAX_LOG_RECORDS};
 
@@ -253,25 +253,22 @@ async fn check_addresses(
     host: &str,
     port: u16,
 ) -> Result<(), http::Error> {
-    {
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<SocketAddr> = match literal.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| http::Error::Transport(format!("cannot resolve `{host}`: {e}")))?
-                .collect(),
-        };
-        match addresses.iter().find(|a| !egress.permits(**a)) {
-            Some(refused) => {
-                tracing::warn!(plugin, %host, address = %refused, "plugin HTTP call to an internal address denied");
-                Err(http::Error::Denied(format!(
-                    "`{host}:{port}` is {}, an internal address plugins may not reach unless the operator allows it (`egress-allow`)",
-                    refused.ip()
-                )))
-            }
-            None => Ok(()),
+    let addresses: Vec<SocketAddr> = match egress::literal(host) {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| http::Error::Transport(format!("cannot resolve `{host}`: {e}")))?
+            .collect(),
+    };
+    match addresses.iter().find(|a| !egress.permits(**a)) {
+        Some(refused) => {
+            tracing::warn!(plugin, %host, address = %refused, "plugin HTTP call to an internal address denied");
+            Err(http::Error::Denied(format!(
+                "`{host}:{port}` is {}, an internal address plugins may not reach unless the operator allows it (`egress-allow`)",
+                refused.ip()
+            )))
         }
+        None => Ok(()),
     }
 }
 

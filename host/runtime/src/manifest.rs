@@ -36,6 +36,11 @@ impl Kind {
         }
     }
 
+    /// The kind named `text` (as [`Kind::as_str`] writes it).
+    pub fn named(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
     /// The interface a component of this kind exports, without version.
     pub fn export(self) -> &'static str {
         match self {

@@ -129,10 +129,9 @@ impl AppState {
                 tracing::error!(plugin = %stored.name, sha256 = %stored.sha256, "uploaded plugin has no component");
                 continue;
             };
-            let kind = slipway_runtime::Kind::ALL
-                .into_iter()
-                .find(|k| k.as_str() == stored.kind);
-            if kind.is_some_and(|kind| self.plugins.is_builtin_name(kind, &stored.name)) {
+            if slipway_runtime::Kind::named(&stored.kind)
+                .is_some_and(|kind| self.plugins.is_builtin_name(kind, &stored.name))
+            {
                 // Stored before uploads could not take a built-in's name.
                 tracing::error!(plugin = %stored.name, version = %stored.version, organisation = stored.organisation, "uploaded plugin takes a built-in's name; not loaded");
                 continue;

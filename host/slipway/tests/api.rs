@@ -41,17 +41,9 @@ impl Api {
     }
 
     fn user(&self, role: Role) -> String {
-        let org = self
-            .state
-            .store
-            .authenticate(&self.admin)
-            .unwrap()
-            .unwrap()
-            .organisation
-            .id;
         self.state
             .store
-            .create_user(org, "someone", role)
+            .create_user(self.organisation(), "someone", role)
             .unwrap()
             .1
     }
@@ -74,6 +66,17 @@ impl Api {
     async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call("POST", path, token, "application/json", body.to_string())
             .await
+    }
+
+    /// The organisation's id.
+    fn organisation(&self) -> u64 {
+        self.state
+            .store
+            .authenticate(&self.admin)
+            .unwrap()
+            .unwrap()
+            .organisation
+            .id
     }
 
     /// Uploads a plugin's component as `token`.
@@ -518,14 +521,7 @@ async fn uploads_are_checked_scoped_and_removable() {
         (StatusCode::CONFLICT, json!("builtin"))
     );
 
-    let org = api
-        .state
-        .store
-        .authenticate(&admin)
-        .unwrap()
-        .unwrap()
-        .organisation
-        .id;
+    let org = api.organisation();
     let v1 = semver::Version::new(1, 0, 0);
     api.state.plugins.uploaded(org).pin(
         slipway_runtime::Kind::NodeType,
@@ -727,14 +723,7 @@ async fn oversized_canvases_are_refused_at_once_and_never_take_the_server_down()
     let api = Api::new().await;
     let admin = api.admin.clone();
     let viewer = api.user(Role::Viewer);
-    let org = api
-        .state
-        .store
-        .authenticate(&admin)
-        .unwrap()
-        .unwrap()
-        .organisation
-        .id;
+    let org = api.organisation();
     api.post("/api/v1/integrations", &admin, json!({"name": "big"}))
         .await;
 
@@ -1029,14 +1018,7 @@ async fn registry_adapters_come_from_org_admins_and_never_take_a_builtin_name() 
     assert_eq!(distributions[0]["builtin"], true);
 
     // One stored before these checks existed is not loaded again.
-    let org = api
-        .state
-        .store
-        .authenticate(&admin)
-        .unwrap()
-        .unwrap()
-        .organisation
-        .id;
+    let org = api.organisation();
     let stored = slipway::store::StoredPlugin {
         organisation: org,
         kind: "registry-adapter".into(),
@@ -1104,14 +1086,7 @@ async fn a_registry_moved_elsewhere_without_its_secrets_loses_them() {
         let (status, moved) = put(change).await;
         assert_eq!(status, StatusCode::OK, "{moved}");
         assert_eq!(moved["secrets"], json!([]));
-        let org = api
-            .state
-            .store
-            .authenticate(&admin)
-            .unwrap()
-            .unwrap()
-            .organisation
-            .id;
+        let org = api.organisation();
         let stored = api.state.store.registry(org).unwrap().unwrap();
         assert!(stored.settings.secrets.is_empty());
     }
@@ -1135,14 +1110,7 @@ async fn registry_secrets_are_sealed_at_rest() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{set}");
-    let org = api
-        .state
-        .store
-        .authenticate(&admin)
-        .unwrap()
-        .unwrap()
-        .organisation
-        .id;
+    let org = api.organisation();
     api.state.store.flush().unwrap();
     // Usable where the server needs it ...
     let stored = api.state.store.registry(org).unwrap().unwrap();

@@ -96,14 +96,11 @@ fn summary(plugin: &Plugin, builtin: bool, used_by: Vec<String>) -> PluginVersio
 }
 
 fn kind(text: &str) -> Result<Kind, ApiError> {
-    Kind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == text)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no plugin kind `{text}`: use node-type, registry-adapter or deploy-target"
-            ))
-        })
+    Kind::named(text).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no plugin kind `{text}`: use node-type, registry-adapter or deploy-target"
+        ))
+    })
 }
 
 /// Upload a component (with its manifest); usable at once, kept across restarts.

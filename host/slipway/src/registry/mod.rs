@@ -100,7 +100,7 @@ pub fn client(egress: Arc<Egress>) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
             let refused = attempt.url().host_str().is_some_and(|host| {
                 let port = attempt.url().port_or_known_default().unwrap_or(0);
-                !address_allowed(&redirects, host, port)
+                redirects.permits_literal(host, port) == Some(false)
             });
             if refused || attempt.previous().len() >= 10 {
                 attempt.stop()
@@ -112,17 +112,6 @@ pub fn client(egress: Arc<Egress>) -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
-/// Whether `host:port` may be connected to: an address literal is checked
-/// here, a name by the client's resolver.
-fn address_allowed(egress: &Egress, host: &str, port: u16) -> bool {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<std::net::IpAddr>() {
-        Ok(ip) => egress.permits(std::net::SocketAddr::new(ip, port)),
-        // A name: the client's resolver checks what it resolves to.
-        Err(_) => true,
-    }
-}
-
 /// Refuses a registry (`host[:port]`) on an address the operator's rules
 /// do not allow, before anything is sent to it.
 pub fn check_reachable(egress: &Egress, registry: &str) -> Result<(), String> {
@@ -130,7 +119,8 @@ pub fn check_reachable(egress: &Egress, registry: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(&base).map_err(|e| format!("bad registry `{registry}`: {e}"))?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(0);
-    if address_allowed(egress, host, port) {
+    // A name is judged by the client's resolver.
+    if egress.permits_literal(host, port) != Some(false) {
         Ok(())
     } else {
         Err(format!(
