@@ -3,6 +3,7 @@
 //! through the flow in the same sandbox as the server.
 
 pub mod bundle;
+pub mod connections;
 pub mod executor;
 pub mod flow;
 pub mod http;
@@ -11,5 +12,6 @@ pub mod metrics;
 pub mod server;
 
 pub use bundle::Bundle;
+pub use connections::ConnectionLimits;
 pub use executor::{Executor, Failure, Outcome, Route};
 pub use server::{Engine, ServeError, Stopped, serve};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use slipway_engine::server::{DEFAULT_MAX_BODY, shutdown_signal};
-use slipway_engine::{Bundle, Engine, Stopped, loader, serve};
+use slipway_engine::{Bundle, ConnectionLimits, Engine, Stopped, loader, serve};
 use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 
 #[derive(Parser)]
@@ -87,6 +87,29 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SLIPWAY_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "SLIPWAY_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client has to send a request's headers (and to start the
+    /// next request on a kept-alive connection).
+    #[arg(long, env = "SLIPWAY_HEADER_READ_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().header_read_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Seconds a request may take to be answered, its body included.
+    #[arg(long, env = "SLIPWAY_REQUEST_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().request_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -149,7 +172,13 @@ async fn run(bundle: Bundle, args: &ServeArgs) -> Result<(), String> {
     );
     let runtime = plugin_runtime(&bundle)?;
     let drain = Duration::from_secs(args.drain_seconds);
-    let serving = serve(listener, engine.clone(), shutdown_signal(), drain);
+    let serving = serve(
+        listener,
+        engine.clone(),
+        args.limits(),
+        shutdown_signal(),
+        drain,
+    );
     let loading = engine.load(&runtime, &flow, &bundle.plugins);
     tokio::pin!(serving);
     tokio::select! {
@@ -159,8 +188,8 @@ async fn run(bundle: Bundle, args: &ServeArgs) -> Result<(), String> {
     stopped_log(serving.await)
 }
 
-fn stopped_log(stopped: std::io::Result<Stopped>) -> Result<(), String> {
-    match stopped.map_err(|e| e.to_string())? {
+fn stopped_log(stopped: Stopped) -> Result<(), String> {
+    match stopped {
         Stopped::Drained => tracing::info!("stopped: every request answered"),
         Stopped::CutOff(in_flight) => {
             tracing::warn!(in_flight, "stopped: drain time ran out, requests cut off")

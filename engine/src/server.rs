@@ -20,6 +20,7 @@ use slipway_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::connections::{self, ConnectionLimits};
 use crate::executor::{Executor, FlowError, Outcome, Route, triggers};
 use crate::flow::FlowDocument;
 use crate::http;
@@ -297,18 +298,19 @@ pub enum Stopped {
     CutOff(usize),
 }
 
-/// Serves `engine` on `listener` until `stop` completes, then stops
-/// accepting, answers the requests in flight and returns, waiting no longer
-/// than `drain`.
+/// Serves `engine` on `listener` within `limits` until `stop` completes,
+/// then stops accepting, answers the requests in flight and returns,
+/// waiting no longer than `drain`.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
+    limits: ConnectionLimits,
     stop: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
-) -> std::io::Result<Stopped> {
+) -> Stopped {
     let (stopping, mut stopped) = watch::channel(false);
     let mut graceful = stopped.clone();
-    let server = axum::serve(listener, engine.router()).with_graceful_shutdown(async move {
+    let server = connections::serve(listener, engine.router(), limits, async move {
         let _ = graceful.wait_for(|s| *s).await;
     });
     let signalled = engine.clone();
@@ -329,20 +331,16 @@ pub async fn serve(
     };
     // Answered, and every fan-out copy run to its end.
     let drained = async {
-        server.await?;
+        server.await;
         while engine.branches() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok::<_, std::io::Error>(())
     };
     tokio::select! {
-        result = drained => {
-            result?;
-            Ok(Stopped::Drained)
-        }
-        () = deadline => Ok(Stopped::CutOff(
+        () = drained => Stopped::Drained,
+        () = deadline => Stopped::CutOff(
             engine.in_flight.load(Ordering::Relaxed) + engine.branches(),
-        )),
+        ),
     }
 }
 

@@ -3,6 +3,8 @@
 //! and a bounded drain on SIGTERM.
 
 mod common;
+#[path = "../../tests/support/slow_clients.rs"]
+mod slow_clients;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -430,4 +432,67 @@ async fn a_fan_out_copy_still_running_is_waited_for_by_the_drain() {
         .iter()
         .any(|r| r["message"] == "stopped: every request answered");
     assert!(drained, "the copy ran to its end before the exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_slow_clients_do_not_stop_healthz() {
+    let (_, dir) = bundle(transform_chain(), &[], &[]).await;
+    let engine = EngineProcess::start(dir.path(), &["--header-read-timeout-secs", "8"]).await;
+    let mut slow = slow_clients::open(engine.address, 5_000).await;
+    for _ in 0..3 {
+        slow_clients::trickle(&mut slow).await;
+        let closed = slow.iter().filter(|s| slow_clients::closed_by_server(s));
+        assert_eq!(closed.count(), 0, "every slow client is still being served");
+        let (status, _) = slow_clients::healthz(engine.address, Duration::from_secs(2))
+            .await
+            .expect("/healthz answers within 2 s while 5,000 clients trickle");
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let open = slow_clients::still_open_after(&slow, Duration::from_secs(20)).await;
+    assert_eq!(open, 0, "the header-read timeout closed every slow client");
+    assert!(engine.stop(Duration::from_secs(10)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_slow_or_idle_ones_closed() {
+    let upstream = upstream(Duration::from_secs(30), Arc::new(Notify::new())).await;
+    let (_, dir) = bundle(calling(upstream), &[], &[]).await;
+    let limits = [
+        "--max-connections",
+        "4",
+        "--header-read-timeout-secs",
+        "2",
+        "--request-timeout-secs",
+        "1",
+    ];
+    let engine = EngineProcess::start(dir.path(), &limits).await;
+
+    // A flow slower than the request timeout is answered, naming the limit.
+    let (status, body) = post_json(&engine, "/orders", r#"{"qty": 1}"#).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "request-timeout");
+
+    // A kept-alive connection left idle is closed by the header-read timeout.
+    let mut idle = tokio::net::TcpStream::connect(engine.address)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut idle, b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n")
+        .await
+        .unwrap();
+    let open = slow_clients::still_open_after(std::slice::from_ref(&idle), Duration::from_secs(6));
+    assert_eq!(open.await, 0, "the idle connection was closed");
+
+    // Four silent clients take every connection: a fifth waits in the
+    // backlog until the timeout closes them, then is served.
+    let silent = slow_clients::open(engine.address, 4).await;
+    let waiting = slow_clients::healthz(engine.address, Duration::from_millis(800)).await;
+    assert_eq!(waiting, None, "a fifth connection is not served at once");
+    let (status, _) = slow_clients::healthz(engine.address, Duration::from_secs(8))
+        .await
+        .expect("served once the silent clients are closed");
+    assert_eq!(status, 200);
+    let open = slow_clients::still_open_after(&silent, Duration::from_secs(1)).await;
+    assert_eq!(open, 0);
+    assert!(engine.stop(Duration::from_secs(10)).success());
 }

@@ -4,7 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
+use slipway_engine::ConnectionLimits;
 use slipway_runtime::egress::IpNet;
 
 use crate::registry::RegistrySettings;
@@ -53,6 +56,14 @@ pub struct Config {
     /// or `10.0.0.0/8` (a bare address is one host): loopback, link-local,
     /// private and this server's own address are refused otherwise.
     pub egress_allow: Vec<String>,
+    /// Connections the API serves at once; more wait until one closes.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and to start the
+    /// next request on a kept-alive connection).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take to be answered, its body included (an
+    /// event stream's body is not counted).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -69,6 +80,9 @@ impl Default for Config {
             user_code_dir: None,
             user_code_time_limit_secs: DEFAULT_USER_CODE_TIME_LIMIT_SECS,
             egress_allow: Vec::new(),
+            max_connections: ConnectionLimits::default().max_connections,
+            header_read_timeout_secs: ConnectionLimits::default().header_read_timeout.as_secs(),
+            request_timeout_secs: ConnectionLimits::default().request_timeout.as_secs(),
         }
     }
 }
@@ -108,6 +122,15 @@ impl Config {
         self.user_code_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("user-code"))
+    }
+
+    /// What one client can hold of the API server.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+        }
     }
 
     /// The networks of `egress-allow`.
@@ -163,6 +186,20 @@ impl Config {
                 "user-code-time-limit-secs must be between 1 and 3600, not {}",
                 self.user_code_time_limit_secs
             ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(format!(
+                "max-connections must be between 1 and 1000000, not {}",
+                self.max_connections
+            ));
+        }
+        for (key, secs) in [
+            ("header-read-timeout-secs", self.header_read_timeout_secs),
+            ("request-timeout-secs", self.request_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(format!("{key} must be between 1 and 86400, not {secs}"));
+            }
         }
         Ok(())
     }

@@ -221,9 +221,13 @@ pub async fn serve(
     tracing::info!(%address, data_dir = %config.data_dir.display(), "slipway serving");
 
     tokio::spawn(state.clone().start_logged());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    slipway_engine::connections::serve(
+        listener,
+        router(state),
+        config.connection_limits(),
+        shutdown,
+    )
+    .await;
     store.flush()?;
     tracing::info!("stopped; database flushed");
     Ok(())

@@ -1,8 +1,10 @@
 //! The server through its router (no socket) and as a process.
 
 mod common;
+#[path = "../../../tests/support/slow_clients.rs"]
+mod slow_clients;
 
-use common::{start, stop};
+use common::{start, start_with, stop};
 
 use std::sync::Arc;
 
@@ -281,4 +283,65 @@ async fn a_revoked_token_stays_revoked_after_a_kill() {
         assert_eq!(me.status(), 401, "round {round}: the token came back");
     }
     stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_neither_hold_the_api_nor_stop_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [
+        "--header-read-timeout-secs",
+        "8",
+        "--request-timeout-secs",
+        "2",
+    ];
+    let (server, lines) = start_with(dir.path(), &limits);
+    let address: std::net::SocketAddr = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .unwrap();
+
+    // A request whose body never comes is answered when its time is up.
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = "POST /api/v1/integrations HTTP/1.1\r\nHost: api\r\n\
+                Authorization: Bearer slw_crash_test_token\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, head.as_bytes())
+        .await
+        .unwrap();
+
+    let mut slow = slow_clients::open(address, 5_000).await;
+    for _ in 0..3 {
+        slow_clients::trickle(&mut slow).await;
+        let closed = slow.iter().filter(|s| slow_clients::closed_by_server(s));
+        assert_eq!(closed.count(), 0, "every slow client is still being served");
+        let (status, _) = slow_clients::healthz(address, std::time::Duration::from_secs(2))
+            .await
+            .expect("/healthz answers within 2 s while 5,000 clients trickle");
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !answer.ends_with(b"}}") {
+            let n = tokio::io::AsyncReadExt::read(&mut stalled, &mut chunk)
+                .await
+                .unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("the stalled request is answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""code":"request-timeout""#), "{answer}");
+
+    let open = slow_clients::still_open_after(&slow, std::time::Duration::from_secs(20)).await;
+    assert_eq!(open, 0, "the header-read timeout closed every slow client");
+    stop(server);
 }

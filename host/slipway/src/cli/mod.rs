@@ -79,7 +79,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub struct ServeArgs {
     /// A TOML file with any of: data-dir, listen, organisation, admin-token,
     /// release-concurrency, engine-binary, ca-certificates, user-code-dir,
-    /// user-code-time-limit-secs, egress-allow, and a [registry] table.
+    /// user-code-time-limit-secs, egress-allow, max-connections,
+    /// header-read-timeout-secs, request-timeout-secs, and a [registry] table.
     #[arg(long, env = "SLIPWAY_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database and the code cache live [default: ./slipway-data].
@@ -104,6 +105,15 @@ pub struct ServeArgs {
     /// [default: none: loopback, link-local and private addresses are refused].
     #[arg(long, env = "SLIPWAY_EGRESS_ALLOW", value_delimiter = ',')]
     egress_allow: Option<Vec<String>>,
+    /// Connections the API serves at once; more wait until one closes [default: 10000].
+    #[arg(long, env = "SLIPWAY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers [default: 10].
+    #[arg(long, env = "SLIPWAY_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a request may take to be answered, its body included [default: 120].
+    #[arg(long, env = "SLIPWAY_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -132,6 +142,15 @@ impl ServeArgs {
         }
         if let Some(networks) = self.egress_allow {
             config.egress_allow = networks;
+        }
+        if let Some(connections) = self.max_connections {
+            config.max_connections = connections;
+        }
+        if let Some(secs) = self.header_read_timeout_secs {
+            config.header_read_timeout_secs = secs;
+        }
+        if let Some(secs) = self.request_timeout_secs {
+            config.request_timeout_secs = secs;
         }
         config.check().map_err(anyhow::Error::msg)?;
         Ok(config)

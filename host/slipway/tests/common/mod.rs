@@ -44,6 +44,7 @@ pub fn state_with(store: Store, config: &Config) -> Arc<AppState> {
 
 /// The same, with plugins reaching what `egress` allows.
 pub fn state_reaching(store: Store, config: &Config, egress: Egress) -> Arc<AppState> {
+    log_to_test_output();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
         egress,
@@ -51,6 +52,18 @@ pub fn state_reaching(store: Store, config: &Config, egress: Egress) -> Arc<AppS
     })
     .unwrap();
     AppState::new(store, runtime, config)
+}
+
+/// Sends the server's warnings and errors to the output a failing test
+/// prints, so a 500 shows its cause.
+fn log_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_TEST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
 }
 
 /// A state with its plugins loaded.
@@ -91,6 +104,12 @@ pub async fn call(
 /// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
 #[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
 pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
+    start_with(data_dir, &[])
+}
+
+/// The same, with more flags.
+#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
+pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args([
             "serve",
@@ -101,6 +120,7 @@ pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(flags)
         .env("SLIPWAY_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
