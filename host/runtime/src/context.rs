@@ -20,6 +20,9 @@ pub struct CallContext {
     /// Where `cache-put` keeps values for later calls; without one the
     /// plugin's cache is always empty.
     pub cache: Option<CacheScope>,
+    /// Whom the call is for (an organisation): a tenant's calls share its
+    /// part of the runtime's slots and memory. `None` for the host's own.
+    pub tenant: Option<u64>,
 }
 
 impl Default for CallContext {
@@ -29,6 +32,7 @@ impl Default for CallContext {
             secrets: Arc::default(),
             allowed_hosts: None,
             cache: None,
+            tenant: None,
         }
     }
 }

@@ -142,6 +142,12 @@ pub enum CallFailure {
     /// The plugin asked for more memory than its cap.
     #[error("hit its {0} MiB memory cap")]
     MemoryCap(u64),
+    /// Growing its memory would pass what every running call shares.
+    #[error("could not grow its memory: the {0} MiB that running calls share is in use")]
+    MemoryBudget(u64),
+    /// Growing its memory would pass its tenant's part of that.
+    #[error("could not grow its memory: its organisation's {0} MiB for running calls is in use")]
+    TenantMemoryBudget(u64),
     /// The plugin panicked (message from the SDK's panic hook).
     #[error("panicked: {0}")]
     Panic(String),

@@ -38,6 +38,7 @@ pub mod manifest;
 mod plugin;
 mod plugin_cache;
 mod runtime;
+mod shares;
 mod state;
 
 pub use cache::CodeSource;

@@ -16,7 +16,8 @@ use crate::inspect::Inspection;
 use crate::kinds::{NodeInfo, RegistryInfo, TargetInfo};
 use crate::manifest::{HostPattern, Kind, Manifest};
 use crate::runtime::Shared;
-use crate::state::{CallLimits, CallState};
+use crate::shares::Spent;
+use crate::state::{CallLimits, CallState, CpuMeter};
 
 /// Ready-to-instantiate code, typed by the world the component implements.
 pub(crate) enum Pre {
@@ -177,14 +178,24 @@ impl Plugin {
 #[error("the call ran past its wall-clock cap")]
 pub(crate) struct WallClock;
 
-/// Runs `call` to its end, or stops it (dropping it, and with it the
-/// instance) once `wall` has passed: the CPU deadline does not count time
-/// waiting on the host, this does.
-pub(crate) async fn within<R>(
+/// What bounds a call from outside its store: the wall-clock cap, and the
+/// meter of the CPU time it uses.
+#[derive(Clone)]
+pub(crate) struct Bounds {
     wall: Duration,
+    meter: Arc<CpuMeter>,
+}
+
+/// Runs `call` to its end, metering its CPU time, or stops it (dropping it,
+/// and with it the instance) once the wall-clock cap has passed: the CPU
+/// deadline does not count time waiting on the host, this does.
+pub(crate) async fn within<R>(
+    bounds: Bounds,
     call: impl std::future::Future<Output = wasmtime::Result<R>>,
 ) -> wasmtime::Result<R> {
-    tokio::time::timeout(wall, call)
+    let mut call = std::pin::pin!(call);
+    let metered = std::future::poll_fn(|cx| bounds.meter.poll(call.as_mut(), cx));
+    tokio::time::timeout(bounds.wall, metered)
         .await
         .unwrap_or_else(|_| Err(wasmtime::Error::new(WallClock)))
 }
@@ -193,12 +204,9 @@ pub(crate) async fn within<R>(
 /// the instance pool until it ends.
 pub(crate) struct Session {
     pub store: Store<CallState>,
-    /// The longest the call may take in all; see [`within`].
-    pub wall: Duration,
     id: Arc<str>,
     function: &'static str,
     limits: CallLimits,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Session {
@@ -211,19 +219,14 @@ impl Session {
         grant: Option<Arc<[HostPattern]>>,
         function: &'static str,
     ) -> Session {
-        let permit = shared
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the call semaphore is never closed");
+        let held = shared.shares.take(context.tenant).await;
         let state = CallState::new(
             manifest.clone(),
             id.clone(),
             context.clone(),
             grant,
             (shared.http.clone(), shared.egress.clone()),
-            limits,
+            (limits, held),
         );
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -237,11 +240,17 @@ impl Session {
         });
         Session {
             store,
-            wall: limits.wall,
             id: id.clone(),
             function,
             limits,
-            _permit: permit,
+        }
+    }
+
+    /// What bounds the call; see [`within`].
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            wall: self.limits.wall,
+            meter: self.store.data().clock.meter.clone(),
         }
     }
 
@@ -253,9 +262,14 @@ impl Session {
         };
         let state = self.store.data();
         let cause = if err.is::<WallClock>() {
-            CallFailure::WallClock(self.wall.as_millis() as u64)
+            CallFailure::WallClock(self.limits.wall.as_millis() as u64)
         } else if state.limiter.hit {
             CallFailure::MemoryCap((self.limits.memory_bytes >> 20) as u64)
+        } else if let Some(spent) = state.limiter.spent {
+            match spent {
+                Spent::All(bytes) => CallFailure::MemoryBudget((bytes >> 20) as u64),
+                Spent::Tenant(bytes) => CallFailure::TenantMemoryBudget((bytes >> 20) as u64),
+            }
         } else if state.clock.expired {
             CallFailure::Deadline(self.limits.deadline.as_millis() as u64)
         } else if let Some(message) = &state.panic {

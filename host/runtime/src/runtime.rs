@@ -9,7 +9,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -23,6 +22,7 @@ use crate::inspect::inspect;
 use crate::kinds::{describe_node, describe_registry, describe_target};
 use crate::manifest::HostPattern;
 use crate::plugin::{Plugin, Pre, Session};
+use crate::shares::Shares;
 use crate::state::{CallLimits, CallState};
 
 /// Linear memory a pool slot keeps resident (zeroed in place) between calls;
@@ -51,6 +51,14 @@ pub struct RuntimeConfig {
     pub max_memory_mib: u64,
     /// Calls running at once; more wait for a slot.
     pub max_concurrent_calls: u32,
+    /// Calls of one tenant (a [`CallContext::tenant`]) running at once; its
+    /// further calls wait without holding up other tenants'.
+    pub max_calls_per_tenant: u32,
+    /// Linear memory every running call holds together, in MiB; growth past
+    /// it is refused.
+    pub memory_budget_mib: u64,
+    /// The part of it one tenant's running calls may hold, in MiB.
+    pub tenant_memory_mib: u64,
     /// The longest an outbound HTTP call from a plugin may take.
     pub http_timeout: Duration,
     /// The largest HTTP response body a plugin may receive.
@@ -69,6 +77,9 @@ impl Default for RuntimeConfig {
             default_memory_mib: 64,
             max_memory_mib: 512,
             max_concurrent_calls: 256,
+            max_calls_per_tenant: 32,
+            memory_budget_mib: 8 << 10,
+            tenant_memory_mib: 2 << 10,
             http_timeout: Duration::from_secs(30),
             max_http_body: 16 << 20,
             egress: Egress::default(),
@@ -82,7 +93,7 @@ pub(crate) struct Shared {
     pub linker: Linker<CallState>,
     pub http: reqwest::Client,
     pub egress: Arc<Egress>,
-    pub permits: Arc<Semaphore>,
+    pub shares: Shares,
     pub config: RuntimeConfig,
     _ticker: Ticker,
 }
@@ -137,7 +148,12 @@ impl Runtime {
             linker,
             http,
             egress,
-            permits: Arc::new(Semaphore::new(config.max_concurrent_calls as usize)),
+            shares: Shares::new(
+                config.max_concurrent_calls as usize,
+                (config.memory_budget_mib as usize) << 20,
+                config.max_calls_per_tenant as usize,
+                (config.tenant_memory_mib as usize) << 20,
+            ),
             config,
         });
         Ok(Runtime {
@@ -169,20 +185,22 @@ impl Runtime {
     /// Registers nothing. Its HTTP may go to the hosts its manifest names: for
     /// a component an operator installed; see [`Runtime::load_upload`].
     pub async fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        self.load_with(wasm, None).await
+        self.load_with(wasm, None, None).await
     }
 
-    /// Loads a component a user uploaded: its HTTP goes nowhere until an
+    /// Loads a component `tenant` uploaded: its HTTP goes nowhere until an
     /// operator grants hosts with [`Plugin::grant_hosts`], whatever its
-    /// manifest names.
-    pub async fn load_upload(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        self.load_with(wasm, Some(Arc::from([]))).await
+    /// manifest names; its `describe` counts against the tenant's share.
+    pub async fn load_upload(&self, wasm: &[u8], tenant: u64) -> Result<Arc<Plugin>, LoadError> {
+        self.load_with(wasm, Some(Arc::from([])), Some(tenant))
+            .await
     }
 
     async fn load_with(
         &self,
         wasm: &[u8],
         grant: Option<Arc<[HostPattern]>>,
+        tenant: Option<u64>,
     ) -> Result<Arc<Plugin>, LoadError> {
         let inspection = inspect(wasm).map_err(|(id, failure)| failure.of(id))?;
         let manifest = Arc::new(inspection.manifest.clone());
@@ -203,6 +221,7 @@ impl Runtime {
         // `describe` says what the plugin is; it has no business on the network.
         let offline = CallContext {
             allowed_hosts: Some(Arc::from([])),
+            tenant,
             ..CallContext::default()
         };
         let session = Session::start(

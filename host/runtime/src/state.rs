@@ -1,7 +1,11 @@
 //! The per-call store data: grants, limits, and what the call did.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -11,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::context::CallContext;
 use crate::egress::Egress;
 use crate::manifest::{HostPattern, Manifest};
+use crate::shares::{Held, Spent};
 
 /// How many log records one call may write; the rest are counted and dropped.
 pub(crate) const MAX_LOG_RECORDS: u32 = 256;
@@ -45,7 +50,7 @@ impl CallState {
         context: CallContext,
         grant: Option<Arc<[HostPattern]>>,
         (http, egress): (reqwest::Client, Arc<Egress>),
-        limits: CallLimits,
+        (limits, held): (CallLimits, Held),
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No environment, arguments, preopened directories or network.
@@ -67,6 +72,8 @@ impl CallState {
             limiter: MemoryLimiter {
                 cap: limits.memory_bytes,
                 hit: false,
+                held,
+                spent: None,
             },
             clock: CpuClock::new(limits.deadline),
             panic: None,
@@ -111,21 +118,28 @@ pub(crate) struct CallLimits {
     pub max_http_body: usize,
 }
 
-/// Caps linear memory and remembers whether the cap was hit.
+/// Caps linear memory, counts it against the runtime's and the tenant's
+/// budgets, and remembers which limit was hit. Holds the call's slots.
 pub(crate) struct MemoryLimiter {
     cap: usize,
     pub hit: bool,
+    held: Held,
+    pub spent: Option<Spent>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.hit = true;
+            return Ok(false);
+        }
+        if let Err(spent) = self.held.grow(desired.saturating_sub(current)) {
+            self.spent = Some(spent);
             return Ok(false);
         }
         Ok(true)
@@ -141,11 +155,9 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Time the plugin's own code has run in this call: wall time less the time
-/// spent waiting in host imports (HTTP has its own timeout).
+/// The call's deadline against the CPU time its code has used.
 pub(crate) struct CpuClock {
-    started: Instant,
-    in_host: Duration,
+    pub meter: Arc<CpuMeter>,
     pub deadline: Duration,
     pub expired: bool,
 }
@@ -153,22 +165,64 @@ pub(crate) struct CpuClock {
 impl CpuClock {
     fn new(deadline: Duration) -> Self {
         CpuClock {
-            started: Instant::now(),
-            in_host: Duration::ZERO,
+            meter: Arc::new(CpuMeter::default()),
             deadline,
             expired: false,
         }
     }
 
     /// Whether the plugin has used up its deadline; remembers it when so.
+    /// Called on the thread running the call.
     pub fn check(&mut self) -> bool {
-        let used = self.started.elapsed().saturating_sub(self.in_host);
-        self.expired |= used >= self.deadline;
+        self.expired |= self.meter.used() >= self.deadline;
         self.expired
     }
+}
 
-    /// Adds time spent waiting in a host import.
-    pub fn add_host_time(&mut self, spent: Duration) {
-        self.in_host += spent;
+/// CPU time a call has used: the thread's CPU time across each poll of the
+/// call's future ([`CpuMeter::poll`]), so time waiting on the host (HTTP,
+/// sleeps) or for a free thread on a busy machine does not count.
+#[derive(Debug, Default)]
+pub(crate) struct CpuMeter {
+    /// Nanoseconds used in the polls that ended.
+    used: AtomicU64,
+    /// The thread's CPU time when the poll under way started; 0 between polls.
+    poll_started: AtomicU64,
+}
+
+impl CpuMeter {
+    /// Polls `future` once, counting the CPU time the poll takes.
+    pub fn poll<F: Future>(&self, future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let started = thread_cpu_ns().max(1);
+        self.poll_started.store(started, Ordering::Relaxed);
+        let polled = future.poll(cx);
+        self.poll_started.store(0, Ordering::Relaxed);
+        let spent = thread_cpu_ns().saturating_sub(started);
+        self.used.fetch_add(spent, Ordering::Relaxed);
+        polled
     }
+
+    /// CPU time used so far; when called during a poll, on the polling
+    /// thread, the poll's time so far is included.
+    pub fn used(&self) -> Duration {
+        let mut used = self.used.load(Ordering::Relaxed);
+        let started = self.poll_started.load(Ordering::Relaxed);
+        if started != 0 {
+            used += thread_cpu_ns().saturating_sub(started);
+        }
+        Duration::from_nanos(used)
+    }
+}
+
+/// The CPU time this thread has used, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant
+    // every Linux has.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    debug_assert_eq!(read, 0, "the thread's CPU clock is readable");
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
 }

@@ -69,7 +69,7 @@ impl Plugins {
         organisation: u64,
         wasm: &[u8],
     ) -> Result<Arc<Plugin>, LoadError> {
-        let plugin = self.runtime.load_upload(wasm).await?;
+        let plugin = self.runtime.load_upload(wasm, organisation).await?;
         let m = plugin.manifest();
         let granted = store
             .plugin_hosts(organisation, m.kind.as_str(), &m.name)
@@ -116,6 +116,7 @@ impl Plugins {
     /// What `organisation` can use.
     pub fn of(&self, organisation: u64) -> OrganisationPlugins<'_> {
         OrganisationPlugins {
+            organisation,
             builtins: self.builtins(),
             own: self.uploaded(organisation),
         }
@@ -132,6 +133,7 @@ fn host_patterns(hosts: &[String]) -> Vec<HostPattern> {
 
 /// The built-ins and one organisation's uploads, resolved together.
 pub struct OrganisationPlugins<'a> {
+    organisation: u64,
     builtins: &'a Catalog,
     own: Arc<Catalog>,
 }
@@ -170,5 +172,9 @@ impl OrganisationPlugins<'_> {
 impl NodeTypes for OrganisationPlugins<'_> {
     fn resolve(&self, name: &str, requirement: &VersionReq) -> Result<Arc<Plugin>, ResolveError> {
         OrganisationPlugins::resolve(self, Kind::NodeType, name, requirement)
+    }
+
+    fn tenant(&self) -> Option<u64> {
+        Some(self.organisation)
     }
 }

@@ -8,7 +8,9 @@
 //! lost nor run twice. Deleting a ready release deletes its image from the
 //! registry (`deleting`, then `deleted`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use semver::Version;
 use serde::Serialize;
@@ -24,7 +26,7 @@ use crate::packaging::flow::FlowDocument;
 use crate::registry::Registry;
 use crate::registry::push::Deleted;
 use crate::server::AppState;
-use crate::store::{LayerInfo, Release, ReleaseImage, Stage, Status, StoreError, now_ms};
+use crate::store::{LayerInfo, Queued, Release, ReleaseImage, Stage, Status, StoreError, now_ms};
 
 /// A change of a release, as the event stream sends it.
 #[derive(Debug, Clone, Serialize)]
@@ -188,35 +190,99 @@ pub fn recover(state: &Arc<AppState>) -> Result<usize, StoreError> {
     Ok(requeued)
 }
 
-/// Works the queue until the process ends.
+/// Works the queue until the process ends. Each free slot goes to the
+/// oldest release of the organisation with the fewest releases running, so
+/// one organisation's backlog delays another's release by one release at
+/// most.
 pub async fn run(state: Arc<AppState>) {
     let permits = Arc::new(Semaphore::new(state.releases.concurrency));
+    let running = Arc::new(Running::default());
     loop {
-        let queued = match state.store.queued_releases() {
-            Ok(queued) => queued,
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let next = match state.store.queue() {
+            Ok(queue) => running.fairest(&queue),
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the release queue");
+                None
+            }
+        };
+        let Some(next) = next else {
+            drop(permit);
+            state.releases.wake.notified().await;
+            continue;
+        };
+        let mut release = match state.store.release(next.id) {
+            Ok(Some(release)) if release.status.is_waiting() => release,
+            Ok(_) => {
+                // An entry the release no longer backs: not to be picked again.
+                if let Err(err) = state.store.unqueue(next.id) {
+                    tracing::error!(error = %err, release = next.id, "cannot unqueue a release");
+                }
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, release = next.id, "cannot read a queued release");
+                drop(permit);
                 state.releases.wake.notified().await;
                 continue;
             }
         };
-        for mut release in queued {
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
-            // The registry as it is now: a later change applies to later releases.
-            let registry = registry_of(&state, release.organisation);
-            // Claimed here, by the one dispatcher: no release runs twice.
-            match enter(&state, &mut release, Status::Packaging, "packaging") {
-                Ok(()) => {}
-                Err(_) => continue,
+        // The registry as it is now: a later change applies to later releases.
+        let registry = registry_of(&state, release.organisation);
+        // Claimed here, by the one dispatcher: no release runs twice.
+        match enter(&state, &mut release, Status::Packaging, "packaging") {
+            Ok(()) => {}
+            Err(Stopped::Deleted) => continue,
+            Err(Stopped::Unrecorded) => {
+                // Logged; the store may recover, so try again a little later.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            let state = state.clone();
-            tokio::spawn(async move {
-                build(&state, release, registry).await;
-                drop(permit);
-                state.releases.wake();
-            });
         }
-        state.releases.wake.notified().await;
+        let organisation = release.organisation;
+        running.add(organisation);
+        let state = state.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            build(&state, release, registry).await;
+            running.remove(organisation);
+            drop(permit);
+            state.releases.wake();
+        });
+    }
+}
+
+/// How many releases each organisation has running.
+#[derive(Debug, Default)]
+struct Running(Mutex<HashMap<u64, usize>>);
+
+impl Running {
+    /// The oldest queued release of the organisation running the fewest.
+    fn fairest(&self, queue: &[Queued]) -> Option<Queued> {
+        let running = self.0.lock().expect("running lock");
+        queue
+            .iter()
+            .min_by_key(|q| (running.get(&q.organisation).copied().unwrap_or(0), q.id))
+            .copied()
+    }
+
+    fn add(&self, organisation: u64) {
+        *self
+            .0
+            .lock()
+            .expect("running lock")
+            .entry(organisation)
+            .or_default() += 1;
+    }
+
+    fn remove(&self, organisation: u64) {
+        let mut running = self.0.lock().expect("running lock");
+        if let Some(count) = running.get_mut(&organisation) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&organisation);
+            }
+        }
     }
 }
 

@@ -120,8 +120,8 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &crate::bindings::node::NodeTypePre<crate::state::CallState>,
 ) -> Result<crate::plugin::Description, CallError> {
-    let wall = session.wall;
-    let result = within(wall, async {
+    let bounds = session.bounds();
+    let result = within(bounds, async {
         let instance = pre.instantiate_async(&mut session.store).await?;
         instance
             .slipway_plugin_node()
@@ -177,8 +177,8 @@ impl Plugin {
         let pre = self.node_pre("validate")?;
         let mut session = self.session(context, "validate").await;
         let config = config.to_string();
-        let wall = session.wall;
-        let result = within(wall, async {
+        let bounds = session.bounds();
+        let result = within(bounds, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()
@@ -198,8 +198,8 @@ impl Plugin {
         let pre = self.node_pre("translate")?;
         let mut session = self.session(context, "translate").await;
         let config = config.to_string();
-        let wall = session.wall;
-        let result = within(wall, async {
+        let bounds = session.bounds();
+        let result = within(bounds, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()
@@ -231,8 +231,8 @@ impl Plugin {
         let mut session = self.session(context, "invoke").await;
         let input = types::Message::from(input);
         let node = node.to_owned();
-        let wall = session.wall;
-        let result = within(wall, async {
+        let bounds = session.bounds();
+        let result = within(bounds, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             instance
                 .slipway_plugin_node()

@@ -122,8 +122,8 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &RegistryAdapterPre<CallState>,
 ) -> Result<Description, CallError> {
-    let wall = session.wall;
-    let result = within(wall, async {
+    let bounds = session.bounds();
+    let result = within(bounds, async {
         let instance = pre.instantiate_async(&mut session.store).await?;
         instance
             .slipway_plugin_registry()
@@ -148,8 +148,8 @@ macro_rules! registry_call {
             _ => return Err($plugin.wrong_kind($name)),
         };
         let mut session = $plugin.session($context, $name).await;
-        let wall = session.wall;
-        let result = within(wall, async {
+        let bounds = session.bounds();
+        let result = within(bounds, async {
             let instance = pre.instantiate_async(&mut session.store).await?;
             let $guest = instance.slipway_plugin_registry();
             let $store = &mut session.store;

@@ -45,6 +45,11 @@ pub trait Canvases: Sync {
 pub trait NodeTypes: Sync {
     /// The node type `name` at the highest version matching `requirement`.
     fn resolve(&self, name: &str, requirement: &VersionReq) -> Result<Arc<Plugin>, ResolveError>;
+
+    /// Whom the plugins' calls are for (see [`CallContext::tenant`]).
+    fn tenant(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl NodeTypes for Catalog {
@@ -232,7 +237,10 @@ impl<'a> Packager<'a> {
                 }
             }
 
-            let context = CallContext::default();
+            let context = CallContext {
+                tenant: self.node_types.tenant(),
+                ..CallContext::default()
+            };
             let mut placed: BTreeMap<&str, Placed> = BTreeMap::new();
             for (i, node) in canvas.nodes.iter().enumerate() {
                 let full_id = format!("{prefix}{}", node.id);

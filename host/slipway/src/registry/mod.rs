@@ -218,6 +218,7 @@ impl Registry {
             secrets: Arc::new(self.settings.secrets.clone()),
             allowed_hosts: Some(hosts.into()),
             cache: Some(self.cache.clone()),
+            tenant: Some(self.organisation),
         }
     }
 

@@ -169,6 +169,15 @@ pub struct LayerInfo {
     pub size: u64,
 }
 
+/// A release waiting in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// The release.
+    pub id: u64,
+    /// Its organisation.
+    pub organisation: u64,
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -237,7 +246,7 @@ impl Store {
                 }
                 releases.insert(&id, value.as_slice())?;
                 if queued {
-                    queue.insert(&id, &[])?;
+                    queue.insert(&id, &release.organisation.to_be_bytes())?;
                 } else {
                     queue.remove(&id)?;
                 }
@@ -267,6 +276,32 @@ impl Store {
             }
         }
         Ok(queued)
+    }
+
+    /// The queue, oldest first, without reading the releases (the queue
+    /// index holds each one's organisation; an entry from before it did is
+    /// read from the release).
+    pub fn queue(&self) -> Result<Vec<Queued>, StoreError> {
+        let mut queued = Vec::new();
+        for entry in self.queue.iter() {
+            let (id, organisation) = entry?;
+            let organisation = match <[u8; 8]>::try_from(organisation.as_ref()) {
+                Ok(bytes) => u64::from_be_bytes(bytes),
+                Err(_) => match self.releases.get(&id)? {
+                    Some(bytes) => decode::<Release>("releases", &bytes)?.organisation,
+                    None => continue,
+                },
+            };
+            let id = u64::from_be_bytes(id.as_ref().try_into().expect("8-byte release keys"));
+            queued.push(Queued { id, organisation });
+        }
+        Ok(queued)
+    }
+
+    /// Takes `id` off the queue, whatever its release says.
+    pub fn unqueue(&self, id: u64) -> Result<(), StoreError> {
+        self.queue.remove(key(id))?;
+        Ok(())
     }
 
     /// Queues packaged releases again, now that releases go on to an image

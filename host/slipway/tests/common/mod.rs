@@ -44,11 +44,23 @@ pub fn state_with(store: Store, config: &Config) -> Arc<AppState> {
 
 /// The same, with plugins reaching what `egress` allows.
 pub fn state_reaching(store: Store, config: &Config, egress: Egress) -> Arc<AppState> {
+    state_on(
+        store,
+        config,
+        RuntimeConfig {
+            egress,
+            ..RuntimeConfig::default()
+        },
+    )
+}
+
+/// The same, its plugin runtime set up as `runtime` says (with the tests'
+/// code cache).
+pub fn state_on(store: Store, config: &Config, runtime: RuntimeConfig) -> Arc<AppState> {
     log_to_test_output();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("code-cache")),
-        egress,
-        ..RuntimeConfig::default()
+        ..runtime
     })
     .unwrap();
     AppState::new(store, runtime, config)

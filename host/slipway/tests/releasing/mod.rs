@@ -51,6 +51,15 @@ impl Releaser {
 
     /// The same, reaching what `egress` allows.
     pub async fn start_reaching(egress: slipway_runtime::Egress) -> Releaser {
+        Releaser::start_on(slipway_runtime::RuntimeConfig {
+            egress,
+            ..slipway_runtime::RuntimeConfig::default()
+        })
+        .await
+    }
+
+    /// The same, its plugin runtime set up as `runtime` says.
+    pub async fn start_on(runtime: slipway_runtime::RuntimeConfig) -> Releaser {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let made = store.bootstrap("acme", None).unwrap().unwrap();
@@ -69,7 +78,7 @@ impl Releaser {
             ),
             ..Config::default()
         };
-        let state = common::state_reaching(store, &config, egress);
+        let state = common::state_on(store, &config, runtime);
         tokio::spawn(state.clone().start());
         let deadline = Instant::now() + Duration::from_secs(120);
         while common::call(&state, "GET", "/readyz", None, "", "").await.0 != 200 {
