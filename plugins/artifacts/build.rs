@@ -31,6 +31,7 @@ const TEST_GUESTS: &[&str] = &[
     "greeter-v2",
     "prober",
     "impostor",
+    "registry-fixed-v2",
 ];
 const TARGET: &str = "wasm32-wasip2";
 

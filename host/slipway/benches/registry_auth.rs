@@ -100,6 +100,7 @@ impl Bench {
         let stored = StoredRegistry {
             settings,
             resolved: None,
+            code: None,
             changed_by: "bench".into(),
             changed_ms: now_ms(),
         };

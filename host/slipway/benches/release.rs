@@ -80,6 +80,7 @@ impl Bench {
                 &StoredRegistry {
                     settings,
                     resolved: None,
+                    code: None,
                     changed_by: "bench".into(),
                     changed_ms: now_ms(),
                 },

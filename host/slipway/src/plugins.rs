@@ -167,6 +167,11 @@ impl OrganisationPlugins<'_> {
     pub fn own(&self) -> &Catalog {
         &self.own
     }
+
+    /// Whether `plugin` is one of the organisation's uploads.
+    pub fn is_own(&self, plugin: &Arc<Plugin>) -> bool {
+        self.own.list().iter().any(|own| Arc::ptr_eq(own, plugin))
+    }
 }
 
 impl NodeTypes for OrganisationPlugins<'_> {

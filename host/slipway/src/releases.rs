@@ -26,7 +26,10 @@ use crate::packaging::flow::FlowDocument;
 use crate::registry::Registry;
 use crate::registry::push::Deleted;
 use crate::server::AppState;
-use crate::store::{LayerInfo, Queued, Release, ReleaseImage, Stage, Status, StoreError, now_ms};
+use crate::store::{
+    LayerInfo, Origin, Queued, Release, ReleaseImage, Stage, Status, StoreError, StoredRegistry,
+    now_ms,
+};
 
 /// A change of a release, as the event stream sends it.
 #[derive(Debug, Clone, Serialize)]
@@ -286,7 +289,17 @@ impl Running {
     }
 }
 
+/// Who a registry change is recorded as when the server's own built-in
+/// adapter changed under the settings.
+pub const SERVER: &str = "server";
+
 /// The organisation's registry adapter, or why there is none to use.
+///
+/// The secrets go to the adapter code the registry was set with (its
+/// version, sha256 and origin). When the settings now resolve to other code
+/// (a new server's built-in, or a newer upload), a built-in is followed and
+/// the change recorded; an upload is refused until an org-admin sets the
+/// registry again. Registries from the configuration file are not pinned.
 fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> {
     let stored = state
         .store
@@ -296,7 +309,33 @@ fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> 
             "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
                 .to_string()
         })?;
-    state.registry(organisation, stored.settings)
+    let registry = state.registry(organisation, stored.settings.clone())?;
+    let (Some(pinned), Some(code)) = (&stored.resolved, &stored.code) else {
+        return Ok(registry);
+    };
+    let now = (registry.adapter(), registry.code());
+    if (&now.0, &now.1) == (pinned, code) {
+        return Ok(registry);
+    }
+    if now.1.origin == Origin::Upload {
+        return Err(format!(
+            "the registry adapter now resolves to `{}` (uploaded, sha256 {}), not to `{pinned}` (sha256 {}) the registry was set with: an org-admin sets the registry again to use it",
+            now.0, now.1.sha256, code.sha256
+        ));
+    }
+    tracing::info!(organisation, from = %pinned, to = %now.0, "the built-in registry adapter changed; recorded as a registry change");
+    let changed = StoredRegistry {
+        resolved: Some(now.0),
+        code: Some(now.1),
+        changed_by: SERVER.into(),
+        changed_ms: now_ms(),
+        ..stored
+    };
+    state
+        .store
+        .put_registry(organisation, &changed)
+        .map_err(|e| e.to_string())?;
+    Ok(registry)
 }
 
 /// Why work on a release stops before its end.

@@ -106,6 +106,7 @@ impl AppState {
                 &StoredRegistry {
                     settings: settings.clone(),
                     resolved: None,
+                    code: None,
                     changed_by: CONFIGURATION.into(),
                     changed_ms: crate::store::now_ms(),
                 },

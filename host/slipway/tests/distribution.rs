@@ -1158,3 +1158,88 @@ async fn the_server_pushes_to_no_internal_address_the_operator_did_not_allow() {
     );
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_secrets_go_only_to_the_adapter_code_they_were_set_with() {
+    let registry = TestRegistry::htpasswd(USER, PASSWORD);
+    let server = Hostile::start().await;
+    let upload = async |guest: &str| {
+        let wasm = std::fs::read(slipway_plugin_artifacts::test_guest(guest).unwrap()).unwrap();
+        let (status, body) = common::call(
+            &server.state,
+            "POST",
+            "/api/v1/plugins",
+            Some(&server.admin),
+            "application/wasm",
+            wasm,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    };
+    let fixed = json!({"adapter": "registry-fixed", "version": "^1",
+        "settings": {"registry": registry.address, "prefix": "flows", "username": USER},
+        "secrets": {"password": PASSWORD}});
+    let changes = async || {
+        let (status, changes) = server
+            .call("GET", "/api/v1/registry/changes", Value::Null)
+            .await;
+        assert_eq!(status, 200);
+        changes.as_array().unwrap().clone()
+    };
+
+    upload("registry-fixed").await;
+    let (status, body) = server.call("PUT", "/api/v1/registry", fixed.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.release("orders").await["status"], "ready");
+    let set = changes().await;
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0]["to"]["resolved"], "registry-fixed@1.0.0");
+    assert_eq!(set[0]["to"]["code"]["origin"], "upload");
+
+    // A newer upload matches `^1`, but the secrets are not handed to it.
+    upload("registry-fixed-v2").await;
+    let release = server.release("orders").await;
+    assert_eq!(release["status"], "failed", "{release}");
+    let error = release["error"].as_str().unwrap();
+    assert!(
+        error.contains("now resolves to `registry-fixed@1.1.0` (uploaded")
+            && error.contains("an org-admin sets the registry again"),
+        "{error}"
+    );
+    assert_eq!(changes().await.len(), 1);
+
+    // An org-admin setting the registry again is the recorded change.
+    let (status, body) = server.call("PUT", "/api/v1/registry", fixed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.release("orders").await["status"], "ready");
+    let set = changes().await;
+    assert_eq!(set.len(), 2);
+    assert_eq!(set[1]["from"]["resolved"], "registry-fixed@1.0.0");
+    assert_eq!(set[1]["to"]["resolved"], "registry-fixed@1.1.0");
+
+    // A built-in whose code changed under the settings (a new server) is
+    // followed, and the change recorded as the server's.
+    server.set_registry(&registry.address, PASSWORD).await;
+    let organisation = server
+        .state
+        .store
+        .organisation_named("acme")
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut stored = server.state.store.registry(organisation).unwrap().unwrap();
+    let sha256 = stored.code.as_ref().unwrap().sha256.clone();
+    stored.code.as_mut().unwrap().sha256 = "0".repeat(64);
+    server
+        .state
+        .store
+        .put_registry(organisation, &stored)
+        .unwrap();
+    assert_eq!(server.release("orders").await["status"], "ready");
+    let set = changes().await;
+    let last = set.last().unwrap();
+    assert_eq!(last["by"], "server");
+    assert_eq!(last["from"]["code"]["sha256"], "0".repeat(64));
+    assert_eq!(last["to"]["code"]["sha256"], sha256);
+    assert_eq!(last["to"]["code"]["origin"], "built-in");
+}

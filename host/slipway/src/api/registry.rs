@@ -165,6 +165,7 @@ pub(super) async fn set(
     let stored = StoredRegistry {
         settings,
         resolved: Some(registry.adapter()),
+        code: Some(registry.code()),
         changed_by: principal.user.name.clone(),
         changed_ms: now_ms(),
     };

@@ -19,6 +19,7 @@ use slipway_runtime::{CacheScope, CallContext, Egress, HostPattern, Kind, Plugin
 
 use crate::image;
 use crate::plugins::OrganisationPlugins;
+use crate::store::{AdapterCode, Origin};
 use push::{BlobOutcome, CredentialSource, Deleted, Push, PushError};
 
 /// An organisation's registry, as an org-admin (or the configuration file) set it.
@@ -67,6 +68,7 @@ fn empty_object() -> serde_json::Value {
 #[derive(Clone)]
 pub struct Registry {
     plugin: Arc<Plugin>,
+    origin: Origin,
     /// Whose pushes these are.
     organisation: u64,
     settings: Arc<RegistrySettings>,
@@ -182,8 +184,14 @@ impl Registry {
         scope.update(plugin.id());
         scope.update(serde_json::to_vec(&*settings).expect("settings serialize"));
         let cache = cache.scope(hex::encode(scope.finalize()));
+        let origin = if plugins.is_own(&plugin) {
+            Origin::Upload
+        } else {
+            Origin::BuiltIn
+        };
         Ok(Registry {
             plugin,
+            origin,
             organisation,
             settings,
             cache,
@@ -198,6 +206,14 @@ impl Registry {
     /// `name@version` of the adapter.
     pub fn adapter(&self) -> String {
         self.plugin.id().to_string()
+    }
+
+    /// Which code the adapter is.
+    pub fn code(&self) -> AdapterCode {
+        AdapterCode {
+            sha256: self.plugin.sha256().to_string(),
+            origin: self.origin,
+        }
     }
 
     /// The grants of a call: the settings and secrets, and HTTP to the

@@ -21,7 +21,7 @@ use sled::transaction::TransactionError;
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use plugins::StoredPlugin;
-pub use registries::{RegistryChangeRecord, RegistryChoice, StoredRegistry};
+pub use registries::{AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry};
 pub use releases::{LayerInfo, LogLine, Queued, Release, ReleaseImage, Stage, Status, now_ms};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};

@@ -17,7 +17,11 @@ pub struct StoredRegistry {
     /// (unknown for settings from the configuration file).
     #[serde(default)]
     pub resolved: Option<String>,
-    /// Who set them: a user name, or `configuration` for the file.
+    /// That adapter's code: its sha256 and origin. With `resolved`, the pin
+    /// the secrets go to; see `releases::registry_of`.
+    #[serde(default)]
+    pub code: Option<AdapterCode>,
+    /// Who set them: a user name, `configuration` for the file, or `server`.
     pub changed_by: String,
     /// When, in ms since the Unix epoch.
     pub changed_ms: u64,
@@ -27,7 +31,8 @@ pub struct StoredRegistry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct RegistryChangeRecord {
-    /// A user name, or `configuration`.
+    /// A user name, `configuration`, or `server` when the server's built-in
+    /// adapter changed under the settings.
     pub by: String,
     /// When, in ms since the Unix epoch.
     pub at_ms: u64,
@@ -47,6 +52,8 @@ pub struct RegistryChoice {
     pub version: String,
     /// The version it resolved to, `name@version`, when known.
     pub resolved: Option<String>,
+    /// That version's code, when known.
+    pub code: Option<AdapterCode>,
     /// The adapter's settings.
     pub settings: serde_json::Value,
     /// The names of the secrets granted.
@@ -60,10 +67,31 @@ impl From<&StoredRegistry> for RegistryChoice {
             adapter: settings.adapter.clone(),
             version: settings.version.to_string(),
             resolved: stored.resolved.clone(),
+            code: stored.code.clone(),
             settings: settings.settings.clone(),
             secrets: settings.secrets.keys().cloned().collect(),
         }
     }
+}
+
+/// Which code an adapter version is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct AdapterCode {
+    /// The component's sha256, hex.
+    pub sha256: String,
+    /// Who installed it.
+    pub origin: Origin,
+}
+
+/// Who installed a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The operator: it came with the server.
+    BuiltIn,
+    /// An org-admin uploaded it.
+    Upload,
 }
 
 /// What a registry secret is sealed to: its organisation and name.

@@ -63,4 +63,8 @@ impl RegistryAdapter for Fixed {
     }
 }
 
-slipway_sdk::export_registry_adapter!(Fixed, manifest: r#"secrets = ["password"]"#);
+slipway_sdk::export_registry_adapter!(
+    Fixed,
+    name: "registry-fixed",
+    manifest: r#"secrets = ["password"]"#
+);
