@@ -48,12 +48,14 @@ impl Default for ConnectionLimits {
 
 /// Serves `router` on `listener` within `limits` until `stop` completes;
 /// then stops accepting, lets each connection finish the request it is on,
-/// and returns when every connection has closed.
+/// and returns when every connection has closed, or once `drain` has passed
+/// (a streamed answer, such as a release's events, may never end).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     stop: impl Future<Output = ()> + Send,
+    drain: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closed) = watch::channel(false);
@@ -87,7 +89,9 @@ pub async fn serve(
                 limits.request_timeout,
             )
         });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         let mut closed = closed.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -103,7 +107,15 @@ pub async fn serve(
     drop(listener);
     let _ = closing.send(true);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    if tokio::time::timeout(drain, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = limits.max_connections - slots.available_permits(),
+            "stopped: the drain time ran out with connections still open"
+        );
+    }
 }
 
 /// `router`'s answer to `request`, or a 503 when it takes longer than `limit`.

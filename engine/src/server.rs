@@ -310,9 +310,15 @@ pub async fn serve(
 ) -> Stopped {
     let (stopping, mut stopped) = watch::channel(false);
     let mut graceful = stopped.clone();
-    let server = connections::serve(listener, engine.router(), limits, async move {
-        let _ = graceful.wait_for(|s| *s).await;
-    });
+    let server = connections::serve(
+        listener,
+        engine.router(),
+        limits,
+        async move {
+            let _ = graceful.wait_for(|s| *s).await;
+        },
+        drain,
+    );
     let signalled = engine.clone();
     tokio::spawn(async move {
         stop.await;

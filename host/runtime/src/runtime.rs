@@ -361,10 +361,15 @@ fn incompatible(kind: crate::manifest::Kind, err: &wasmtime::Error) -> LoadFailu
 fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.max_concurrent_calls + 16;
     let mut pool = PoolingAllocationConfig::default();
+    // Per component at most what the totals give each slot, so no tenant's
+    // calls can take more of the pool than their slots' part.
     pool.total_component_instances(slots)
         .total_core_instances(slots * 8)
+        .max_core_instances_per_component(8)
         .total_memories(slots * 2)
+        .max_memories_per_component(2)
         .total_tables(slots * 4)
+        .max_tables_per_component(4)
         .total_stacks(slots)
         .max_memory_size((config.max_memory_mib as usize) << 20)
         .linear_memory_keep_resident(KEEP_RESIDENT)

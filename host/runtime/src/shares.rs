@@ -143,6 +143,16 @@ impl Held {
         self.bytes += bytes;
         Ok(())
     }
+
+    /// Gives `bytes` of the call's memory back.
+    pub fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.memory.give(bytes);
+        if let Some(tenant) = &self.tenant {
+            tenant.memory.give(bytes);
+        }
+        self.bytes -= bytes;
+    }
 }
 
 impl Drop for Held {
@@ -182,5 +192,8 @@ mod tests {
         drop(a);
         let mut c = shares.take(Some(1)).await;
         assert_eq!(c.grow(50), Ok(()), "the first call's memory came back");
+        b.shrink(50);
+        c.shrink(50);
+        assert_eq!(c.grow(60), Ok(()), "what was given back is there again");
     }
 }

@@ -73,6 +73,7 @@ impl CallState {
                 cap: limits.memory_bytes,
                 hit: false,
                 held,
+                growing: 0,
                 spent: None,
             },
             clock: CpuClock::new(limits.deadline),
@@ -124,6 +125,8 @@ pub(crate) struct MemoryLimiter {
     cap: usize,
     pub hit: bool,
     held: Held,
+    /// What the growth under way took from the budgets.
+    growing: usize,
     pub spent: Option<Spent>,
 }
 
@@ -132,17 +135,29 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.hit = true;
             return Ok(false);
         }
-        if let Err(spent) = self.held.grow(desired.saturating_sub(current)) {
+        // Past the memory's own maximum the growth fails anyway: nothing is taken.
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current);
+        if let Err(spent) = self.held.grow(more) {
             self.spent = Some(spent);
             return Ok(false);
         }
+        self.growing = more;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Granted above, but not had: given back.
+        self.held.shrink(std::mem::take(&mut self.growing));
+        Ok(())
     }
 
     fn table_growing(

@@ -25,7 +25,7 @@ use crate::packaging::canvas::SubflowRef;
 use crate::packaging::flow::FlowDocument;
 use crate::registry::Registry;
 use crate::registry::push::Deleted;
-use crate::server::AppState;
+use crate::server::{AppState, CONFIGURATION};
 use crate::store::{
     LayerInfo, Origin, Queued, Release, ReleaseImage, Stage, Status, StoreError, StoredRegistry,
     now_ms,
@@ -80,13 +80,18 @@ impl ReleaseQueue {
         message: &str,
     ) -> Result<(), StoreError> {
         state.store.put_release(release)?;
+        self.publish(release, message);
+        Ok(())
+    }
+
+    /// Publishes a change of `release` already stored.
+    pub fn publish(&self, release: &Release, message: &str) {
         let _ = self.events.send(ReleaseEvent {
             id: release.id,
             organisation: release.organisation,
             status: release.status,
             message: message.to_string(),
         });
-        Ok(())
     }
 }
 
@@ -220,6 +225,7 @@ pub async fn run(state: Arc<AppState>) {
                 // An entry the release no longer backs: not to be picked again.
                 if let Err(err) = state.store.unqueue(next.id) {
                     tracing::error!(error = %err, release = next.id, "cannot unqueue a release");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 continue;
             }
@@ -242,16 +248,33 @@ pub async fn run(state: Arc<AppState>) {
                 continue;
             }
         }
-        let organisation = release.organisation;
-        running.add(organisation);
-        let state = state.clone();
-        let running = running.clone();
+        let slot = Slot {
+            running: running.clone(),
+            organisation: release.organisation,
+            state: state.clone(),
+            _permit: permit,
+        };
+        running.add(slot.organisation);
         tokio::spawn(async move {
-            build(&state, release, registry).await;
-            running.remove(organisation);
-            drop(permit);
-            state.releases.wake();
+            build(&slot.state, release, registry).await;
+            drop(slot);
         });
+    }
+}
+
+/// A running release's hold on a slot: given back, and the dispatcher woken,
+/// however the release ends (a panic included).
+struct Slot {
+    running: Arc<Running>,
+    organisation: u64,
+    state: Arc<AppState>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.remove(self.organisation);
+        self.state.releases.wake();
     }
 }
 
@@ -299,7 +322,9 @@ pub const SERVER: &str = "server";
 /// version, sha256 and origin). When the settings now resolve to other code
 /// (a new server's built-in, or a newer upload), a built-in is followed and
 /// the change recorded; an upload is refused until an org-admin sets the
-/// registry again. Registries from the configuration file are not pinned.
+/// registry again. A registry set before pins were kept is pinned at its
+/// first use; one from the configuration file is the operator's and is not
+/// pinned.
 fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> {
     let stored = state
         .store
@@ -310,20 +335,23 @@ fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> 
                 .to_string()
         })?;
     let registry = state.registry(organisation, stored.settings.clone())?;
-    let (Some(pinned), Some(code)) = (&stored.resolved, &stored.code) else {
-        return Ok(registry);
-    };
     let now = (registry.adapter(), registry.code());
-    if (&now.0, &now.1) == (pinned, code) {
-        return Ok(registry);
+    match (&stored.resolved, &stored.code) {
+        _ if stored.changed_by == CONFIGURATION => return Ok(registry),
+        (Some(pinned), Some(code)) if (&now.0, &now.1) == (pinned, code) => return Ok(registry),
+        (Some(pinned), Some(code)) if now.1.origin == Origin::Upload => {
+            return Err(format!(
+                "the registry adapter now resolves to `{}` (uploaded, sha256 {}), not to `{pinned}` (sha256 {}) the registry was set with: an org-admin sets the registry again to use it",
+                now.0, now.1.sha256, code.sha256
+            ));
+        }
+        (Some(pinned), Some(_)) => {
+            tracing::info!(organisation, from = %pinned, to = %now.0, "the built-in registry adapter changed; recorded as a registry change");
+        }
+        _ => {
+            tracing::info!(organisation, adapter = %now.0, "the registry is pinned to its adapter's code at its first use")
+        }
     }
-    if now.1.origin == Origin::Upload {
-        return Err(format!(
-            "the registry adapter now resolves to `{}` (uploaded, sha256 {}), not to `{pinned}` (sha256 {}) the registry was set with: an org-admin sets the registry again to use it",
-            now.0, now.1.sha256, code.sha256
-        ));
-    }
-    tracing::info!(organisation, from = %pinned, to = %now.0, "the built-in registry adapter changed; recorded as a registry change");
     let changed = StoredRegistry {
         resolved: Some(now.0),
         code: Some(now.1),

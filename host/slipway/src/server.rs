@@ -175,8 +175,12 @@ impl AppState {
     }
 }
 
+/// How long a stopping server waits for requests in flight (an event
+/// stream may never end).
+pub const DRAIN: Duration = Duration::from_secs(10);
+
 /// Runs the server until `shutdown` completes, then finishes requests in
-/// flight and flushes the database.
+/// flight (for at most [`DRAIN`]) and flushes the database.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -227,6 +231,7 @@ pub async fn serve(
         router(state),
         config.connection_limits(),
         shutdown,
+        DRAIN,
     )
     .await;
     store.flush()?;

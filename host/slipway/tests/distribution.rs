@@ -1242,4 +1242,19 @@ async fn the_registry_secrets_go_only_to_the_adapter_code_they_were_set_with() {
     assert_eq!(last["from"]["code"]["sha256"], "0".repeat(64));
     assert_eq!(last["to"]["code"]["sha256"], sha256);
     assert_eq!(last["to"]["code"]["origin"], "built-in");
+
+    // A registry set before pins were kept is pinned at its first use.
+    let mut unpinned = server.state.store.registry(organisation).unwrap().unwrap();
+    (unpinned.resolved, unpinned.code) = (None, None);
+    server
+        .state
+        .store
+        .put_registry(organisation, &unpinned)
+        .unwrap();
+    assert_eq!(server.release("orders").await["status"], "ready");
+    let set = changes().await;
+    let last = set.last().unwrap();
+    assert_eq!(last["by"], "server");
+    assert_eq!(last["from"]["code"], Value::Null);
+    assert_eq!(last["to"]["code"]["sha256"], sha256);
 }
