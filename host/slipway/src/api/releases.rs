@@ -177,26 +177,20 @@ pub(super) async fn remove(
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
-    let mut release = visible(&state, &principal, id)?;
-    if release.status.is_deleted() {
+    visible(&state, &principal, id)?;
+    let note = format!("deletion asked by {}", principal.user.name);
+    let Some(release) = state
+        .store
+        .start_deletion(id, &note)
+        .map_err(ApiError::internal)?
+    else {
         return Ok(StatusCode::NO_CONTENT);
-    }
-    if release.image.is_some() {
-        release.status = Status::Deleting;
-        release.note(format!("deleting, asked by {}", principal.user.name));
-        state
-            .releases
-            .record(&state, &release, "deleting")
-            .map_err(ApiError::internal)?;
+    };
+    state.releases.publish(&release, release.status.as_str());
+    if release.status == Status::Deleting {
         tokio::spawn(crate::releases::delete_image(state.clone(), release));
         return Ok(StatusCode::ACCEPTED);
     }
-    release.status = Status::Deleted;
-    release.note(format!("deleted by {}", principal.user.name));
-    state
-        .releases
-        .record(&state, &release, "deleted")
-        .map_err(ApiError::internal)?;
     crate::releases::unpin(&state, &release);
     Ok(StatusCode::NO_CONTENT)
 }

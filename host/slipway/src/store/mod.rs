@@ -308,6 +308,46 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_starts_from_the_release_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut release = store.create_release(1, "orders", 1).unwrap();
+        release.status = Status::Distributing;
+        store.put_release(&release).unwrap();
+        // What a DELETE read, then the worker made it `ready` with an image.
+        let stale = store.release(release.id).unwrap().unwrap();
+        release.status = Status::Ready;
+        release.image = Some(ReleaseImage {
+            reference: "registry.example/flows/orders:v1".into(),
+            digest: "sha256:00".into(),
+            registry: "registry.example".into(),
+            repository: "flows/orders".into(),
+            tag: "v1".into(),
+            adapter: "distribution@1.0.0".into(),
+            layers: Vec::new(),
+            push: crate::registry::PushReport::default(),
+        });
+        store.put_release(&release).unwrap();
+        assert!(stale.image.is_none());
+        let deleting = store
+            .start_deletion(release.id, "deletion asked by ada")
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleting.status, Status::Deleting, "its image is to go");
+        assert_eq!(deleting.image, release.image);
+        assert_eq!(store.release(release.id).unwrap().unwrap(), deleting);
+        assert_eq!(store.start_deletion(release.id, "again").unwrap(), None);
+
+        let queued = store.create_release(1, "orders", 2).unwrap();
+        let deleted = store
+            .start_deletion(queued.id, "deletion asked by ada")
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted.status, Status::Deleted);
+        assert!(store.queued_releases().unwrap().is_empty());
+    }
+
+    #[test]
     fn concurrent_first_starts_make_one_organisation() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Store, StoreError, decode, encode, key};
+use super::{Store, StoreError, aborted, decode, encode, key};
 use crate::packaging::flow::FlowDocument;
 use crate::registry::PushReport;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -276,6 +276,41 @@ impl Store {
             }
         }
         Ok(queued)
+    }
+
+    /// Starts deleting release `id` from what it is now, in one transaction
+    /// (never from a copy read earlier, which a worker may since have made
+    /// `ready` with an image): `deleting` when it has an image to take out of
+    /// its registry, `deleted` otherwise, with `note` in its log. Answers the
+    /// release as written; `None` when it is gone or already deleted. On
+    /// disk before it returns.
+    pub fn start_deletion(&self, id: u64, note: &str) -> Result<Option<Release>, StoreError> {
+        let id = key(id);
+        let started = (&self.releases, &self.queue)
+            .transaction(|(releases, queue)| {
+                let Some(bytes) = releases.get(id)? else {
+                    return Ok(None);
+                };
+                let mut release: Release = serde_json::from_slice(&bytes)
+                    .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                if release.status.is_deleted() {
+                    return Ok(None);
+                }
+                release.status = if release.image.is_some() {
+                    Status::Deleting
+                } else {
+                    Status::Deleted
+                };
+                release.note(note);
+                releases.insert(&id, encode(&release))?;
+                queue.remove(&id)?;
+                Ok(Some(release))
+            })
+            .map_err(|e| aborted("releases", e))?;
+        if started.is_some() {
+            self.db.flush()?;
+        }
+        Ok(started)
     }
 
     /// The queue, oldest first, without reading the releases (the queue
