@@ -88,6 +88,9 @@ impl Bench {
             .unwrap();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.path().join("code-cache")),
+            // The registry (and the fakes) listen on loopback, as an
+            // operator's `egress-allow` would let them be reached.
+            egress: slipway_runtime::Egress::loopback(),
             ..RuntimeConfig::default()
         })
         .unwrap();
