@@ -415,3 +415,42 @@ async fn memory_a_call_dirtied_is_clean_for_the_next() {
         assert_eq!(body(&out), json!(0), "round {round}: the secret survived");
     }
 }
+
+/// Running calls share a memory budget, and each tenant a part of it:
+/// growth past either fails the call naming it, and the memory comes back
+/// when the call ends.
+#[tokio::test]
+async fn memory_growth_stops_at_the_shared_and_the_tenants_budget() {
+    let rt = slipway_runtime::Runtime::new(slipway_runtime::RuntimeConfig {
+        memory_budget_mib: 24,
+        tenant_memory_mib: 12,
+        ..slipway_runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let plugin = install(&rt, &guest("hostile")).await;
+    let tenant = CallContext {
+        tenant: Some(7),
+        ..CallContext::default()
+    };
+    for _ in 0..5 {
+        let grow = json!({"mode": "grow"});
+        let err = run(&plugin, &CallContext::default(), grow.clone(), "{}")
+            .await
+            .unwrap_err();
+        assert_eq!(err.cause, CallFailure::MemoryBudget(24), "{err}");
+        let err = run(&plugin, &tenant, grow, "{}").await.unwrap_err();
+        assert_eq!(err.cause, CallFailure::TenantMemoryBudget(12), "{err}");
+        assert!(
+            err.to_string()
+                .contains("its organisation's 12 MiB for running calls is in use"),
+            "{err}"
+        );
+    }
+    // Nothing stayed taken: ordinary calls, the tenant's too, still run.
+    still_serves(&plugin).await;
+    let out = run(&plugin, &tenant, json!({"mode": "echo"}), r#"{"ok": 1}"#)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(&out), json!({"ok": 1}));
+}
