@@ -438,17 +438,7 @@ async fn a_fan_out_copy_still_running_is_waited_for_by_the_drain() {
 async fn five_thousand_slow_clients_do_not_stop_healthz() {
     let (_, dir) = bundle(transform_chain(), &[], &[]).await;
     let engine = EngineProcess::start(dir.path(), &["--header-read-timeout-secs", "8"]).await;
-    let mut slow = slow_clients::open(engine.address, 5_000).await;
-    for _ in 0..3 {
-        slow_clients::trickle(&mut slow).await;
-        let closed = slow.iter().filter(|s| slow_clients::closed_by_server(s));
-        assert_eq!(closed.count(), 0, "every slow client is still being served");
-        let (status, _) = slow_clients::healthz(engine.address, Duration::from_secs(2))
-            .await
-            .expect("/healthz answers within 2 s while 5,000 clients trickle");
-        assert_eq!(status, 200);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let slow = slow_clients::healthz_answers_beside_5000(engine.address).await;
     let open = slow_clients::still_open_after(&slow, Duration::from_secs(20)).await;
     assert_eq!(open, 0, "the header-read timeout closed every slow client");
     assert!(engine.stop(Duration::from_secs(10)).success());

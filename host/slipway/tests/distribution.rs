@@ -1227,34 +1227,33 @@ async fn the_registry_secrets_go_only_to_the_adapter_code_they_were_set_with() {
         .unwrap()
         .unwrap()
         .id;
-    let mut stored = server.state.store.registry(organisation).unwrap().unwrap();
-    let sha256 = stored.code.as_ref().unwrap().sha256.clone();
-    stored.code.as_mut().unwrap().sha256 = "0".repeat(64);
-    server
-        .state
-        .store
-        .put_registry(organisation, &stored)
-        .unwrap();
-    assert_eq!(server.release("orders").await["status"], "ready");
-    let set = changes().await;
-    let last = set.last().unwrap();
-    assert_eq!(last["by"], "server");
+    let store = &server.state.store;
+    // Stores the registry as `edit` leaves it, releases, and answers the
+    // change the release recorded (by the server).
+    let released_after = async |edit: &dyn Fn(&mut slipway::store::StoredRegistry)| {
+        let mut stored = store.registry(organisation).unwrap().unwrap();
+        edit(&mut stored);
+        store.put_registry(organisation, &stored).unwrap();
+        assert_eq!(server.release("orders").await["status"], "ready");
+        let last = changes().await.last().unwrap().clone();
+        assert_eq!(last["by"], "server");
+        last
+    };
+    let sha256 = store
+        .registry(organisation)
+        .unwrap()
+        .unwrap()
+        .code
+        .unwrap()
+        .sha256;
+    let last =
+        released_after(&|stored| stored.code.as_mut().unwrap().sha256 = "0".repeat(64)).await;
     assert_eq!(last["from"]["code"]["sha256"], "0".repeat(64));
     assert_eq!(last["to"]["code"]["sha256"], sha256);
     assert_eq!(last["to"]["code"]["origin"], "built-in");
 
     // A registry set before pins were kept is pinned at its first use.
-    let mut unpinned = server.state.store.registry(organisation).unwrap().unwrap();
-    (unpinned.resolved, unpinned.code) = (None, None);
-    server
-        .state
-        .store
-        .put_registry(organisation, &unpinned)
-        .unwrap();
-    assert_eq!(server.release("orders").await["status"], "ready");
-    let set = changes().await;
-    let last = set.last().unwrap();
-    assert_eq!(last["by"], "server");
+    let last = released_after(&|stored| (stored.resolved, stored.code) = (None, None)).await;
     assert_eq!(last["from"]["code"], Value::Null);
     assert_eq!(last["to"]["code"]["sha256"], sha256);
 }
