@@ -95,16 +95,7 @@ async fn serve_bootstraps_once_and_restarts_on_its_data() {
     };
     assert_eq!(me(base.clone(), token.clone()).await.status(), 200);
     // Ready once the built-in plugins are loaded.
-    let mut ready = false;
-    for _ in 0..200 {
-        let response = client.get(format!("{base}/readyz")).send().await.unwrap();
-        if response.status() == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "ready within 10 s");
+    common::ready(&base).await;
     stop(first);
 
     let (second, lines) = start(dir.path());
@@ -241,14 +232,7 @@ async fn a_revoked_token_stays_revoked_after_a_kill() {
     let (mut child, lines) = start(dir.path());
     let mut base = base_of(&lines);
     // Once its plugins' code is cached, restarts compile nothing.
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() != 200)
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::ready(&base).await;
     for round in 0..5 {
         let created: Value = client
             .post(format!("{base}/api/v1/users"))

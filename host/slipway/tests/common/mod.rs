@@ -153,6 +153,26 @@ pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Vec<Str
     }
 }
 
+/// Waits until the server at `base` answers `/readyz` with 200. Its first
+/// start compiles every built-in plugin, which on a loaded two-core machine
+/// takes tens of seconds in a debug build: this checks readiness, not speed.
+pub async fn ready(base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let client = reqwest::Client::new();
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{base} not ready within 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn stop(mut child: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
