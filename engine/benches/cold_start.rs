@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p slipway-engine --bench cold_start`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::path::Path;

@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p slipway-engine --bench per_node`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::collections::BTreeMap;

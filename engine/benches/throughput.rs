@@ -6,10 +6,9 @@
 //! Needs `wrk` (Debian: `apt-get install wrk`).
 //! `cargo bench -p slipway-engine --bench throughput`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
-#[path = "../../tests/support/wrk.rs"]
-mod wrk;
+use slipway_test_support::wrk;
 
 use std::process::Command;
 

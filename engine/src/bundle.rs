@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::flow::FlowDocument;
+use slipway_flow::FlowDocument;
 
 /// The paths the engine reads.
 #[derive(Debug, Clone, PartialEq, Eq)]

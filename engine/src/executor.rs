@@ -17,14 +17,11 @@ use std::time::{Duration, Instant};
 
 use slipway_runtime::{CallContext, CallError, HostPattern, Message, Plugin};
 
-use crate::flow::{FlowDocument, PluginRef};
+use slipway_flow::{ERROR_PORT, FlowDocument, PluginRef};
 
 /// The most node invocations one message may take (packaging refuses
 /// cycles; this bounds a run regardless).
 pub const MAX_STEPS: usize = 10_000;
-
-/// The port a failing node's message leaves by, when the flow connects it.
-pub const ERROR_PORT: &str = "error";
 
 /// One node, ready to run.
 struct Step {

@@ -3,15 +3,13 @@
 //! through the flow in the same sandbox as the server.
 
 pub mod bundle;
-pub mod connections;
 pub mod executor;
-pub mod flow;
 pub mod http;
 pub mod loader;
 pub mod metrics;
 pub mod server;
 
 pub use bundle::Bundle;
-pub use connections::ConnectionLimits;
 pub use executor::{Executor, Failure, Outcome, Route};
 pub use server::{Engine, ServeError, Stopped, serve};
+pub use slipway_serve::ConnectionLimits;

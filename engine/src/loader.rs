@@ -10,7 +10,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use slipway_runtime::{CodeSource, Plugin, Runtime};
 
-use crate::flow::{FlowDocument, PluginRef};
+use slipway_flow::{FlowDocument, PluginRef};
 
 /// A plugin the flow needs could not be used.
 #[derive(Debug, thiserror::Error)]

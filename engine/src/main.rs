@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use slipway_engine::server::{DEFAULT_MAX_BODY, shutdown_signal};
+use slipway_engine::server::DEFAULT_MAX_BODY;
 use slipway_engine::{Bundle, ConnectionLimits, Engine, Stopped, loader, serve};
 use slipway_runtime::{Egress, Runtime, RuntimeConfig};
+use slipway_serve::shutdown_signal;
 
 #[derive(Parser)]
 #[command(version, about = "Serves a packaged Slipway flow over HTTP.")]

@@ -20,12 +20,12 @@ use slipway_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::connections::{self, ConnectionLimits};
 use crate::executor::{Executor, FlowError, Outcome, Route, triggers};
-use crate::flow::FlowDocument;
 use crate::http;
 use crate::loader::{LoadError, load_plugins};
 use crate::metrics::Metrics;
+use slipway_flow::FlowDocument;
+use slipway_serve::ConnectionLimits;
 
 /// Paths the engine answers itself; no trigger may use them.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -310,7 +310,7 @@ pub async fn serve(
 ) -> Stopped {
     let (stopping, mut stopped) = watch::channel(false);
     let mut graceful = stopped.clone();
-    let server = connections::serve(
+    let server = slipway_serve::serve(
         listener,
         engine.router(),
         limits,
@@ -348,21 +348,4 @@ pub async fn serve(
             engine.in_flight.load(Ordering::Relaxed) + engine.branches(),
         ),
     }
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -11,13 +11,12 @@ use axum::Router;
 use axum::http::header;
 use axum::routing::get;
 use serde_json::json;
-use slipway::packaging::canvas::Canvas;
 use slipway::server::{AppState, router};
 use slipway::store::{Status, Store};
+use slipway_flow::canvas::Canvas;
 use slipway_runtime::{Runtime, RuntimeConfig};
 
-#[path = "../../../tests/support/wrk.rs"]
-mod wrk;
+use slipway_test_support::wrk;
 
 use wrk::{CONNECTIONS, SECONDS, wrk};
 

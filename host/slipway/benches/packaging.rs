@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use slipway::packaging::Packager;
-use slipway::packaging::canvas::{Canvas, SubflowRef};
 use slipway::server::AppState;
 use slipway::store::Store;
+use slipway_flow::canvas::{Canvas, SubflowRef};
+use slipway_flow::package::Packager;
 use slipway_runtime::{CallContext, Kind, Runtime, RuntimeConfig};
 
 /// Nodes per canvas; four canvases (the root and three nested subflows).

@@ -7,25 +7,17 @@
 //! the figures are the adapters' and the host's work plus loopback round
 //! trips, not a cloud's latency.
 //!
-//! Needs `docker-registry` (Debian) and what `tests/support/static_engine.rs`
+//! Needs `docker-registry` (Debian) and what `tests/support/src/static_engine.rs`
 //! needs. `cargo bench -p slipway --bench registry_auth`
 
-#[path = "../../../tests/support/aws.rs"]
-mod aws;
-#[path = "../../../tests/support/azure.rs"]
-mod azure;
-#[path = "../../../tests/support/front.rs"]
-mod front;
-#[path = "../../../tests/support/google.rs"]
-mod google;
-#[path = "../../../tests/support/oracle.rs"]
-mod oracle;
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
-#[path = "../../../tests/support/static_engine.rs"]
-mod static_engine;
-#[path = "../../../tests/support/token_server.rs"]
-mod token_server;
+use slipway_test_support::aws;
+use slipway_test_support::azure;
+use slipway_test_support::front;
+use slipway_test_support::google;
+use slipway_test_support::oracle;
+use slipway_test_support::registry;
+use slipway_test_support::static_engine;
+use slipway_test_support::token_server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +35,7 @@ use token_server::{ISSUER, SERVICE, TokenIssuer};
 const RUNS: u32 = 9;
 
 /// A trigger and three transforms.
-fn canvas(step: u32) -> slipway::packaging::canvas::Canvas {
+fn canvas(step: u32) -> slipway_flow::canvas::Canvas {
     serde_json::from_value(json!({
         "nodes": [
             {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
@@ -84,7 +76,7 @@ impl Bench {
         .unwrap();
         let config = Config {
             data_dir: dir.path().to_path_buf(),
-            engine_binary: Some(static_engine::static_engine()),
+            engine_binary: Some(static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"))),
             ..Config::default()
         };
         let state = AppState::new(store, runtime, &config);
@@ -165,7 +157,7 @@ fn host_of(url: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    static_engine::static_engine();
+    static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"));
     let anonymous = TestRegistry::anonymous();
     let issuer = TokenIssuer::new(&[("ci", "ci-password")]);
     let realm = issuer.serve().await;

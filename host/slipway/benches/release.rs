@@ -5,13 +5,11 @@
 //! a canvas-only change uploads, and 20 releases submitted at once.
 //!
 //! Needs `docker-registry` (Debian), Docker, and what
-//! `tests/support/static_engine.rs` needs.
+//! `tests/support/src/static_engine.rs` needs.
 //! `cargo bench -p slipway --bench release`
 
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
-#[path = "../../../tests/support/static_engine.rs"]
-mod static_engine;
+use slipway_test_support::registry;
+use slipway_test_support::static_engine;
 
 use std::path::Path;
 use std::process::Command;
@@ -21,10 +19,10 @@ use std::time::{Duration, Instant};
 use registry::TestRegistry;
 use serde_json::{Value, json};
 use slipway::config::Config;
-use slipway::packaging::canvas::Canvas;
 use slipway::registry::RegistrySettings;
 use slipway::server::AppState;
 use slipway::store::{ReleaseImage, Status, Store, StoredRegistry, now_ms};
+use slipway_flow::canvas::Canvas;
 use slipway_runtime::{Runtime, RuntimeConfig};
 
 /// Warm releases (and docker build + push) timed.
@@ -96,7 +94,7 @@ impl Bench {
         .unwrap();
         let config = Config {
             data_dir: dir.path().to_path_buf(),
-            engine_binary: Some(static_engine::static_engine()),
+            engine_binary: Some(static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"))),
             ..Config::default()
         };
         let state = AppState::new(store, runtime, &config);
@@ -171,7 +169,11 @@ fn docker_build_and_push(context: &Path, tag: &str) -> Duration {
 fn context_like(bench: &Bench, image: &ReleaseImage) -> tempfile::TempDir {
     let context = tempfile::tempdir().unwrap();
     let dir = context.path();
-    std::fs::copy(static_engine::static_engine(), dir.join("slipway-engine")).unwrap();
+    std::fs::copy(
+        static_engine::static_engine(env!("CARGO_TARGET_TMPDIR")),
+        dir.join("slipway-engine"),
+    )
+    .unwrap();
     let release = bench
         .state
         .store
@@ -198,7 +200,7 @@ fn context_like(bench: &Bench, image: &ReleaseImage) -> tempfile::TempDir {
         )
         .unwrap();
     }
-    let status = Command::new(static_engine::static_engine())
+    let status = Command::new(static_engine::static_engine(env!("CARGO_TARGET_TMPDIR")))
         .args(["precompile", "--bundle"])
         .arg(&bundle)
         .env("SLIPWAY_LOG", "error")
@@ -216,7 +218,7 @@ fn context_like(bench: &Bench, image: &ReleaseImage) -> tempfile::TempDir {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    static_engine::static_engine();
+    static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"));
 
     // Cold: a new server (no layer built yet) and an empty registry.
     let registry = TestRegistry::anonymous();

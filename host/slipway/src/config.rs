@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use slipway_engine::ConnectionLimits;
 use slipway_runtime::egress::IpNet;
+use slipway_serve::ConnectionLimits;
 
 use crate::registry::RegistrySettings;
 

@@ -4,9 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod image;
-pub mod packaging;
 pub mod plugins;
-mod pointer;
 pub mod registry;
 pub mod releases;
 pub mod server;

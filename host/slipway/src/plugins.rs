@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use semver::VersionReq;
 use slipway_runtime::{Catalog, HostPattern, Kind, LoadError, Plugin, ResolveError, Runtime};
 
-use crate::packaging::NodeTypes;
 use crate::store::Store;
+use slipway_flow::package::NodeTypes;
 
 /// The runtime, its built-in catalog, and one catalog of uploads per organisation.
 pub struct Plugins {

@@ -20,9 +20,6 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use slipway_runtime::kinds::Image;
 
 use crate::image::{self, ImageMeta};
-use crate::packaging::Packager;
-use crate::packaging::canvas::SubflowRef;
-use crate::packaging::flow::FlowDocument;
 use crate::registry::Registry;
 use crate::registry::push::Deleted;
 use crate::server::{AppState, CONFIGURATION};
@@ -30,6 +27,9 @@ use crate::store::{
     LayerInfo, Origin, Queued, Release, ReleaseImage, Stage, Status, StoreError, StoredRegistry,
     now_ms,
 };
+use slipway_flow::FlowDocument;
+use slipway_flow::canvas::SubflowRef;
+use slipway_flow::package::Packager;
 
 /// A change of a release, as the event stream sends it.
 #[derive(Debug, Clone, Serialize)]

@@ -226,7 +226,7 @@ pub async fn serve(
     tracing::info!(%address, data_dir = %config.data_dir.display(), "slipway serving");
 
     tokio::spawn(state.clone().start_logged());
-    slipway_engine::connections::serve(
+    slipway_serve::serve(
         listener,
         router(state),
         config.connection_limits(),
@@ -241,6 +241,6 @@ pub async fn serve(
 
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
-    slipway_engine::server::shutdown_signal().await;
+    slipway_serve::shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
 }

@@ -13,11 +13,11 @@ use slipway_runtime::kinds::Diagnostic;
 use utoipa::ToSchema;
 
 use super::{ApiError, DiagnosticSchema, ErrorBody, Payload, WRITERS};
-use crate::packaging::Packager;
-use crate::packaging::canvas::{Canvas, Format, SubflowRef};
-use crate::packaging::flow::FlowDocument;
 use crate::server::AppState;
 use crate::store::{Integration, IntegrationError, Principal};
+use slipway_flow::FlowDocument;
+use slipway_flow::canvas::{Canvas, Format, SubflowRef};
+use slipway_flow::package::Packager;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()

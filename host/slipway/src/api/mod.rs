@@ -210,7 +210,7 @@ impl Payload {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            let path = crate::pointer::locate(e.path(), &message);
+            let path = slipway_flow::pointer::locate(e.path(), &message);
             ApiError::invalid(path, message)
         })
     }

@@ -140,7 +140,7 @@ pub(super) async fn set(
     let asked = registry.secrets_asked();
     if let Some(name) = settings.secrets.keys().find(|name| !asked.contains(name)) {
         return Err(ApiError::invalid(
-            format!("/secrets/{}", crate::pointer::escape(name)),
+            format!("/secrets/{}", slipway_flow::pointer::escape(name)),
             format!(
                 "{} does not ask for a secret named `{name}`; it asks for: {}",
                 registry.adapter(),

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use slipway_engine::flow::{FlowDocument, PluginRef};
+use slipway_flow::{FlowDocument, PluginRef};
 use tokio::sync::{Mutex, OnceCell};
 
 pub use layer::{Layer, digest};

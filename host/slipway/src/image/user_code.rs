@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use slipway_engine::flow::{FlowDocument, PluginRef};
+use slipway_flow::{FlowDocument, PluginRef};
 
 use super::sandbox::{Build, NoSandbox, Toolchain};
 

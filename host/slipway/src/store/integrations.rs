@@ -5,8 +5,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{Store, StoreError, decode, encode};
-use crate::packaging::canvas::Canvas;
-use crate::packaging::{Canvases, Lookup};
+use slipway_flow::canvas::Canvas;
+use slipway_flow::package::{Canvases, Lookup};
 
 /// A named flow of one organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::{Store, StoreError, aborted, decode, encode, key};
-use crate::packaging::flow::FlowDocument;
 use crate::registry::PushReport;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use slipway_flow::FlowDocument;
 use slipway_runtime::kinds::Diagnostic;
 
 /// Where a release is.
