@@ -12,7 +12,6 @@
 
 use slipway_test_support::aws;
 use slipway_test_support::azure;
-use slipway_test_support::front;
 use slipway_test_support::google;
 use slipway_test_support::oracle;
 use slipway_test_support::registry;

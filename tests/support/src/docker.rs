@@ -10,11 +10,18 @@ pub struct Docker {
     config: tempfile::TempDir,
 }
 
-impl Docker {
-    pub fn new() -> Docker {
+impl Default for Docker {
+    fn default() -> Docker {
         Docker {
             config: tempfile::tempdir().unwrap(),
         }
+    }
+}
+
+impl Docker {
+    /// The CLI with a fresh, empty configuration.
+    pub fn new() -> Docker {
+        Docker::default()
     }
 
     fn command(&self) -> Command {
