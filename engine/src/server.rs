@@ -335,17 +335,20 @@ pub async fn serve(
         }
         tokio::time::sleep(drain).await;
     };
-    // Answered, and every fan-out copy run to its end.
+    // Answered, and every fan-out copy run to its end; false when the
+    // serve loop's own drain time ran out first (the two end together).
     let drained = async {
-        server.await;
+        if server.await != slipway_serve::Drained::Closed {
+            return false;
+        }
         while engine.branches() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        true
     };
+    let cut_off = || Stopped::CutOff(engine.in_flight.load(Ordering::Relaxed) + engine.branches());
     tokio::select! {
-        () = drained => Stopped::Drained,
-        () = deadline => Stopped::CutOff(
-            engine.in_flight.load(Ordering::Relaxed) + engine.branches(),
-        ),
+        all = drained => if all { Stopped::Drained } else { cut_off() },
+        () = deadline => cut_off(),
     }
 }

@@ -45,6 +45,15 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection closed within the drain time.
+    Closed,
+    /// The drain time ran out with this many connections open.
+    TimedOut(usize),
+}
+
 /// Serves `router` on `listener` within `limits` until `stop` completes;
 /// then stops accepting, lets each connection finish the request it is on,
 /// and returns when every connection has closed, or once `drain` has passed
@@ -55,7 +64,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: impl Future<Output = ()> + Send,
     drain: Duration,
-) {
+) -> Drained {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closed) = watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -110,11 +119,14 @@ pub async fn serve(
         .await
         .is_err()
     {
+        let open = limits.max_connections - slots.available_permits();
         tracing::warn!(
-            open = limits.max_connections - slots.available_permits(),
+            open,
             "stopped: the drain time ran out with connections still open"
         );
+        return Drained::TimedOut(open);
     }
+    Drained::Closed
 }
 
 /// `router`'s answer to `request`, or a 503 when it takes longer than `limit`.
