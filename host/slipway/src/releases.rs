@@ -24,12 +24,118 @@ use crate::registry::Registry;
 use crate::registry::push::Deleted;
 use crate::server::{AppState, CONFIGURATION};
 use crate::store::{
-    LayerInfo, Origin, Queued, Release, ReleaseImage, Stage, Status, StoreError, StoredRegistry,
-    now_ms,
+    IntegrationError, LayerInfo, NewRelease, Origin, Queued, Release, ReleaseImage, Stage, Status,
+    StoreError, StoredRegistry, now_ms,
 };
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::SubflowRef;
 use slipway_flow::package::Packager;
+
+/// Longest release name.
+pub const MAX_NAME: usize = 100;
+/// Longest release description, in characters.
+pub const MAX_DESCRIPTION: usize = 1_000;
+
+/// Why a release was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// A field of the request is wrong: `path` points at it.
+    #[error("{message}")]
+    Invalid {
+        /// JSON pointer to the field.
+        path: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(path: &'static str, message: String) -> Refused {
+    Refused::Invalid { path, message }
+}
+
+/// What is wrong with `name` as a release name, if anything: 1 to
+/// [`MAX_NAME`] ASCII letters, digits and `-`, starting with a letter (so a
+/// name never reads as an id) and not ending with `-`.
+pub fn name_problem(name: &str) -> Option<String> {
+    let rule = "a release name is ASCII letters, digits and `-`, starts with a letter and does not end with `-`";
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Some(format!("a release name has 1 to {MAX_NAME} characters"));
+    }
+    let letters_digits_dashes = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let starts = name.starts_with(|c: char| c.is_ascii_alphabetic());
+    (!letters_digits_dashes || !starts || name.ends_with('-')).then(|| rule.to_string())
+}
+
+/// The name proposed for a release of `integration` at `version` when none is given.
+pub fn proposed_name(integration: &str, version: u32) -> String {
+    format!("{integration}-v{version}")
+}
+
+/// Queues a new release of an integration version of `organisation`, after
+/// checking the version exists and the name is well-formed and free.
+pub fn create(state: &AppState, organisation: u64, new: NewRelease) -> Result<Release, Refused> {
+    if let Some(problem) = name_problem(&new.name) {
+        return Err(invalid("/name", problem));
+    }
+    if new
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+    {
+        return Err(invalid(
+            "/description",
+            format!("a description has at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    let integration = match state.store.integration(organisation, &new.integration) {
+        Ok(integration) => integration,
+        Err(IntegrationError::Store(err)) => return Err(err.into()),
+        Err(err) => return Err(invalid("/integration", err.to_string())),
+    };
+    if new.version == 0 || new.version > integration.latest_version {
+        return Err(invalid(
+            "/version",
+            format!(
+                "integration `{}` has no version {}",
+                new.integration, new.version
+            ),
+        ));
+    }
+    let release = match state.store.create_release(organisation, new) {
+        Err(StoreError::ReleaseNameTaken(name)) => {
+            return Err(invalid(
+                "/name",
+                format!("the organisation has a release named `{name}` already"),
+            ));
+        }
+        created => created?,
+    };
+    state.releases.wake();
+    Ok(release)
+}
+
+/// The organisation's release `reference`, an id or a name.
+pub fn find(
+    state: &AppState,
+    organisation: u64,
+    reference: &str,
+) -> Result<Option<Release>, StoreError> {
+    let id = match reference.parse::<u64>() {
+        Ok(id) => Some(id),
+        Err(_) if name_problem(reference).is_none() => {
+            state.store.release_named(organisation, reference)?
+        }
+        Err(_) => None,
+    };
+    let Some(id) = id else { return Ok(None) };
+    Ok(state
+        .store
+        .release(id)?
+        .filter(|release| release.organisation == organisation))
+}
 
 /// A change of a release, as the event stream sends it.
 #[derive(Debug, Clone, Serialize)]

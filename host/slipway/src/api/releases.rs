@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ErrorBody, Params, Payload, WRITERS};
+use crate::releases::Refused;
 use crate::server::AppState;
 use crate::store::{Principal, Release, Status};
 
@@ -33,6 +34,17 @@ pub(super) struct NewRelease {
     integration: String,
     /// Its canvas version.
     version: u32,
+    /// Unique among the organisation's releases not deleted: ASCII letters,
+    /// digits and `-`, starting with a letter, not ending with `-`.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+    )]
+    name: String,
+    /// What the release is for.
+    #[schema(max_length = 1000)]
+    description: Option<String>,
 }
 
 /// A release accepted into the queue.
@@ -46,6 +58,9 @@ pub(super) struct Accepted {
 #[derive(Serialize, ToSchema)]
 pub(super) struct ReleaseSummary {
     id: u64,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
     integration: String,
     version: u32,
     status: Status,
@@ -61,13 +76,19 @@ pub(super) struct StatusEvent {
     message: String,
 }
 
-/// A release of the caller's organisation, or 404.
-fn visible(state: &AppState, principal: &Principal, id: u64) -> Result<Release, ApiError> {
-    match state.store.release(id).map_err(ApiError::internal)? {
-        Some(release) if release.organisation == principal.organisation.id => Ok(release),
-        _ => Err(ApiError::not_found(format!("no release {id}"))),
-    }
+/// The caller's organisation's release `reference` (an id or a name), or 404.
+fn visible(state: &AppState, principal: &Principal, reference: &str) -> Result<Release, ApiError> {
+    crate::releases::find(state, principal.organisation.id, reference)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| not_found(reference))
 }
+
+fn not_found(reference: &str) -> ApiError {
+    ApiError::not_found(format!("no release {reference}"))
+}
+
+/// How the release routes name a release.
+const REFERENCE: &str = "The release's id, or its name";
 
 /// Release an integration version: accepted at once (202), built in the background.
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
@@ -80,24 +101,19 @@ pub(super) async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(WRITERS)?;
     let body: NewRelease = payload.json()?;
-    let integration = state
-        .store
-        .integration(principal.organisation.id, &body.integration)
-        .map_err(|e| ApiError::invalid("/integration", e.to_string()))?;
-    if body.version == 0 || body.version > integration.latest_version {
-        return Err(ApiError::invalid(
-            "/version",
-            format!(
-                "integration `{}` has no version {}",
-                body.integration, body.version
-            ),
-        ));
-    }
-    let release = state
-        .store
-        .create_release(principal.organisation.id, &body.integration, body.version)
-        .map_err(ApiError::internal)?;
-    state.releases.wake();
+    let new = crate::store::NewRelease {
+        integration: body.integration,
+        version: body.version,
+        name: body.name,
+        description: body.description,
+    };
+    let release =
+        crate::releases::create(&state, principal.organisation.id, new).map_err(|refused| {
+            match refused {
+                Refused::Invalid { path, message } => ApiError::invalid(path, message),
+                Refused::Store(err) => ApiError::internal(err),
+            }
+        })?;
     let location = format!("/api/v1/releases/{}", release.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -143,6 +159,8 @@ pub(super) async fn list(
         })
         .map(|r| ReleaseSummary {
             id: r.id,
+            name: r.name,
+            description: r.description,
             integration: r.integration,
             version: r.version,
             status: r.status,
@@ -153,31 +171,43 @@ pub(super) async fn list(
 }
 
 /// A release: status, stage timings, log, problems, the packaged flow.
-#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = u64, Path)),
+#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = REFERENCE)),
     responses((status = 200, body = Release), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path(id): Path<u64>,
+    Path(reference): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    match state.store.release_json(id).map_err(ApiError::internal)? {
-        Some((organisation, json)) if organisation == principal.organisation.id => {
+    let organisation = principal.organisation.id;
+    // By id, the stored JSON is sent as it is: the hot read path.
+    let id = match reference.parse::<u64>() {
+        Ok(id) => Some(id),
+        Err(_) => crate::releases::find(&state, organisation, &reference)
+            .map_err(ApiError::internal)?
+            .map(|release| release.id),
+    };
+    let stored = match id {
+        Some(id) => state.store.release_json(id).map_err(ApiError::internal)?,
+        None => None,
+    };
+    match stored {
+        Some((owner, json)) if owner == organisation => {
             Ok(([(header::CONTENT_TYPE, "application/json")], json))
         }
-        _ => Err(ApiError::not_found(format!("no release {id}"))),
+        _ => Err(not_found(&reference)),
     }
 }
 
 /// Delete a release.
-#[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = u64, Path)),
+#[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = REFERENCE)),
     responses((status = 202, description = "deleting its image from the registry"), (status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path(id): Path<u64>,
+    Path(reference): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
-    visible(&state, &principal, id)?;
+    let id = visible(&state, &principal, &reference)?.id;
     let note = format!("deletion asked by {}", principal.user.name);
     let Some(release) = state
         .store
@@ -198,13 +228,13 @@ pub(super) async fn remove(
 /// The release's status now, with its latest log line, then every change
 /// until it is final (Server-Sent Events; each event `status` carries a JSON
 /// `StatusEvent`).
-#[utoipa::path(get, path = "/api/v1/releases/{id}/events", tag = "releases", params(("id" = u64, Path)),
+#[utoipa::path(get, path = "/api/v1/releases/{id}/events", tag = "releases", params(("id" = String, Path, description = REFERENCE)),
     responses((status = 200, content_type = "text/event-stream", body = StatusEvent), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    Path(id): Path<u64>,
+    Path(reference): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading, so no change falls in between.
     let receiver = state.releases.subscribe().ok_or_else(|| {
@@ -214,7 +244,8 @@ pub(super) async fn events(
             "too many event streams are open on this server; try again later",
         )
     })?;
-    let release = visible(&state, &principal, id)?;
+    let release = visible(&state, &principal, &reference)?;
+    let id = release.id;
     let first = now(&release);
     let done = release.status.is_final();
     let stream = futures::stream::unfold(

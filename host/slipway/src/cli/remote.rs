@@ -272,6 +272,13 @@ pub enum Release {
         /// The version [default: the latest].
         #[arg(long)]
         version: Option<u32>,
+        /// Its name, unique among the organisation's releases [default:
+        /// `<integration>-v<version>`].
+        #[arg(long)]
+        name: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
         /// Follow its progress until it ends; exit non-zero if it fails.
         #[arg(long)]
         follow: bool,
@@ -287,18 +294,18 @@ pub enum Release {
     },
     /// Show a release: stages, log, problems.
     Show {
-        /// The release id.
-        id: u64,
+        /// The release's id or name.
+        release: String,
     },
     /// Delete a release.
     Delete {
-        /// The release id.
-        id: u64,
+        /// The release's id or name.
+        release: String,
     },
     /// Follow a release's progress until it ends; exit non-zero if it fails.
     Follow {
-        /// The release id.
-        id: u64,
+        /// The release's id or name.
+        release: String,
     },
 }
 
@@ -308,30 +315,36 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
         Release::Create {
             integration,
             version,
+            name,
+            description,
             follow: follow_it,
         } => {
             let version = version_or_latest(&client, &integration, version).await?;
-            let accepted = client
-                .post(
-                    "/api/v1/releases",
-                    &json!({"integration": integration, "version": version}),
-                )
-                .await?;
+            let name = name.unwrap_or_else(|| {
+                let proposed = slipway::releases::proposed_name(&integration, version);
+                eprintln!("no --name given: naming the release `{proposed}`");
+                proposed
+            });
+            let mut body = json!({"integration": integration, "version": version, "name": name});
+            if let Some(description) = description {
+                body["description"] = description.into();
+            }
+            let accepted = client.post("/api/v1/releases", &body).await?;
             let id = accepted["id"]
                 .as_u64()
                 .context("the server gave no release id")?;
             if !follow_it {
                 show(as_json, &accepted, |_| {
                     println!(
-                        "release {id} of {integration}@{version} queued; follow it with `slipway release follow {id}`"
+                        "release {id} ({name}) of {integration}@{version} queued; follow it with `slipway release follow {name}`"
                     );
                 });
                 return Ok(ExitCode::SUCCESS);
             }
             if !as_json {
-                println!("release {id} of {integration}@{version}");
+                println!("release {id} ({name}) of {integration}@{version}");
             }
-            follow(&client, id, as_json).await
+            follow(&client, &id.to_string(), as_json).await
         }
         Release::List {
             status,
@@ -351,11 +364,15 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
             };
             let list = client.get(&path).await?;
             show(as_json, &list, |list| {
-                println!("{:<8} {:<32} {:>7}  STATUS", "ID", "INTEGRATION", "VERSION");
+                println!(
+                    "{:<8} {:<32} {:<32} {:>7}  STATUS",
+                    "ID", "NAME", "INTEGRATION", "VERSION"
+                );
                 for r in list.as_array().into_iter().flatten() {
                     println!(
-                        "{:<8} {:<32} {:>7}  {}",
+                        "{:<8} {:<32} {:<32} {:>7}  {}",
                         text(&r["id"]),
+                        text(&r["name"]),
                         text(&r["integration"]),
                         text(&r["version"]),
                         text(&r["status"])
@@ -364,30 +381,48 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
             });
             Ok(ExitCode::SUCCESS)
         }
-        Release::Show { id } => {
-            let release = client.get(&format!("/api/v1/releases/{id}")).await?;
+        Release::Show { release } => {
+            let release = client
+                .get(&format!("/api/v1/releases/{}", reference(&release)?))
+                .await?;
             show(as_json, &release, print_release);
             Ok(ExitCode::SUCCESS)
         }
-        Release::Delete { id } => {
-            client.delete(&format!("/api/v1/releases/{id}")).await?;
-            show(as_json, &json!({"deleted": id}), |_| {
-                println!("deleted release {id}")
+        Release::Delete { release } => {
+            client
+                .delete(&format!("/api/v1/releases/{}", reference(&release)?))
+                .await?;
+            show(as_json, &json!({"deleted": release}), |_| {
+                println!("deleted release {release}")
             });
             Ok(ExitCode::SUCCESS)
         }
-        Release::Follow { id } => follow(&client, id, as_json).await,
+        Release::Follow { release } => follow(&client, reference(&release)?, as_json).await,
     }
+}
+
+/// `release` as the API takes it in a path: an id or a well-formed name.
+fn reference(release: &str) -> anyhow::Result<&str> {
+    if release.parse::<u64>().is_err()
+        && let Some(problem) = slipway::releases::name_problem(release)
+    {
+        bail!("`{release}` is neither a release id nor a release name: {problem}");
+    }
+    Ok(release)
 }
 
 fn print_release(r: &Value) {
     println!(
-        "release {}: {}@{}, {}",
+        "release {} ({}): {}@{}, {}",
         text(&r["id"]),
+        text(&r["name"]),
         text(&r["integration"]),
         text(&r["version"]),
         text(&r["status"])
     );
+    if let Some(description) = r["description"].as_str() {
+        println!("{description}");
+    }
     if let Some(error) = r["error"].as_str() {
         println!("error: {error}");
     }
@@ -402,7 +437,7 @@ fn print_release(r: &Value) {
 }
 
 /// Prints each status change as it comes; the exit code says how it ended.
-async fn follow(client: &Client, id: u64, as_json: bool) -> anyhow::Result<ExitCode> {
+async fn follow(client: &Client, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
     client

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, decode, encode, name_key};
 use slipway_flow::canvas::Canvas;
 use slipway_flow::package::{Canvases, Lookup};
 
@@ -33,12 +33,6 @@ pub enum IntegrationError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn name_key(organisation: u64, name: &str) -> Vec<u8> {
-    let mut key = organisation.to_be_bytes().to_vec();
-    key.extend_from_slice(name.as_bytes());
-    key
 }
 
 fn version_key(integration: u64, version: u32) -> [u8; 12] {

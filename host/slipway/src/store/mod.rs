@@ -22,7 +22,9 @@ pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
 pub use plugins::StoredPlugin;
 pub use registries::{AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry};
-pub use releases::{LayerInfo, LogLine, Queued, Release, ReleaseImage, Stage, Status, now_ms};
+pub use releases::{
+    LayerInfo, LogLine, NewRelease, Queued, Release, ReleaseImage, Stage, Status, now_ms,
+};
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};
 
@@ -48,6 +50,9 @@ pub enum StoreError {
     /// The release was deleted; it stays deleted.
     #[error("release {0} was deleted")]
     ReleaseDeleted(u64),
+    /// Another release of the organisation, not deleted, has the name.
+    #[error("the organisation has a release named `{0}` already")]
+    ReleaseNameTaken(String),
     /// A stored value does not decode.
     #[error("corrupt record in `{tree}`: {detail}")]
     Corrupt {
@@ -78,6 +83,8 @@ pub struct Store {
     registry_changes: sled::Tree,
     /// Ids of queued releases: the dispatcher's work list.
     queue: sled::Tree,
+    /// Release ids by organisation and name, for releases not deleted.
+    release_names: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
 }
@@ -100,6 +107,7 @@ impl Store {
             registries: db.open_tree("registries")?,
             registry_changes: db.open_tree("registry_changes")?,
             queue: db.open_tree("queue")?,
+            release_names: db.open_tree("release_names")?,
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             db,
         };
@@ -141,6 +149,13 @@ fn aborted(tree: &'static str, err: TransactionError<()>) -> StoreError {
     }
 }
 
+/// The key of `name` among an organisation's names: its id, then the name.
+fn name_key(organisation: u64, name: &str) -> Vec<u8> {
+    let mut key = organisation.to_be_bytes().to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
 fn key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
@@ -148,6 +163,18 @@ fn key(id: u64) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A release of `integration` at `version`, named uniquely.
+    fn named(integration: &str, version: u32) -> NewRelease {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        NewRelease {
+            integration: integration.into(),
+            version,
+            name: format!("{integration}-v{version}-r{n}"),
+            description: None,
+        }
+    }
 
     #[test]
     fn bootstrap_happens_once_and_the_token_authenticates() {
@@ -235,6 +262,52 @@ mod tests {
     }
 
     #[test]
+    fn migrating_from_version_4_names_every_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let store = Store::open(dir.path()).unwrap();
+            let org = store
+                .bootstrap("acme", None)
+                .unwrap()
+                .unwrap()
+                .organisation
+                .id;
+            let mut ids = Vec::new();
+            // Two of orders@1 and a deleted one, stored before releases had names.
+            for deleted in [false, false, true] {
+                let mut release = store.create_release(org, named("orders", 1)).unwrap();
+                if deleted {
+                    release.status = Status::Deleted;
+                }
+                let mut raw = serde_json::to_value(&release).unwrap();
+                raw.as_object_mut().unwrap().remove("name");
+                store
+                    .releases
+                    .insert(key(release.id), encode(&raw))
+                    .unwrap();
+                ids.push(release.id);
+            }
+            store.release_names.clear().unwrap();
+            store
+                .meta
+                .insert(b"schema-version", &4u32.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+            ids
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let names: Vec<String> = ids
+            .iter()
+            .map(|id| store.release(*id).unwrap().unwrap().name)
+            .collect();
+        let second = format!("orders-v1-{}", ids[1]);
+        assert_eq!(names, ["orders-v1", second.as_str(), "orders-v1"]);
+        let org = store.release(ids[0]).unwrap().unwrap().organisation;
+        assert_eq!(store.release_named(org, "orders-v1").unwrap(), Some(ids[0]));
+        assert_eq!(store.release_named(org, &second).unwrap(), Some(ids[1]));
+    }
+
+    #[test]
     fn migrating_from_version_1_queues_waiting_and_packaged_releases() {
         let dir = tempfile::tempdir().unwrap();
         let (queued, packaged) = {
@@ -245,12 +318,12 @@ mod tests {
                 .unwrap()
                 .organisation
                 .id;
-            let queued = store.create_release(org, "orders", 1).unwrap();
-            let mut done = store.create_release(org, "orders", 2).unwrap();
+            let queued = store.create_release(org, named("orders", 1)).unwrap();
+            let mut done = store.create_release(org, named("orders", 2)).unwrap();
             done.status = Status::Failed;
             store.put_release(&done).unwrap();
             // Version 2 ended releases at `packaged`.
-            let packaged = store.create_release(org, "orders", 3).unwrap();
+            let packaged = store.create_release(org, named("orders", 3)).unwrap();
             let mut raw: serde_json::Value = serde_json::to_value(&packaged).unwrap();
             raw["status"] = "packaged".into();
             store
@@ -289,7 +362,7 @@ mod tests {
     fn a_deleted_release_stays_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut release = store.create_release(1, "orders", 1).unwrap();
+        let mut release = store.create_release(1, named("orders", 1)).unwrap();
         let claimed = {
             let mut r = release.clone();
             r.status = Status::Packaging;
@@ -311,7 +384,7 @@ mod tests {
     fn a_deletion_starts_from_the_release_as_it_is_now() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut release = store.create_release(1, "orders", 1).unwrap();
+        let mut release = store.create_release(1, named("orders", 1)).unwrap();
         release.status = Status::Distributing;
         store.put_release(&release).unwrap();
         // What a DELETE read, then the worker made it `ready` with an image.
@@ -338,7 +411,7 @@ mod tests {
         assert_eq!(store.release(release.id).unwrap().unwrap(), deleting);
         assert_eq!(store.start_deletion(release.id, "again").unwrap(), None);
 
-        let queued = store.create_release(1, "orders", 2).unwrap();
+        let queued = store.create_release(1, named("orders", 2)).unwrap();
         let deleted = store
             .start_deletion(queued.id, "deletion asked by ada")
             .unwrap()

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{Store, StoreError, aborted, decode, encode, key};
+use super::{Store, StoreError, aborted, decode, encode, key, name_key};
 use crate::registry::PushReport;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_flow::FlowDocument;
@@ -103,6 +103,12 @@ pub struct Release {
     pub id: u64,
     /// The organisation.
     pub organisation: u64,
+    /// Unique among the organisation's releases not deleted.
+    #[serde(default)]
+    pub name: String,
+    /// What it is for, as its author put it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The integration released.
     pub integration: String,
     /// Its canvas version.
@@ -178,6 +184,21 @@ pub struct Queued {
     pub organisation: u64,
 }
 
+/// Frees a deleted release's name, if it is still the one holding it.
+fn free_name(
+    names: &sled::transaction::TransactionalTree,
+    named: &[u8],
+    id: &[u8; 8],
+) -> Result<(), ConflictableTransactionError<()>> {
+    if names
+        .get(named)?
+        .is_some_and(|holder| holder.as_ref() == id)
+    {
+        names.remove(named)?;
+    }
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -195,18 +216,41 @@ impl Release {
     }
 }
 
+/// What a new release is: its integration version, name and description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelease {
+    /// The integration.
+    pub integration: String,
+    /// Its canvas version.
+    pub version: u32,
+    /// Its name, unique among the organisation's releases not deleted.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+}
+
 impl Store {
-    /// Records a new queued release.
+    /// Records a new queued release; refused with
+    /// [`StoreError::ReleaseNameTaken`] when another release of the
+    /// organisation, not deleted, has its name (checked and taken in one
+    /// transaction).
     pub fn create_release(
         &self,
         organisation: u64,
-        integration: &str,
-        version: u32,
+        new: NewRelease,
     ) -> Result<Release, StoreError> {
+        let NewRelease {
+            integration,
+            version,
+            name,
+            description,
+        } = new;
         let mut release = Release {
             id: self.next_id()?,
             organisation,
-            integration: integration.to_string(),
+            name,
+            description,
+            integration: integration.clone(),
             version,
             status: Status::Queued,
             created_ms: now_ms(),
@@ -219,8 +263,33 @@ impl Store {
             interruptions: 0,
         };
         release.note(format!("queued {integration}@{version}"));
-        self.put_release(&release)?;
+        let id = key(release.id);
+        let value = encode(&release);
+        let named = name_key(organisation, &release.name);
+        (&self.releases, &self.queue, &self.release_names)
+            .transaction(|(releases, queue, names)| {
+                if names.get(&named)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                names.insert(named.as_slice(), &id)?;
+                releases.insert(&id, value.as_slice())?;
+                queue.insert(&id, &organisation.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(()) => StoreError::ReleaseNameTaken(release.name.clone()),
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
         Ok(release)
+    }
+
+    /// The id of the organisation's release named `name`, among those not
+    /// deleted.
+    pub fn release_named(&self, organisation: u64, name: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .release_names
+            .get(name_key(organisation, name))?
+            .and_then(|id| id.as_ref().try_into().ok().map(u64::from_be_bytes)))
     }
 
     /// Writes a release as it is now, and keeps the queue index in step
@@ -235,8 +304,9 @@ impl Store {
         let id = key(release.id);
         let value = encode(release);
         let queued = release.status.is_waiting();
-        (&self.releases, &self.queue)
-            .transaction(|(releases, queue)| {
+        let named = name_key(release.organisation, &release.name);
+        (&self.releases, &self.queue, &self.release_names)
+            .transaction(|(releases, queue, names)| {
                 if !release.status.is_deleted()
                     && let Some(old) = releases.get(id)?
                     && serde_json::from_slice::<StatusOnly>(&old)
@@ -249,6 +319,9 @@ impl Store {
                     queue.insert(&id, &release.organisation.to_be_bytes())?;
                 } else {
                     queue.remove(&id)?;
+                }
+                if release.status.is_deleted() {
+                    free_name(names, &named, &id)?;
                 }
                 Ok(())
             })
@@ -286,8 +359,8 @@ impl Store {
     /// disk before it returns.
     pub fn start_deletion(&self, id: u64, note: &str) -> Result<Option<Release>, StoreError> {
         let id = key(id);
-        let started = (&self.releases, &self.queue)
-            .transaction(|(releases, queue)| {
+        let started = (&self.releases, &self.queue, &self.release_names)
+            .transaction(|(releases, queue, names)| {
                 let Some(bytes) = releases.get(id)? else {
                     return Ok(None);
                 };
@@ -304,6 +377,7 @@ impl Store {
                 release.note(note);
                 releases.insert(&id, encode(&release))?;
                 queue.remove(&id)?;
+                free_name(names, &name_key(release.organisation, &release.name), &id)?;
                 Ok(Some(release))
             })
             .map_err(|e| aborted("releases", e))?;
@@ -350,6 +424,46 @@ impl Store {
                 self.releases.insert(&id, encode(&release))?;
                 self.queue.insert(&id, &[])?;
             }
+        }
+        Ok(())
+    }
+
+    /// Names every release (schema migration 4 → 5): `<integration>-v<version>`,
+    /// or with `-<id>` after it where an older release has that name.
+    /// Deleted releases are named but hold no name.
+    pub(super) fn name_releases(&self) -> Result<(), StoreError> {
+        for entry in self.releases.iter() {
+            let (id, bytes) = entry?;
+            let mut release: serde_json::Value = decode("releases", &bytes)?;
+            if release["name"].is_string() {
+                continue;
+            }
+            let organisation = release["organisation"].as_u64().unwrap_or(0);
+            let base = format!(
+                "{}-v{}",
+                release["integration"].as_str().unwrap_or("release"),
+                release["version"]
+            );
+            let deleted =
+                ["deleting", "deleted"].contains(&release["status"].as_str().unwrap_or(""));
+            let mut name = base.clone();
+            if !deleted
+                && self
+                    .release_names
+                    .get(name_key(organisation, &name))?
+                    .is_some()
+            {
+                name = format!(
+                    "{base}-{}",
+                    u64::from_be_bytes(id.as_ref().try_into().unwrap_or([0; 8]))
+                );
+            }
+            if !deleted {
+                self.release_names
+                    .insert(name_key(organisation, &name), id.as_ref())?;
+            }
+            release["name"] = name.into();
+            self.releases.insert(&id, encode(&release))?;
         }
         Ok(())
     }

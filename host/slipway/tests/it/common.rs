@@ -113,6 +113,24 @@ pub async fn call(
     (status, body)
 }
 
+/// A release of `integration` at `version`, named uniquely.
+pub fn new_release(integration: &str, version: u32) -> slipway::store::NewRelease {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    slipway::store::NewRelease {
+        integration: integration.to_string(),
+        version,
+        name: format!("{integration}-v{version}-r{n}"),
+        description: None,
+    }
+}
+
+/// The body of `POST /api/v1/releases` for [`new_release`].
+pub fn release_body(integration: &str, version: u32) -> Value {
+    let release = new_release(integration, version);
+    json!({"integration": release.integration, "version": release.version, "name": release.name})
+}
+
 /// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
 #[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
 pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {

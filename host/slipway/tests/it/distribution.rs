@@ -233,7 +233,7 @@ async fn a_release_is_pushed_to_the_registry_and_runs_on_docker() {
         .call(
             "POST",
             "/api/v1/releases",
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
         )
         .await;
     let again = server.settled(again["id"].as_u64().unwrap()).await;
@@ -245,7 +245,7 @@ async fn a_release_is_pushed_to_the_registry_and_runs_on_docker() {
         .call(
             "POST",
             "/api/v1/releases",
-            json!({"integration": "orders", "version": 2}),
+            common::release_body("orders", 2),
         )
         .await;
     let second = server.settled(second["id"].as_u64().unwrap()).await;
@@ -1029,7 +1029,7 @@ async fn an_organisation_never_mounts_from_another_organisations_repositories() 
     let (_, accepted) = as_other(
         "POST",
         "/api/v1/releases",
-        json!({"integration": "billing", "version": 1}),
+        common::release_body("billing", 1),
     )
     .await;
     let id = accepted["id"].as_u64().unwrap();

@@ -205,7 +205,7 @@ async fn a_thousand_queued_releases_delay_another_organisation_by_one_at_most() 
     let a = hostile_organisation(&server, slow_host().await, &slow).await;
     let mut queued = Vec::new();
     for _ in 0..1_000 {
-        let asked = json!({"integration": "slow", "version": 1}).to_string();
+        let asked = common::release_body("slow", 1).to_string();
         let (status, accepted) = common::call(
             &server.state,
             "POST",

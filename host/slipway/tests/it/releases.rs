@@ -112,7 +112,7 @@ async fn a_release_is_accepted_at_once_and_packaged_in_the_background() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -170,7 +170,7 @@ async fn a_bad_canvas_fails_the_release_with_its_diagnostics() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "orders", "version": 2}),
+            common::release_body("orders", 2),
         )
         .await;
     let release = server.settled(accepted["id"].as_u64().unwrap()).await;
@@ -212,7 +212,7 @@ async fn release_requests_are_checked() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "nosuch", "version": 1}),
+            common::release_body("nosuch", 1),
         )
         .await;
     assert_eq!(
@@ -224,7 +224,7 @@ async fn release_requests_are_checked() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "orders", "version": 9}),
+            common::release_body("orders", 9),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -252,7 +252,7 @@ async fn release_requests_are_checked() {
             "POST",
             "/api/v1/releases",
             &viewer,
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -262,7 +262,7 @@ async fn release_requests_are_checked() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
         )
         .await;
     let path = format!("/api/v1/releases/{}", accepted["id"]);
@@ -303,7 +303,7 @@ async fn the_event_stream_follows_a_release_to_its_end() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
         )
         .await;
     let request = Request::get(format!("/api/v1/releases/{}/events", accepted["id"]))
@@ -341,7 +341,9 @@ async fn work_in_flight_at_a_stop_is_picked_up_again() {
     let mut interrupted = 0;
     let server = server(|store, org| {
         // As a stop leaves it: claimed, half way through packaging.
-        let mut release = store.create_release(org, "orders", 1).unwrap();
+        let mut release = store
+            .create_release(org, common::new_release("orders", 1))
+            .unwrap();
         release.status = Status::Packaging;
         release.stages.push(Stage {
             stage: "packaging".into(),
@@ -406,7 +408,7 @@ async fn a_release_pins_its_plugins_until_it_is_deleted() {
             "POST",
             "/api/v1/releases",
             &admin,
-            json!({"integration": "hello", "version": 1}),
+            common::release_body("hello", 1),
         )
         .await;
     let id = accepted["id"].as_u64().unwrap();
@@ -473,7 +475,7 @@ async fn a_release_cut_off_by_a_stop_shows_as_interrupted_until_it_runs_again() 
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
     let mut release = store
-        .create_release(made.organisation.id, "orders", 1)
+        .create_release(made.organisation.id, common::new_release("orders", 1))
         .unwrap();
     release.status = Status::Packaging;
     store.put_release(&release).unwrap();
@@ -518,7 +520,12 @@ async fn no_more_releases_run_at_once_than_configured() {
         let canvas = serde_json::from_value(json!({"nodes": nodes, "edges": edges})).unwrap();
         store.add_canvas(org, "orders", &canvas).unwrap();
         let ids: Vec<u64> = (0..8)
-            .map(|_| store.create_release(org, "orders", 1).unwrap().id)
+            .map(|_| {
+                store
+                    .create_release(org, common::new_release("orders", 1))
+                    .unwrap()
+                    .id
+            })
             .collect();
         let state = common::state_running(store, limit);
         let mut events = state.releases.subscribe().unwrap();
@@ -555,7 +562,7 @@ async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_ru
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
     let mut release = store
-        .create_release(made.organisation.id, "orders", 1)
+        .create_release(made.organisation.id, common::new_release("orders", 1))
         .unwrap();
     release.status = Status::Compiling;
     store.put_release(&release).unwrap();
@@ -597,7 +604,10 @@ async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
         nodes.extend((0..20_000).map(|i| json!({"id": format!("n{i}"), "type": "log@^1"})));
         let canvas = serde_json::from_value(json!({"nodes": nodes})).unwrap();
         let version = store.add_canvas(org, "orders", &canvas).unwrap();
-        id = store.create_release(org, "orders", version).unwrap().id;
+        id = store
+            .create_release(org, common::new_release("orders", version))
+            .unwrap()
+            .id;
     })
     .await;
     let release = server.settled(id).await;
@@ -614,7 +624,10 @@ async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
 async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
     let mut id = 0;
     let server = server(|store, org| {
-        id = store.create_release(org, "orders", 1).unwrap().id;
+        id = store
+            .create_release(org, common::new_release("orders", 1))
+            .unwrap()
+            .id;
     })
     .await;
     let ready = server.settled(id).await;
@@ -637,7 +650,7 @@ async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
     let mut other = server
         .state
         .store
-        .create_release(release.organisation, "orders", 2)
+        .create_release(release.organisation, common::new_release("orders", 2))
         .unwrap();
     other.status = Status::Failed;
     for _ in 0..2_000 {
@@ -654,4 +667,159 @@ async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
         .to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains(r#""status":"failed""#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_has_a_well_formed_name_unique_among_those_not_deleted() {
+    let server = server(|_, _| {}).await;
+    let admin = server.admin.clone();
+    let create = |body: Value| server.call("POST", "/api/v1/releases", &admin, body);
+    let at_fault = |answer: (StatusCode, Value)| {
+        assert_eq!(answer.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.1);
+        answer.1["error"]["path"].as_str().unwrap().to_string()
+    };
+    let long = format!("a{}", "b".repeat(100));
+    for bad in [
+        "",
+        "9lives",
+        "with space",
+        "ends-",
+        "under_score",
+        "é",
+        long.as_str(),
+    ] {
+        let answer = create(json!({"integration": "orders", "version": 1, "name": bad})).await;
+        assert_eq!(at_fault(answer), "/name", "{bad:?}");
+    }
+    let answer = create(json!({"integration": "orders", "version": 1})).await;
+    assert_eq!(at_fault(answer), "/name", "the name is required");
+    let answer = create(json!({"integration": "orders", "version": 1, "name": "ok",
+        "description": "x".repeat(1_001)}))
+    .await;
+    assert_eq!(at_fault(answer), "/description");
+
+    let (status, first) = create(json!({"integration": "orders", "version": 2,
+        "name": "Spring-launch-2", "description": "the spring price list"}))
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let answer =
+        create(json!({"integration": "orders", "version": 1, "name": "Spring-launch-2"})).await;
+    assert_eq!(at_fault(answer.clone()), "/name");
+    assert_eq!(
+        answer.1["error"]["message"],
+        "the organisation has a release named `Spring-launch-2` already"
+    );
+
+    // Found by name as by id, in details, lists, events and deletes.
+    let by_name = server.settled(first["id"].as_u64().unwrap()).await;
+    let (status, shown) = server
+        .call(
+            "GET",
+            "/api/v1/releases/Spring-launch-2",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!((status, &shown), (StatusCode::OK, &by_name));
+    assert_eq!(shown["name"], "Spring-launch-2");
+    assert_eq!(shown["description"], "the spring price list");
+    let (_, list) = server
+        .call("GET", "/api/v1/releases", &admin, json!(null))
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().last().unwrap()["name"],
+        "Spring-launch-2"
+    );
+    let (status, _) = server
+        .call("GET", "/api/v1/releases/no-such-name", &admin, json!(null))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .call(
+            "DELETE",
+            "/api/v1/releases/Spring-launch-2",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = server
+        .call(
+            "GET",
+            "/api/v1/releases/Spring-launch-2",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deleted release holds no name"
+    );
+
+    // Deleted, its name is free again; the old one stays readable by id.
+    let (status, again) =
+        create(json!({"integration": "orders", "version": 1, "name": "Spring-launch-2"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_ne!(again["id"], first["id"]);
+    let (_, old) = server
+        .call(
+            "GET",
+            &format!("/api/v1/releases/{}", first["id"]),
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(old["status"], "deleted");
+}
+
+#[tokio::test]
+async fn another_organisations_release_names_are_not_found() {
+    let server = server(|_, _| {}).await;
+    let (status, _) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &server.admin,
+            json!({"integration": "orders", "version": 1, "name": "shared-name"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let store = &server.state.store;
+    let other = store.create_organisation("globex").unwrap();
+    store
+        .create_integration(other.organisation.id, "orders")
+        .unwrap();
+    let canvas = serde_json::from_value(flow(".items | add")).unwrap();
+    store
+        .add_canvas(other.organisation.id, "orders", &canvas)
+        .unwrap();
+    let (status, _) = server
+        .call(
+            "GET",
+            "/api/v1/releases/shared-name",
+            &other.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Names are unique within an organisation only.
+    let (status, mine) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            &other.token,
+            json!({"integration": "orders", "version": 1, "name": "shared-name"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{mine}");
+    let (_, shown) = server
+        .call(
+            "GET",
+            "/api/v1/releases/shared-name",
+            &other.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(shown["id"], mine["id"]);
 }

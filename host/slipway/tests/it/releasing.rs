@@ -128,7 +128,7 @@ impl Releaser {
             .call(
                 "POST",
                 "/api/v1/releases",
-                json!({"integration": integration, "version": version}),
+                common::release_body(integration, version),
             )
             .await;
         assert_eq!(status, 202, "{accepted}");

@@ -44,7 +44,9 @@ async fn fixture() -> (Fixture, tempfile::TempDir) {
     }))
     .unwrap();
     store.add_canvas(org, "orders", &canvas).unwrap();
-    let release = store.create_release(org, "orders", 1).unwrap();
+    let release = store
+        .create_release(org, common::new_release("orders", 1))
+        .unwrap();
     let state = common::loaded(store).await;
     let greeter =
         std::fs::read(slipway_plugin_artifacts::test_guest("greeter-v1").unwrap()).unwrap();
@@ -145,7 +147,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Value, Allowed)> {
         (
             "POST",
             "/api/v1/releases",
-            json!({"integration": "orders", "version": 1}),
+            common::release_body("orders", 1),
             Writers,
         ),
         ("GET", "/api/v1/releases/{release}", json!(null), Everyone),
