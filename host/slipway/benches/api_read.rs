@@ -44,7 +44,9 @@ async fn main() {
     }))
     .unwrap();
     store.add_canvas(org, "orders", &canvas).unwrap();
-    let release = store.create_release(org, new_release("orders", 1)).unwrap();
+    let release = store
+        .create_release(org, slipway::store::NewRelease::proposed("orders", 1))
+        .unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.path().join("code-cache")),
         ..RuntimeConfig::default()
@@ -108,16 +110,4 @@ async fn main() {
             "NOT met"
         }
     );
-}
-
-/// A release of `integration` at `version`, named uniquely.
-fn new_release(integration: &str, version: u32) -> slipway::store::NewRelease {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    slipway::store::NewRelease {
-        integration: integration.to_string(),
-        version,
-        name: format!("{integration}-v{version}-r{n}"),
-        description: None,
-    }
 }

@@ -110,7 +110,10 @@ impl Bench {
             .unwrap();
         let started = Instant::now();
         let id = store
-            .create_release(self.org, new_release("orders", version))
+            .create_release(
+                self.org,
+                slipway::store::NewRelease::proposed("orders", version),
+            )
             .unwrap()
             .id;
         self.state.releases.wake();
@@ -251,17 +254,5 @@ async fn main() {
             ms(cold),
             added(cold)
         );
-    }
-}
-
-/// A release of `integration` at `version`, named uniquely.
-fn new_release(integration: &str, version: u32) -> slipway::store::NewRelease {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    slipway::store::NewRelease {
-        integration: integration.to_string(),
-        version,
-        name: format!("{integration}-v{version}-r{n}"),
-        description: None,
     }
 }

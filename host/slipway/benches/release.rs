@@ -114,7 +114,10 @@ impl Bench {
         let version = store.add_canvas(self.org, &name(i), &canvas(step)).unwrap();
         let started = Instant::now();
         let id = store
-            .create_release(self.org, new_release(&name(i), version))
+            .create_release(
+                self.org,
+                slipway::store::NewRelease::proposed(&name(i), version),
+            )
             .unwrap()
             .id;
         self.state.releases.wake();
@@ -269,7 +272,10 @@ async fn main() {
             .unwrap();
         ids.push(
             store
-                .create_release(burst.org, new_release(&name(i), version))
+                .create_release(
+                    burst.org,
+                    slipway::store::NewRelease::proposed(&name(i), version),
+                )
                 .unwrap()
                 .id,
         );
@@ -307,16 +313,4 @@ async fn main() {
         "{BURST} releases submitted at once (2 at a time): all ready in {}",
         ms(burst_total)
     );
-}
-
-/// A release of `integration` at `version`, named uniquely.
-fn new_release(integration: &str, version: u32) -> slipway::store::NewRelease {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    slipway::store::NewRelease {
-        integration: integration.to_string(),
-        version,
-        name: format!("{integration}-v{version}-r{n}"),
-        description: None,
-    }
 }

@@ -69,11 +69,6 @@ pub fn name_problem(name: &str) -> Option<String> {
     (!letters_digits_dashes || !starts || name.ends_with('-')).then(|| rule.to_string())
 }
 
-/// The name proposed for a release of `integration` at `version` when none is given.
-pub fn proposed_name(integration: &str, version: u32) -> String {
-    format!("{integration}-v{version}")
-}
-
 /// Queues a new release of an integration version of `organisation`, after
 /// checking the version exists and the name is well-formed and free.
 pub fn create(state: &AppState, organisation: u64, new: NewRelease) -> Result<Release, Refused> {
@@ -117,20 +112,32 @@ pub fn create(state: &AppState, organisation: u64, new: NewRelease) -> Result<Re
     Ok(release)
 }
 
+/// The id `reference` stands for: itself when it is an id (whose
+/// organisation the caller checks), else the id of the organisation's
+/// release of that name. Reads no release.
+pub fn id_of(
+    state: &AppState,
+    organisation: u64,
+    reference: &str,
+) -> Result<Option<u64>, StoreError> {
+    match reference.parse::<u64>() {
+        Ok(id) => Ok(Some(id)),
+        Err(_) if name_problem(reference).is_none() => {
+            state.store.release_named(organisation, reference)
+        }
+        Err(_) => Ok(None),
+    }
+}
+
 /// The organisation's release `reference`, an id or a name.
 pub fn find(
     state: &AppState,
     organisation: u64,
     reference: &str,
 ) -> Result<Option<Release>, StoreError> {
-    let id = match reference.parse::<u64>() {
-        Ok(id) => Some(id),
-        Err(_) if name_problem(reference).is_none() => {
-            state.store.release_named(organisation, reference)?
-        }
-        Err(_) => None,
+    let Some(id) = id_of(state, organisation, reference)? else {
+        return Ok(None);
     };
-    let Some(id) = id else { return Ok(None) };
     Ok(state
         .store
         .release(id)?

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -14,7 +14,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ErrorBody, Params, Payload, WRITERS};
+use super::{ApiError, ErrorBody, Params, Path, Payload, WRITERS};
 use crate::releases::Refused;
 use crate::server::AppState;
 use crate::store::{Principal, Release, Status};
@@ -179,13 +179,9 @@ pub(super) async fn show(
     Path(reference): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let organisation = principal.organisation.id;
-    // By id, the stored JSON is sent as it is: the hot read path.
-    let id = match reference.parse::<u64>() {
-        Ok(id) => Some(id),
-        Err(_) => crate::releases::find(&state, organisation, &reference)
-            .map_err(ApiError::internal)?
-            .map(|release| release.id),
-    };
+    // The stored JSON is sent as it is: the hot read path.
+    let id =
+        crate::releases::id_of(&state, organisation, &reference).map_err(ApiError::internal)?;
     let stored = match id {
         Some(id) => state.store.release_json(id).map_err(ApiError::internal)?,
         None => None,

@@ -51,7 +51,8 @@ pub(super) fn show(as_json: bool, value: &Value, human: impl FnOnce(&Value)) {
     }
 }
 
-fn text(value: &Value) -> String {
+/// A JSON value as text: strings bare, null as `-`.
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -321,7 +322,7 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
         } => {
             let version = version_or_latest(&client, &integration, version).await?;
             let name = name.unwrap_or_else(|| {
-                let proposed = slipway::releases::proposed_name(&integration, version);
+                let proposed = slipway::store::proposed_name(&integration, version);
                 eprintln!("no --name given: naming the release `{proposed}`");
                 proposed
             });

@@ -24,6 +24,7 @@ pub use plugins::StoredPlugin;
 pub use registries::{AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry};
 pub use releases::{
     LayerInfo, LogLine, NewRelease, Queued, Release, ReleaseImage, Stage, Status, now_ms,
+    proposed_name,
 };
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};

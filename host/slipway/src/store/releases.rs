@@ -184,6 +184,25 @@ pub struct Queued {
     pub organisation: u64,
 }
 
+/// The name a release of `integration` at `version` gets when none is
+/// given: `<integration>-v<version>`.
+pub fn proposed_name(integration: &str, version: u32) -> String {
+    format!("{integration}-v{version}")
+}
+
+impl NewRelease {
+    /// A release of `integration` at `version` with the
+    /// [`proposed_name`] and no description.
+    pub fn proposed(integration: &str, version: u32) -> NewRelease {
+        NewRelease {
+            integration: integration.to_string(),
+            version,
+            name: proposed_name(integration, version),
+            description: None,
+        }
+    }
+}
+
 /// Frees a deleted release's name, if it is still the one holding it.
 fn free_name(
     names: &sled::transaction::TransactionalTree,
@@ -439,10 +458,9 @@ impl Store {
                 continue;
             }
             let organisation = release["organisation"].as_u64().unwrap_or(0);
-            let base = format!(
-                "{}-v{}",
+            let base = proposed_name(
                 release["integration"].as_str().unwrap_or("release"),
-                release["version"]
+                release["version"].as_u64().unwrap_or(0) as u32,
             );
             let deleted =
                 ["deleting", "deleted"].contains(&release["status"].as_str().unwrap_or(""));

@@ -734,6 +734,19 @@ async fn a_release_has_a_well_formed_name_unique_among_those_not_deleted() {
         .call("GET", "/api/v1/releases/no-such-name", &admin, json!(null))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Not a name at all (too long, a path's worth of dots): not found, nothing looked up.
+    for odd in ["x".repeat(10_000), "..%2F..".to_string(), "-1".to_string()] {
+        let (status, body) = server
+            .call(
+                "GET",
+                &format!("/api/v1/releases/{odd}"),
+                &admin,
+                json!(null),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{odd:.20}: {body}");
+        assert_eq!(body["error"]["code"], "not-found");
+    }
     let (status, _) = server
         .call(
             "DELETE",
