@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use slipway_runtime::kinds::Diagnostic;
 use utoipa::ToSchema;
 
-use super::{ApiError, DiagnosticSchema, ErrorBody, Payload, WRITERS};
+use super::{ApiError, DiagnosticSchema, ErrorBody, Path, Payload, WRITERS};
 use crate::server::AppState;
 use crate::store::{Integration, IntegrationError, Principal};
 use slipway_flow::FlowDocument;
@@ -234,7 +234,7 @@ fn find(
 /// One canvas version, as stored.
 #[utoipa::path(get, path = "/api/v1/integrations/{name}/versions/{version}", tag = "integrations",
     params(("name" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = Canvas), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Canvas), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn version(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -247,7 +247,7 @@ pub(super) async fn version(
 /// flow document when the canvas is valid.
 #[utoipa::path(post, path = "/api/v1/integrations/{name}/versions/{version}/validate", tag = "integrations",
     params(("name" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = Validation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Validation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn validate(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -216,6 +216,25 @@ impl Payload {
     }
 }
 
+/// Path parameters of type `T` (axum's `Path`); 400 with the JSON error
+/// when they do not fit, e.g. `/users/-1`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(params)) => Ok(Path(params)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-path",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
 /// Query parameters of type `T`; 400 naming the parameter when they do not fit.
 pub struct Params<T>(pub T);
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
@@ -13,7 +13,7 @@ use serde_json::Value;
 use slipway_runtime::{HostPattern, Kind, Plugin, RemoveError};
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, Payload, WRITERS};
+use super::{ApiError, ErrorBody, Path, Payload, WRITERS};
 use crate::server::AppState;
 use crate::store::{Principal, Role, StoredPlugin};
 

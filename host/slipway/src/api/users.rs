@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, post};
@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, Payload};
+use super::{ApiError, ErrorBody, Path, Payload};
 use crate::server::AppState;
 use crate::store::{Principal, Role, User};
 
@@ -99,7 +99,7 @@ pub(super) async fn list(
 
 /// Delete a user and revoke its tokens.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = u64, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -123,7 +123,7 @@ pub(super) async fn remove(
 
 /// A new API token for a user.
 #[utoipa::path(post, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = u64, Path)),
-    responses((status = 201, body = TokenMade), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = TokenMade), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn new_token(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -146,7 +146,7 @@ pub(super) async fn new_token(
 
 /// Revoke every token of a user.
 #[utoipa::path(delete, path = "/api/v1/users/{id}/tokens", tag = "users", params(("id" = u64, Path)),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -1133,3 +1133,20 @@ async fn registry_secrets_are_sealed_at_rest() {
     }
     assert!(scanned > 0);
 }
+
+#[tokio::test]
+async fn a_path_parameter_that_does_not_fit_answers_the_json_error() {
+    let api = Api::new().await;
+    let admin = api.admin.clone();
+    for (method, path) in [
+        ("DELETE", "/api/v1/users/-1"),
+        ("POST", "/api/v1/users/abc/tokens"),
+        ("GET", "/api/v1/integrations/orders/versions/x"),
+        ("GET", "/api/v1/integrations/orders/versions/99999999999"),
+    ] {
+        let (status, body) = api.call(method, path, &admin, "application/json", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "bad-path", "{method} {path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+}
