@@ -131,30 +131,54 @@ pub fn release_body(integration: &str, version: u32) -> Value {
     json!({"integration": release.integration, "version": release.version, "name": release.name})
 }
 
-/// `slipway serve` on an ephemeral port; returns the child and its stdout lines so far.
-#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
-pub fn start(data_dir: &std::path::Path) -> (Child, Vec<String>) {
+/// A `slipway serve` process, killed when dropped so a failing test leaves
+/// none behind (one would hold the test's output open).
+pub struct Served(Child);
+
+impl std::ops::Deref for Served {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `slipway serve` on an ephemeral port; returns the process and its stdout lines so far.
+pub fn start(data_dir: &std::path::Path) -> (Served, Vec<String>) {
     start_with(data_dir, &[])
 }
 
 /// The same, with more flags.
-#[allow(clippy::zombie_processes, reason = "the caller waits for it in `stop`")]
-pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "slw_crash_test_token",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(flags)
-        .env("SLIPWAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (Served, Vec<String>) {
+    let mut child = Served(
+        Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-token",
+                "slw_crash_test_token",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(flags)
+            .env("SLIPWAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = Vec::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     loop {
@@ -191,7 +215,7 @@ pub async fn ready(base: &str) {
     }
 }
 
-pub fn stop(mut child: Child) {
+pub fn stop(mut child: Served) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
