@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch.
 
+mod admin;
 mod client;
 mod plugin;
 mod remote;
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use slipway::config::Config;
 
 /// Slipway: packages integration flows into images, pushes and deploys them.
@@ -46,6 +47,17 @@ enum Command {
     /// Releases: create and follow, list, show, delete.
     #[command(subcommand)]
     Release(remote::Release),
+    /// The organisation's registry: show, set, its changes.
+    #[command(subcommand)]
+    Registry(admin::Registry),
+    /// The organisation's users and their tokens.
+    #[command(subcommand)]
+    User(admin::User),
+    /// Print a completion script for a shell, e.g. `slipway completions bash > /etc/bash_completion.d/slipway`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Args {
@@ -69,6 +81,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Release(command) => {
             remote::release(args.target.connect()?, command, args.json).await
+        }
+        Command::Registry(command) => {
+            admin::registry(args.target.connect()?, command, args.json).await
+        }
+        Command::User(command) => admin::user(args.target.connect()?, command, args.json).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "slipway",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

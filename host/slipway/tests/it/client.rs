@@ -191,3 +191,133 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
         stderr(&out)
     );
 }
+
+/// Runs `slipway` with `input` on its standard input.
+fn slipway_with_input(home: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .env("SLIPWAY_CLIENT_CONFIG", home.join("client.toml"))
+        .env_remove("SLIPWAY_SERVER")
+        .env_remove("SLIPWAY_TOKEN")
+        .env("SLIPWAY_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It may stop reading early: an input too large is what some tests send.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn an_org_admin_sets_the_registry_and_manages_users_with_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (server, lines) = common::start(data.path());
+    let base = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let home = home.path();
+    // The registry adapters are plugins: loaded once the server is ready.
+    common::ready(&base).await;
+    let login =
+        |home: &Path, token: &str| slipway(home, &["login", "--server", &base, "--token", token]);
+    assert!(login(home, "slw_crash_test_token").status.success());
+
+    // The registry, its secret read from standard input and never shown.
+    let secret = "s3cret-from-stdin-41d7";
+    let settings = r#"{"url": "http://127.0.0.1:5000", "username": "ci"}"#;
+    let set = [
+        "registry",
+        "set",
+        "--adapter",
+        "distribution",
+        "--settings",
+        settings,
+    ];
+    let out = slipway_with_input(
+        home,
+        &[&set[..], &["--secrets", "-", "--json"]].concat(),
+        &format!(r#"{{"password": "{secret}"}}"#),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["secrets"], serde_json::json!(["password"]));
+    let out = slipway(home, &["registry", "show"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("distribution "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(r#"secrets: ["password"]"#),
+        "{}",
+        stdout(&out)
+    );
+    let out = slipway(home, &["registry", "changes", "--json"]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+    assert!(!stdout(&out).contains(secret));
+    // Secrets that are not an object of strings, or too large, are refused
+    // before anything is sent.
+    for input in [
+        "[\"a\"]".to_string(),
+        format!(r#"{{"password": "{}"}}"#, "x".repeat(2 << 20)),
+    ] {
+        let out = slipway_with_input(home, &[&set[..], &["--secrets", "-"]].concat(), &input);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("the secrets in standard input"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = slipway(home, &["registry", "changes", "--json"]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1, "nothing changed");
+
+    // A user, a token issued and revoked, the user deleted.
+    let out = slipway(
+        home,
+        &[
+            "user",
+            "create",
+            "deployer",
+            "--role",
+            "api-provider",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made = json(&out);
+    let id = made["user"]["id"].as_u64().unwrap().to_string();
+    let first = made["token"].as_str().unwrap().to_string();
+    let users = json(&slipway(home, &["user", "list", "--json"]));
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "deployer"]);
+    let out = slipway(home, &["user", "token", "issue", &id, "--json"]);
+    let second = json(&out)["token"].as_str().unwrap().to_string();
+    let theirs = tempfile::tempdir().unwrap();
+    assert!(login(theirs.path(), &second).status.success());
+    let out = slipway(home, &["user", "token", "revoke", &id]);
+    assert_eq!(stdout(&out), format!("revoked 2 token(s) of user {id}\n"));
+    assert!(!login(theirs.path(), &first).status.success());
+    let out = slipway(home, &["user", "delete", &id]);
+    assert_eq!(stdout(&out), format!("deleted user {id}\n"));
+
+    // Completions for a shell name every command.
+    let out = slipway(home, &["completions", "bash"]);
+    assert!(out.status.success());
+    for command in ["registry", "user", "release", "integration"] {
+        assert!(stdout(&out).contains(command), "{command}");
+    }
+
+    common::stop(server);
+}
