@@ -1,5 +1,7 @@
-//! The engine built statically (musl, `engine` profile), as release images
-//! hold it; shared by the tests that need it.
+//! The engine built statically (musl), as release images hold it; shared by
+//! the tests that need it. It is built with the `engine-test` profile: the
+//! `engine` profile's settings without LTO, so an edit to the engine costs
+//! seconds here rather than minutes.
 //!
 //! Needs the `x86_64-unknown-linux-musl` target (added with rustup here) and
 //! a musl C compiler (Debian: `musl-tools`).
@@ -9,6 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
+const PROFILE: &str = "engine-test";
 
 /// Builds `slipway-engine` once per test binary, in a target directory of its
 /// own under `scratch`, the tests' scratch space (`CARGO_TARGET_TMPDIR`; the
@@ -49,16 +52,13 @@ pub fn static_engine(scratch: impl AsRef<Path>) -> PathBuf {
                     "--bin",
                     "slipway-engine",
                 ])
-                .args(["--profile", "engine", "--target", TARGET])
+                .args(["--profile", PROFILE, "--target", TARGET])
                 .arg("--target-dir")
                 .arg(&target_dir)
                 .status()
                 .unwrap();
             assert!(status.success(), "the static engine build failed");
-            target_dir
-                .join(TARGET)
-                .join("engine")
-                .join("slipway-engine")
+            target_dir.join(TARGET).join(PROFILE).join("slipway-engine")
         })
         .clone()
 }
