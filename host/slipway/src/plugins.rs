@@ -4,11 +4,37 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use semver::VersionReq;
-use slipway_runtime::{Catalog, HostPattern, Kind, LoadError, Plugin, ResolveError, Runtime};
+use semver::{Version, VersionReq};
+use slipway_runtime::{
+    Catalog, HostPattern, Kind, LoadError, Plugin, RemoveError, ResolveError, Runtime,
+};
 
-use crate::store::Store;
+use crate::store::{Store, StoreError, StoredPlugin};
 use slipway_flow::package::NodeTypes;
+
+/// Why an uploaded plugin version was not deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// The organisation uploaded no such version.
+    #[error("no {kind} plugin `{name}@{version}`")]
+    NotFound {
+        /// Its kind.
+        kind: Kind,
+        /// Its name.
+        name: String,
+        /// Its version.
+        version: Version,
+    },
+    /// It is a built-in plugin.
+    #[error("built-in plugins cannot be deleted")]
+    BuiltIn,
+    /// A release pins it.
+    #[error("{0}")]
+    Pinned(RemoveError),
+    /// The database failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// The runtime, its built-in catalog, and one catalog of uploads per organisation.
 pub struct Plugins {
@@ -49,6 +75,55 @@ impl Plugins {
             return Some(Arc::from(*wasm));
         }
         store.component(sha256).ok().flatten().map(Arc::from)
+    }
+
+    /// Deletes an uploaded version from memory and the store together (a
+    /// failed store write puts it back). With its name's last version gone,
+    /// the hosts granted to the name go too, so a new upload starts with none.
+    pub fn delete_upload(
+        &self,
+        store: &Store,
+        organisation: u64,
+        kind: Kind,
+        name: &str,
+        version: &Version,
+    ) -> Result<(), DeleteError> {
+        let not_found = || DeleteError::NotFound {
+            kind,
+            name: name.to_string(),
+            version: version.clone(),
+        };
+        let own = self.uploaded(organisation);
+        if own.get(kind, name, version).is_none() {
+            if self.builtins().get(kind, name, version).is_some() {
+                return Err(DeleteError::BuiltIn);
+            }
+            return Err(not_found());
+        }
+        let plugin = match own.remove(kind, name, version) {
+            Ok(plugin) => plugin,
+            Err(err @ RemoveError::Pinned { .. }) => return Err(DeleteError::Pinned(err)),
+            Err(RemoveError::Unknown { .. }) => return Err(not_found()),
+        };
+        let stored = StoredPlugin {
+            organisation,
+            kind: kind.as_str().to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256: plugin.sha256().to_string(),
+        };
+        if let Err(err) = store.remove_plugin(&stored) {
+            own.insert(plugin);
+            return Err(err.into());
+        }
+        let left = own
+            .list()
+            .iter()
+            .any(|p| p.manifest().kind == kind && p.manifest().name == name);
+        if !left {
+            store.set_plugin_hosts(organisation, kind.as_str(), name, &[])?;
+        }
+        Ok(())
     }
 
     /// The runtime that loads and runs them.

@@ -238,7 +238,7 @@ fn pin(state: &AppState, release: &Release) {
 }
 
 /// Drops a release's pins (it was deleted).
-pub fn unpin(state: &AppState, release: &Release) {
+fn unpin(state: &AppState, release: &Release) {
     let own = state.plugins.uploaded(release.organisation);
     for (name, version) in plugins_of(release) {
         own.unpin(Kind::NodeType, name, &version, &holder(release.id));
@@ -711,9 +711,34 @@ async fn distribute(
     Ok(message)
 }
 
+/// What asking to delete a release started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// It is deleted (it had no image, or was deleted already).
+    Done,
+    /// Its image is being deleted from the registry; `deleted` follows.
+    Deleting,
+}
+
+/// Deletes release `id` as `by` asked: at once when it has no image, else
+/// its image leaves the registry in the background.
+pub fn delete(state: &Arc<AppState>, id: u64, by: &str) -> Result<Deletion, StoreError> {
+    let note = format!("deletion asked by {by}");
+    let Some(release) = state.store.start_deletion(id, &note)? else {
+        return Ok(Deletion::Done);
+    };
+    state.releases.publish(&release, release.status.as_str());
+    if release.status == Status::Deleting {
+        tokio::spawn(delete_image(state.clone(), release));
+        return Ok(Deletion::Deleting);
+    }
+    unpin(state, &release);
+    Ok(Deletion::Done)
+}
+
 /// Finishes deleting a release: its image leaves the registry unless
 /// another release has the same one, then the release is `deleted`.
-pub async fn delete_image(state: Arc<AppState>, mut release: Release) {
+async fn delete_image(state: Arc<AppState>, mut release: Release) {
     let message = match &release.image {
         None => "deleted".to_string(),
         Some(image) => match delete_from_registry(&state, &release, image).await {

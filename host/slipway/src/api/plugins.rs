@@ -10,10 +10,11 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use slipway_runtime::{HostPattern, Kind, Plugin, RemoveError};
+use slipway_runtime::{HostPattern, Kind, Plugin};
 use utoipa::ToSchema;
 
 use super::{ApiError, ErrorBody, Path, Payload, WRITERS};
+use crate::plugins::DeleteError;
 use crate::server::AppState;
 use crate::store::{Principal, Role, StoredPlugin};
 
@@ -288,56 +289,31 @@ pub(super) async fn remove(
     let kind = kind(&kind_name)?;
     let not_found = || ApiError::not_found(format!("no {kind} plugin `{name}@{version}`"));
     let version = semver::Version::parse(&version).map_err(|_| not_found())?;
-    let own = state.plugins.uploaded(principal.organisation.id);
-    if own.get(kind, &name, &version).is_none() {
-        if state
-            .plugins
-            .builtins()
-            .get(kind, &name, &version)
-            .is_some()
-        {
+    let deleted = state.plugins.delete_upload(
+        &state.store,
+        principal.organisation.id,
+        kind,
+        &name,
+        &version,
+    );
+    match deleted {
+        Ok(()) => {}
+        Err(DeleteError::NotFound { .. }) => return Err(not_found()),
+        Err(DeleteError::BuiltIn) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "builtin",
                 "built-in plugins cannot be deleted",
             ));
         }
-        return Err(not_found());
-    }
-    let plugin = match own.remove(kind, &name, &version) {
-        Ok(plugin) => plugin,
-        Err(err @ RemoveError::Pinned { .. }) => {
+        Err(DeleteError::Pinned(err)) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "in-use",
                 err.to_string(),
             ));
         }
-        Err(RemoveError::Unknown { .. }) => return Err(not_found()),
-    };
-    let stored = StoredPlugin {
-        organisation: principal.organisation.id,
-        kind: kind.as_str().to_string(),
-        name,
-        version: version.to_string(),
-        sha256: plugin.sha256().to_string(),
-    };
-    if let Err(err) = state.store.remove_plugin(&stored) {
-        // Keep memory and disk in step: put it back.
-        own.insert(plugin);
-        return Err(ApiError::internal(err));
-    }
-    // The grant was for this plugin: with its last version gone, a new
-    // upload of the name starts with none.
-    let left = own
-        .list()
-        .iter()
-        .any(|p| p.manifest().kind == kind && p.manifest().name == stored.name);
-    if !left {
-        state
-            .store
-            .set_plugin_hosts(stored.organisation, kind.as_str(), &stored.name, &[])
-            .map_err(ApiError::internal)?;
+        Err(DeleteError::Store(err)) => return Err(ApiError::internal(err)),
     }
     Ok(StatusCode::NO_CONTENT)
 }

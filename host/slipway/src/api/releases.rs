@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ErrorBody, Params, Path, Payload, WRITERS};
-use crate::releases::Refused;
+use crate::releases::{Deletion, Refused};
 use crate::server::AppState;
 use crate::store::{Principal, Release, Status};
 
@@ -204,21 +204,10 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
     let id = visible(&state, &principal, &reference)?.id;
-    let note = format!("deletion asked by {}", principal.user.name);
-    let Some(release) = state
-        .store
-        .start_deletion(id, &note)
-        .map_err(ApiError::internal)?
-    else {
-        return Ok(StatusCode::NO_CONTENT);
-    };
-    state.releases.publish(&release, release.status.as_str());
-    if release.status == Status::Deleting {
-        tokio::spawn(crate::releases::delete_image(state.clone(), release));
-        return Ok(StatusCode::ACCEPTED);
+    match crate::releases::delete(&state, id, &principal.user.name).map_err(ApiError::internal)? {
+        Deletion::Done => Ok(StatusCode::NO_CONTENT),
+        Deletion::Deleting => Ok(StatusCode::ACCEPTED),
     }
-    crate::releases::unpin(&state, &release);
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The release's status now, with its latest log line, then every change
