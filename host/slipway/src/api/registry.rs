@@ -15,9 +15,10 @@ use slipway_runtime::HostPattern;
 use utoipa::ToSchema;
 
 use super::{ApiError, ErrorBody, Payload};
-use crate::registry::RegistrySettings;
+use crate::registry::change::Refused;
+use crate::registry::{self, RegistrySettings};
 use crate::server::AppState;
-use crate::store::{Principal, RegistryChangeRecord, Role, StoredRegistry, now_ms};
+use crate::store::{Principal, RegistryChangeRecord, Role, StoredRegistry};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -111,69 +112,25 @@ pub(super) async fn set(
     principal.require(&[Role::OrgAdmin])?;
     let change: RegistryChange = payload.json()?;
     let organisation = principal.organisation.id;
-    let current = state
-        .store
-        .registry(organisation)
-        .map_err(ApiError::internal)?;
-    let mut settings = RegistrySettings {
+    let settings = RegistrySettings {
         adapter: change.adapter,
         version: change.version.unwrap_or(VersionReq::STAR),
         settings: change.settings.unwrap_or_else(|| serde_json::json!({})),
-        secrets: change.secrets.clone().unwrap_or_default(),
+        secrets: BTreeMap::new(),
         allowed_hosts: change.allowed_hosts,
     };
-    // Secrets left out stay only where they would go: the same adapter and
-    // version requirement, to the same settings and hosts. A new URL, endpoint or host needs them
-    // given again, so an admin's edit cannot send them somewhere new.
-    if change.secrets.is_none()
-        && let Some(current) = current
-        && current.settings.adapter == settings.adapter
-        && current.settings.version == settings.version
-        && current.settings.settings == settings.settings
-        && current.settings.allowed_hosts == settings.allowed_hosts
-    {
-        settings.secrets = current.settings.secrets;
-    }
-    let registry = state
-        .registry(organisation, settings.clone())
-        .map_err(|e| ApiError::invalid("/adapter", e))?;
-    let asked = registry.secrets_asked();
-    if let Some(name) = settings.secrets.keys().find(|name| !asked.contains(name)) {
-        return Err(ApiError::invalid(
-            format!("/secrets/{}", slipway_flow::pointer::escape(name)),
-            format!(
-                "{} does not ask for a secret named `{name}`; it asks for: {}",
-                registry.adapter(),
-                if asked.is_empty() {
-                    "none".to_string()
-                } else {
-                    asked.join(", ")
-                }
-            ),
-        ));
-    }
-    let problems = registry.check().await.map_err(ApiError::internal)?;
-    if let Some(problem) = problems.first() {
-        // A secret's problem points at the secret; the rest into the settings.
-        let path = if problem.path.starts_with("/secrets/") {
-            problem.path.clone()
-        } else {
-            format!("/settings{}", problem.path)
-        };
-        return Err(ApiError::invalid(path, problem.message.clone()));
-    }
-    let stored = StoredRegistry {
+    let stored = registry::change::change(
+        &state,
+        organisation,
         settings,
-        resolved: Some(registry.adapter()),
-        code: Some(registry.code()),
-        changed_by: principal.user.name.clone(),
-        changed_ms: now_ms(),
-    };
-    state
-        .store
-        .put_registry(organisation, &stored)
-        .map_err(ApiError::internal)?;
-    tracing::info!(organisation = %principal.organisation.name, adapter = %registry.adapter(), by = %principal.user.name, "registry changed");
+        change.secrets,
+        &principal.user.name,
+    )
+    .await
+    .map_err(|refused| match refused {
+        Refused::Invalid { path, message } => ApiError::invalid(path, message),
+        Refused::Failed(err) => ApiError::internal(err),
+    })?;
     Ok(Json(view(&state, organisation, stored)))
 }
 

@@ -5,6 +5,7 @@
 //! keeps that adapter to the end, so a change an org-admin makes applies to
 //! the next release while those in flight finish as they started.
 
+pub mod change;
 pub mod push;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
