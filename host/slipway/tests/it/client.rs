@@ -8,17 +8,21 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// Runs `slipway` with the login kept in `home`.
-fn slipway(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slipway"))
+/// `slipway` with `args` and the login kept in `home`.
+fn command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command
         .args(args)
         .env("SLIPWAY_CLIENT_CONFIG", home.join("client.toml"))
         .env_remove("SLIPWAY_SERVER")
         .env_remove("SLIPWAY_TOKEN")
-        .env("SLIPWAY_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .env("SLIPWAY_LOG", "warn");
+    command
+}
+
+/// Runs `slipway` with the login kept in `home`.
+fn slipway(home: &Path, args: &[&str]) -> Output {
+    command(home, args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -195,12 +199,7 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
 /// Runs `slipway` with `input` on its standard input.
 fn slipway_with_input(home: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(args)
-        .env("SLIPWAY_CLIENT_CONFIG", home.join("client.toml"))
-        .env_remove("SLIPWAY_SERVER")
-        .env_remove("SLIPWAY_TOKEN")
-        .env("SLIPWAY_LOG", "warn")
+    let mut child = command(home, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
