@@ -286,7 +286,7 @@ pub enum Release {
     },
     /// List releases, newest last.
     List {
-        /// Only those with this status (queued, interrupted, packaging, packaged, failed, deleted).
+        /// Only those with this status (queued, interrupted, packaging, compiling, distributing, ready, failed, deleting, deleted).
         #[arg(long)]
         status: Option<String>,
         /// Only those of this integration.
