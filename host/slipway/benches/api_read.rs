@@ -12,9 +12,9 @@ use axum::http::header;
 use axum::routing::get;
 use serde_json::json;
 use slipway::server::{AppState, router};
-use slipway::store::{Status, Store};
 use slipway_flow::canvas::Canvas;
 use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_store::{Status, Store};
 
 use slipway_test_support::wrk;
 
@@ -45,7 +45,7 @@ async fn main() {
     .unwrap();
     store.add_canvas(org, "orders", &canvas).unwrap();
     let release = store
-        .create_release(org, slipway::store::NewRelease::proposed("orders", 1))
+        .create_release(org, slipway_store::NewRelease::proposed("orders", 1))
         .unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.path().join("code-cache")),

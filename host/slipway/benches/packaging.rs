@@ -7,11 +7,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use slipway::canvases::OrganisationCanvases;
 use slipway::server::AppState;
-use slipway::store::Store;
 use slipway_flow::canvas::{Canvas, SubflowRef};
 use slipway_flow::package::Packager;
 use slipway_runtime::{CallContext, Kind, Runtime, RuntimeConfig};
+use slipway_store::Store;
 
 /// Nodes per canvas; four canvases (the root and three nested subflows).
 const PER_CANVAS: usize = 50;
@@ -98,7 +99,7 @@ async fn main() {
     let integration = state.store.integration(org, "orders").unwrap();
     let top = state.store.canvas(&integration, 1).unwrap().unwrap();
     let plugins = state.plugins.of(org);
-    let canvases = state.store.canvases_of(org);
+    let canvases = OrganisationCanvases::new(&state.store, org);
     let packager = Packager::new(&plugins, &canvases);
     let flow = packager
         .package(&root, &top)

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 use slipway::config::Config;
 use slipway::registry::RegistrySettings;
 use slipway::server::AppState;
-use slipway::store::{Status, Store, StoredRegistry, now_ms};
 use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_store::{Status, Store, StoredRegistry, now_ms};
 use token_server::{ISSUER, SERVICE, TokenIssuer};
 
 /// Releases timed per adapter and cache state.
@@ -92,7 +92,7 @@ impl Bench {
     fn use_registry(&self, change: Value) {
         let settings: RegistrySettings = serde_json::from_value(change).unwrap();
         let stored = StoredRegistry {
-            settings,
+            settings: settings.to_stored(),
             resolved: None,
             code: None,
             changed_by: "bench".into(),
@@ -112,7 +112,7 @@ impl Bench {
         let id = store
             .create_release(
                 self.org,
-                slipway::store::NewRelease::proposed("orders", version),
+                slipway_store::NewRelease::proposed("orders", version),
             )
             .unwrap()
             .id;

@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 use slipway::config::Config;
 use slipway::registry::RegistrySettings;
 use slipway::server::AppState;
-use slipway::store::{ReleaseImage, Status, Store, StoredRegistry, now_ms};
 use slipway_flow::canvas::Canvas;
 use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_store::{ReleaseImage, Status, Store, StoredRegistry, now_ms};
 
 /// Warm releases (and docker build + push) timed.
 const RUNS: u32 = 7;
@@ -76,7 +76,7 @@ impl Bench {
             .put_registry(
                 org,
                 &StoredRegistry {
-                    settings,
+                    settings: settings.to_stored(),
                     resolved: None,
                     code: None,
                     changed_by: "bench".into(),
@@ -116,7 +116,7 @@ impl Bench {
         let id = store
             .create_release(
                 self.org,
-                slipway::store::NewRelease::proposed(&name(i), version),
+                slipway_store::NewRelease::proposed(&name(i), version),
             )
             .unwrap()
             .id;
@@ -274,7 +274,7 @@ async fn main() {
             store
                 .create_release(
                     burst.org,
-                    slipway::store::NewRelease::proposed(&name(i), version),
+                    slipway_store::NewRelease::proposed(&name(i), version),
                 )
                 .unwrap()
                 .id,

@@ -9,8 +9,8 @@ use slipway_runtime::{
     Catalog, HostPattern, Kind, LoadError, Plugin, RemoveError, ResolveError, Runtime,
 };
 
-use crate::store::{Store, StoreError, StoredPlugin};
 use slipway_flow::package::NodeTypes;
+use slipway_store::{Store, StoreError, StoredPlugin};
 
 /// Why an uploaded plugin version was not deleted.
 #[derive(Debug, thiserror::Error)]

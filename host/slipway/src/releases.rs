@@ -19,17 +19,18 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 
 use slipway_runtime::kinds::Image;
 
+use crate::canvases::OrganisationCanvases;
 use crate::image::{self, ImageMeta};
-use crate::registry::Registry;
 use crate::registry::push::Deleted;
+use crate::registry::{Registry, RegistrySettings};
 use crate::server::{AppState, CONFIGURATION};
-use crate::store::{
-    IntegrationError, LayerInfo, NewRelease, Origin, Queued, Release, ReleaseImage, Stage, Status,
-    StoreError, StoredRegistry, now_ms,
-};
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::SubflowRef;
 use slipway_flow::package::Packager;
+use slipway_store::{
+    Diagnostic, IntegrationError, LayerInfo, NewRelease, Origin, Queued, Release, ReleaseImage,
+    Stage, Status, StoreError, StoredRegistry, now_ms,
+};
 
 /// Longest release name.
 pub const MAX_NAME: usize = 100;
@@ -447,7 +448,9 @@ fn registry_of(state: &AppState, organisation: u64) -> Result<Registry, String> 
             "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
                 .to_string()
         })?;
-    let registry = state.registry(organisation, stored.settings.clone())?;
+    let settings =
+        RegistrySettings::from_stored(stored.settings.clone()).map_err(|e| e.to_string())?;
+    let registry = state.registry(organisation, settings)?;
     let now = (registry.adapter(), registry.code());
     match (&stored.resolved, &stored.code) {
         _ if stored.changed_by == CONFIGURATION => return Ok(registry),
@@ -582,13 +585,19 @@ async fn package(state: &AppState, release: &mut Release) -> Result<FlowDocument
         .and_then(|i| state.store.canvas(&i, release.version).ok().flatten())
         .ok_or_else(|| format!("integration {root} no longer exists"))?;
     let plugins = state.plugins.of(org);
-    let canvases = state.store.canvases_of(org);
+    let canvases = OrganisationCanvases::new(&state.store, org);
     let flow = Packager::new(&plugins, &canvases)
         .package(&root, &canvas)
         .await
         .map_err(|diagnostics| {
             let message = format!("the canvas has {} problem(s)", diagnostics.len());
-            release.diagnostics = diagnostics;
+            release.diagnostics = diagnostics
+                .into_iter()
+                .map(|d| Diagnostic {
+                    path: d.path,
+                    message: d.message,
+                })
+                .collect();
             message
         })?;
     release.flow = Some(flow.clone());

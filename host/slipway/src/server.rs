@@ -16,7 +16,7 @@ use crate::image::{Compiler, CompilerConfig};
 use crate::plugins::Plugins;
 use crate::registry::{BlobIndex, Registry, RegistrySettings};
 use crate::releases::ReleaseQueue;
-use crate::store::{Store, StoredRegistry};
+use slipway_store::{Store, StoredRegistry};
 
 /// Who set a registry that came from the configuration file.
 pub const CONFIGURATION: &str = "configuration";
@@ -100,15 +100,16 @@ impl AppState {
             tracing::info!(organisation = %organisation.name, "the registry set through the API stays; the configuration's is not applied");
             return Ok(());
         }
-        if current.is_none_or(|c| &c.settings != settings) {
+        let stored = settings.to_stored();
+        if current.is_none_or(|c| c.settings != stored) {
             self.store.put_registry(
                 organisation.id,
                 &StoredRegistry {
-                    settings: settings.clone(),
+                    settings: stored,
                     resolved: None,
                     code: None,
                     changed_by: CONFIGURATION.into(),
-                    changed_ms: crate::store::now_ms(),
+                    changed_ms: slipway_store::now_ms(),
                 },
             )?;
             tracing::info!(organisation = %organisation.name, adapter = %settings.adapter, "registry set from the configuration");

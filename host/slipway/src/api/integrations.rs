@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use slipway_runtime::kinds::Diagnostic;
 use utoipa::ToSchema;
 
-use super::{ApiError, DiagnosticSchema, ErrorBody, Path, Payload, WRITERS};
+use super::{ApiError, Caller, ErrorBody, Path, Payload, WRITERS};
+use crate::canvases::OrganisationCanvases;
 use crate::server::AppState;
-use crate::store::{Integration, IntegrationError, Principal};
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::{Canvas, Format, SubflowRef};
 use slipway_flow::package::Packager;
+use slipway_store::{Integration, IntegrationError, Principal};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -76,7 +77,7 @@ pub(super) struct Validation {
     /// No problems found.
     valid: bool,
     /// Every problem, each with a JSON pointer into the canvas.
-    #[schema(value_type = Vec<DiagnosticSchema>)]
+    #[schema(value_type = Vec<slipway_store::Diagnostic>)]
     diagnostics: Vec<Diagnostic>,
     /// The flow document the engine would run, when valid.
     flow: Option<FlowDocument>,
@@ -95,7 +96,7 @@ fn valid_name(name: &str) -> bool {
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(WRITERS)?;
@@ -120,7 +121,7 @@ pub(super) async fn create(
     responses((status = 200, body = Vec<Integration>), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Vec<Integration>>, ApiError> {
     Ok(Json(
         state
@@ -135,7 +136,7 @@ pub(super) async fn list(
     responses((status = 200, body = Integration), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Integration>, ApiError> {
     Ok(Json(
@@ -148,7 +149,7 @@ pub(super) async fn show(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
@@ -165,7 +166,7 @@ pub(super) async fn delete(
               (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn add_version(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(name): Path<String>,
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -200,7 +201,7 @@ pub(super) async fn add_version(
     responses((status = 200, body = Vec<VersionEntry>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn versions(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<VersionEntry>>, ApiError> {
     let integration = state.store.integration(principal.organisation.id, &name)?;
@@ -237,7 +238,7 @@ fn find(
     responses((status = 200, body = Canvas), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn version(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path((name, version)): Path<(String, u32)>,
 ) -> Result<Json<Canvas>, ApiError> {
     Ok(Json(find(&state, &principal, &name, version)?.1))
@@ -250,11 +251,11 @@ pub(super) async fn version(
     responses((status = 200, body = Validation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn validate(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path((name, version)): Path<(String, u32)>,
 ) -> Result<Json<Validation>, ApiError> {
     let (_, canvas) = find(&state, &principal, &name, version)?;
-    let canvases = state.store.canvases_of(principal.organisation.id);
+    let canvases = OrganisationCanvases::new(&state.store, principal.organisation.id);
     let root = SubflowRef {
         integration: name,
         version,

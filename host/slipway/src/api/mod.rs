@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::server::AppState;
-use crate::store::{Principal, Role};
-pub use openapi::{ApiDoc, DiagnosticSchema, ErrorBody};
+pub use openapi::{ApiDoc, ErrorBody};
+use slipway_store::{Principal, Role};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 4 << 20;
@@ -104,7 +104,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for Principal {
+/// The authenticated caller of a request: its user and organisation, from
+/// the bearer token.
+pub struct Caller(pub Principal);
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -126,11 +138,12 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .store
             .authenticate(token.trim())
             .map_err(ApiError::internal)?
+            .map(Caller)
             .ok_or_else(|| unauthorized("unknown token"))
     }
 }
 
-impl Principal {
+impl Caller {
     /// 403 unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.user.role) {
@@ -268,6 +281,6 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// Who the caller is: the CLI checks a login with it.
 #[utoipa::path(get, path = "/api/v1/me", tag = "users",
     responses((status = 200, body = Principal), (status = 401, body = ErrorBody)))]
-async fn me(principal: Principal) -> Json<Principal> {
-    Json(principal)
+async fn me(principal: Caller) -> Json<Principal> {
+    Json(principal.0)
 }

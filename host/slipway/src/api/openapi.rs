@@ -28,16 +28,6 @@ pub struct ErrorDetail {
     path: Option<String>,
 }
 
-/// A problem found in a canvas.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Diagnostic)]
-pub struct DiagnosticSchema {
-    /// JSON pointer into the canvas; `""` is the whole canvas.
-    path: String,
-    /// What is wrong.
-    message: String,
-}
-
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -63,7 +53,7 @@ impl Modify for BearerToken {
         releases::create, releases::list, releases::show, releases::remove, releases::events,
         users::create, users::list, users::remove, users::new_token, users::revoke,
     ),
-    components(schemas(ErrorBody, ErrorDetail, DiagnosticSchema)),
+    components(schemas(ErrorBody, ErrorDetail, slipway_store::Diagnostic)),
     modifiers(&BearerToken),
     security(("token" = [])),
     tags(

@@ -13,10 +13,10 @@ use serde_json::Value;
 use slipway_runtime::{HostPattern, Kind, Plugin};
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, Path, Payload, WRITERS};
+use super::{ApiError, Caller, ErrorBody, Path, Payload, WRITERS};
 use crate::plugins::DeleteError;
 use crate::server::AppState;
-use crate::store::{Principal, Role, StoredPlugin};
+use slipway_store::{Role, StoredPlugin};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -111,7 +111,7 @@ fn kind(text: &str) -> Result<Kind, ApiError> {
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn upload(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(WRITERS)?;
@@ -175,7 +175,7 @@ pub(super) async fn upload(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn grant(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path((kind_name, name)): Path<(String, String)>,
     payload: Payload,
 ) -> Result<Json<HostGrant>, ApiError> {
@@ -227,7 +227,7 @@ pub(super) async fn grant(
     responses((status = 200, body = Vec<PluginVersion>), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
 ) -> Json<Vec<PluginVersion>> {
     let own = state.plugins.uploaded(principal.organisation.id);
     let mut all: Vec<PluginVersion> = state
@@ -247,7 +247,7 @@ pub(super) async fn list(
     responses((status = 200, body = PluginVersions), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path((kind_name, name)): Path<(String, String)>,
 ) -> Result<Json<PluginVersions>, ApiError> {
     let kind = kind(&kind_name)?;
@@ -282,7 +282,7 @@ pub(super) async fn show(
               (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path((kind_name, name, version)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;

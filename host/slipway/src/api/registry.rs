@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use slipway_runtime::HostPattern;
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, Payload};
+use super::{ApiError, Caller, ErrorBody, Payload};
 use crate::registry::change::Refused;
 use crate::registry::{self, RegistrySettings};
 use crate::server::AppState;
-use crate::store::{Principal, RegistryChangeRecord, Role, StoredRegistry};
+use slipway_store::{RegistryChangeRecord, Role, StoredRegistry};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -64,22 +64,18 @@ pub(super) struct RegistryView {
 }
 
 fn view(state: &AppState, organisation: u64, stored: StoredRegistry) -> RegistryView {
-    let resolved = state
-        .registry(organisation, stored.settings.clone())
+    let resolved = RegistrySettings::from_stored(stored.settings.clone())
         .ok()
+        .and_then(|settings| state.registry(organisation, settings).ok())
         .map(|r| r.adapter());
     let settings = stored.settings;
     RegistryView {
         adapter: settings.adapter,
-        version: settings.version.to_string(),
+        version: settings.version,
         resolved,
         settings: settings.settings,
         secrets: settings.secrets.into_keys().collect(),
-        allowed_hosts: settings
-            .allowed_hosts
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        allowed_hosts: settings.allowed_hosts,
         changed_by: stored.changed_by,
         changed_ms: stored.changed_ms,
     }
@@ -90,7 +86,7 @@ fn view(state: &AppState, organisation: u64, stored: StoredRegistry) -> Registry
     responses((status = 200, body = RegistryView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<RegistryView>, ApiError> {
     let organisation = principal.organisation.id;
     let stored = state
@@ -106,7 +102,7 @@ pub(super) async fn show(
     responses((status = 200, body = RegistryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn set(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     payload: Payload,
 ) -> Result<Json<RegistryView>, ApiError> {
     principal.require(&[Role::OrgAdmin])?;
@@ -140,7 +136,7 @@ pub(super) async fn set(
     responses((status = 200, body = Vec<RegistryChangeRecord>), (status = 401, body = ErrorBody)))]
 pub(super) async fn changes(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Vec<RegistryChangeRecord>>, ApiError> {
     let changes = state
         .store

@@ -14,10 +14,10 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ErrorBody, Params, Path, Payload, WRITERS};
+use super::{ApiError, Caller, ErrorBody, Params, Path, Payload, WRITERS};
 use crate::releases::{Deletion, Refused};
 use crate::server::AppState;
-use crate::store::{Principal, Release, Status};
+use slipway_store::{Principal, Release, Status};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -96,12 +96,12 @@ const REFERENCE: &str = "The release's id, or its name";
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(WRITERS)?;
     let body: NewRelease = payload.json()?;
-    let new = crate::store::NewRelease {
+    let new = slipway_store::NewRelease {
         integration: body.integration,
         version: body.version,
         name: body.name,
@@ -141,7 +141,7 @@ pub(super) struct Filter {
     responses((status = 200, body = Vec<ReleaseSummary>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Params(filter): Params<Filter>,
 ) -> Result<Json<Vec<ReleaseSummary>>, ApiError> {
     let releases = state
@@ -175,7 +175,7 @@ pub(super) async fn list(
     responses((status = 200, body = Release), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(reference): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let organisation = principal.organisation.id;
@@ -199,7 +199,7 @@ pub(super) async fn show(
     responses((status = 202, description = "deleting its image from the registry"), (status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(reference): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
@@ -218,7 +218,7 @@ pub(super) async fn remove(
               (status = 503, body = ErrorBody)))]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(reference): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading, so no change falls in between.

@@ -10,9 +10,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ErrorBody, Path, Payload};
+use super::{ApiError, Caller, ErrorBody, Path, Payload};
 use crate::server::AppState;
-use crate::store::{Principal, Role, User};
+use slipway_store::{Principal, Role, User};
 
 const ADMINS: &[Role] = &[Role::OrgAdmin];
 
@@ -66,7 +66,7 @@ fn find(state: &AppState, principal: &Principal, id: u64) -> Result<User, ApiErr
     responses((status = 201, body = UserMade), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     payload: Payload,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(ADMINS)?;
@@ -86,7 +86,7 @@ pub(super) async fn create(
     responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Vec<User>>, ApiError> {
     principal.require(ADMINS)?;
     Ok(Json(
@@ -102,7 +102,7 @@ pub(super) async fn list(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(ADMINS)?;
@@ -126,7 +126,7 @@ pub(super) async fn remove(
     responses((status = 201, body = TokenMade), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn new_token(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<u64>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(ADMINS)?;
@@ -149,7 +149,7 @@ pub(super) async fn new_token(
     responses((status = 200, body = Revoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<u64>,
 ) -> Result<Json<Revoked>, ApiError> {
     principal.require(ADMINS)?;

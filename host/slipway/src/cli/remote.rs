@@ -322,7 +322,7 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
         } => {
             let version = version_or_latest(&client, &integration, version).await?;
             let name = name.unwrap_or_else(|| {
-                let proposed = slipway::store::proposed_name(&integration, version);
+                let proposed = slipway_store::proposed_name(&integration, version);
                 eprintln!("no --name given: naming the release `{proposed}`");
                 proposed
             });

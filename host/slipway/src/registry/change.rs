@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::registry::RegistrySettings;
 use crate::server::AppState;
-use crate::store::{StoredRegistry, now_ms};
+use slipway_store::{StoredRegistry, now_ms};
 
 /// Why a registry change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +47,13 @@ pub async fn change(
     match secrets {
         Some(secrets) => settings.secrets = secrets,
         None => {
-            if let Some(current) = state.store.registry(organisation).map_err(|e| failed(&e))?
-                && current.settings.adapter == settings.adapter
-                && current.settings.version == settings.version
-                && current.settings.settings == settings.settings
-                && current.settings.allowed_hosts == settings.allowed_hosts
-            {
-                settings.secrets = current.settings.secrets;
+            if let Some(current) = state.store.registry(organisation).map_err(|e| failed(&e))? {
+                // Everything but the secrets as it is now.
+                let mut kept = settings.to_stored();
+                kept.secrets = current.settings.secrets.clone();
+                if kept == current.settings {
+                    settings.secrets = current.settings.secrets;
+                }
             }
         }
     }
@@ -86,7 +86,7 @@ pub async fn change(
         return Err(invalid(path, problem.message.clone()));
     }
     let stored = StoredRegistry {
-        settings,
+        settings: settings.to_stored(),
         resolved: Some(registry.adapter()),
         code: Some(registry.code()),
         changed_by: by.to_string(),

@@ -20,8 +20,8 @@ use slipway_runtime::{CacheScope, CallContext, Egress, HostPattern, Kind, Plugin
 
 use crate::image;
 use crate::plugins::OrganisationPlugins;
-use crate::store::{AdapterCode, Origin};
 use push::{BlobOutcome, CredentialSource, Deleted, Push, PushError};
+use slipway_store::{AdapterCode, Origin, PushReport, StoreError, StoredSettings};
 
 /// An organisation's registry, as an org-admin (or the configuration file) set it.
 #[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -57,6 +57,45 @@ impl std::fmt::Debug for RegistrySettings {
     }
 }
 
+impl RegistrySettings {
+    /// The settings as the store writes them.
+    pub fn to_stored(&self) -> StoredSettings {
+        StoredSettings {
+            adapter: self.adapter.clone(),
+            version: self.version.to_string(),
+            settings: self.settings.clone(),
+            secrets: self.secrets.clone(),
+            allowed_hosts: self
+                .allowed_hosts
+                .iter()
+                .cloned()
+                .map(String::from)
+                .collect(),
+        }
+    }
+
+    /// Settings the store read back; they were checked when written, so a
+    /// version or host that no longer parses is a corrupt record.
+    pub fn from_stored(stored: StoredSettings) -> Result<RegistrySettings, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            tree: "registries",
+            detail,
+        };
+        Ok(RegistrySettings {
+            version: VersionReq::parse(&stored.version).map_err(|e| corrupt(e.to_string()))?,
+            allowed_hosts: stored
+                .allowed_hosts
+                .into_iter()
+                .map(HostPattern::try_from)
+                .collect::<Result<_, _>>()
+                .map_err(corrupt)?,
+            adapter: stored.adapter,
+            settings: stored.settings,
+            secrets: stored.secrets,
+        })
+    }
+}
+
 fn any_version() -> VersionReq {
     VersionReq::STAR
 }
@@ -74,19 +113,6 @@ pub struct Registry {
     organisation: u64,
     settings: Arc<RegistrySettings>,
     cache: CacheScope,
-}
-
-/// What a push did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PushReport {
-    /// Blobs the repository already had.
-    pub present: u32,
-    /// Blobs mounted from another repository of the registry.
-    pub mounted: u32,
-    /// Blobs uploaded.
-    pub uploaded: u32,
-    /// Bytes sent: uploaded blobs and the manifest.
-    pub bytes_uploaded: u64,
 }
 
 /// The client pushes go through. A registry's address is the adapter's

@@ -322,7 +322,7 @@ impl<'a, C: CredentialSource> Push<'a, C> {
 
     /// The `Authorization` value, renewing credentials that expire soon.
     async fn authorization(&mut self) -> Result<Option<HeaderValue>, Failure> {
-        let now = crate::store::now_ms();
+        let now = slipway_store::now_ms();
         let stale = self.credentials.as_ref().is_none_or(|c| {
             c.expires_at_ms
                 .is_some_and(|at| at <= now + RENEW_MARGIN_MS)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use slipway::server::AppState;
-use slipway::store::{Role, Store};
+use slipway_store::{Role, Store};
 
 async fn start(store: Store) -> Arc<AppState> {
     common::loaded(store).await
@@ -1019,7 +1019,7 @@ async fn registry_adapters_come_from_org_admins_and_never_take_a_builtin_name() 
 
     // One stored before these checks existed is not loaded again.
     let org = api.organisation();
-    let stored = slipway::store::StoredPlugin {
+    let stored = slipway_store::StoredPlugin {
         organisation: org,
         kind: "registry-adapter".into(),
         name: "distribution".into(),

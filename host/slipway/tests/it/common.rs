@@ -13,8 +13,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway::config::Config;
 use slipway::server::{AppState, router};
-use slipway::store::Store;
 use slipway_runtime::{Egress, Runtime, RuntimeConfig};
+use slipway_store::Store;
 use tower::ServiceExt;
 
 /// A state over `store` running two releases at once, its compiled code
@@ -114,10 +114,10 @@ pub async fn call(
 }
 
 /// A release of `integration` at `version`, named uniquely.
-pub fn new_release(integration: &str, version: u32) -> slipway::store::NewRelease {
+pub fn new_release(integration: &str, version: u32) -> slipway_store::NewRelease {
     static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    slipway::store::NewRelease {
+    slipway_store::NewRelease {
         integration: integration.to_string(),
         version,
         name: format!("{integration}-v{version}-r{n}"),

@@ -1084,7 +1084,7 @@ async fn deleting_a_release_never_sends_the_current_registrys_credentials_to_an_
     let deadline = Instant::now() + Duration::from_secs(30);
     let deleted = loop {
         let stored = server.state.store.release(id).unwrap().unwrap();
-        if stored.status == slipway::store::Status::Deleted {
+        if stored.status == slipway_store::Status::Deleted {
             break stored;
         }
         assert!(
@@ -1225,7 +1225,7 @@ async fn the_registry_secrets_go_only_to_the_adapter_code_they_were_set_with() {
     let store = &server.state.store;
     // Stores the registry as `edit` leaves it, releases, and answers the
     // change the release recorded (by the server).
-    let released_after = async |edit: &dyn Fn(&mut slipway::store::StoredRegistry)| {
+    let released_after = async |edit: &dyn Fn(&mut slipway_store::StoredRegistry)| {
         let mut stored = store.registry(organisation).unwrap().unwrap();
         edit(&mut stored);
         store.put_registry(organisation, &stored).unwrap();

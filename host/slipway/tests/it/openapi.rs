@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use slipway::store::Store;
+use slipway_store::Store;
 
 /// Every `$ref` in `value`.
 fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {

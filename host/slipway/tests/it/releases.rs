@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway::server::{AppState, router};
-use slipway::store::{Role, Stage, Status, Store, now_ms};
+use slipway_store::{Role, Stage, Status, Store, now_ms};
 use tower::ServiceExt;
 
 struct Server {
@@ -631,7 +631,7 @@ async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
     })
     .await;
     let ready = server.settled(id).await;
-    let mut release: slipway::store::Release = serde_json::from_value(ready).unwrap();
+    let mut release: slipway_store::Release = serde_json::from_value(ready).unwrap();
     // A stream opened while it still ran ...
     release.status = Status::Packaging;
     server.state.store.put_release(&release).unwrap();

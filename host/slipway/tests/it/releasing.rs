@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use slipway::config::Config;
 use slipway::server::AppState;
-use slipway::store::Store;
+use slipway_store::Store;
 
 use crate::common;
 use slipway_test_support::static_engine::static_engine;

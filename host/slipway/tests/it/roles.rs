@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use slipway::server::AppState;
-use slipway::store::{Role, Store};
+use slipway_store::{Role, Store};
 
 /// Who may call an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]

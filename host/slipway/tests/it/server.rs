@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use slipway::server::AppState;
-use slipway::store::Store;
+use slipway_store::Store;
 
 fn state(dir: &std::path::Path) -> (Arc<AppState>, String) {
     let store = Store::open(&dir.join("db")).unwrap();

@@ -9,7 +9,8 @@ use sled::transaction::TransactionError;
 use super::{Store, StoreError, decode, encode, key};
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Manages users and tokens; everything an api-provider does.
@@ -32,7 +33,8 @@ impl Role {
 }
 
 /// An organisation: every resource belongs to one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Organisation {
     /// Its id.
     pub id: u64,
@@ -41,7 +43,8 @@ pub struct Organisation {
 }
 
 /// A user of one organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct User {
     /// Its id.
     pub id: u64,
@@ -60,7 +63,8 @@ struct TokenRecord {
 }
 
 /// Who is making a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Principal {
     /// The user.
     pub user: User,

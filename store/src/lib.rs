@@ -1,4 +1,6 @@
-//! Durable state in sled: the only module that talks to the database.
+//! Durable state in sled: the only crate that talks to the database. It
+//! knows the records and their trees, not the API, packaging, registries or
+//! plugins that use them.
 //!
 //! Each record kind has a tree of its own; values are JSON. The database holds
 //! its schema version in the `meta` tree and [`Store::open`] migrates older
@@ -19,12 +21,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use sled::transaction::TransactionError;
 
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
-pub use integrations::{Integration, IntegrationError, OrganisationCanvases};
+pub use integrations::{Integration, IntegrationError};
 pub use plugins::StoredPlugin;
-pub use registries::{AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry};
+pub use registries::{
+    AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry, StoredSettings,
+};
 pub use releases::{
-    LayerInfo, LogLine, NewRelease, Queued, Release, ReleaseImage, Stage, Status, now_ms,
-    proposed_name,
+    Diagnostic, LayerInfo, LogLine, NewRelease, PushReport, Queued, Release, ReleaseImage, Stage,
+    Status, now_ms, proposed_name,
 };
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};
@@ -399,7 +403,7 @@ mod tests {
             tag: "v1".into(),
             adapter: "distribution@1.0.0".into(),
             layers: Vec::new(),
-            push: crate::registry::PushReport::default(),
+            push: PushReport::default(),
         });
         store.put_release(&release).unwrap();
         assert!(stale.image.is_none());

@@ -6,10 +6,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{Store, StoreError, decode, encode, name_key};
 use slipway_flow::canvas::Canvas;
-use slipway_flow::package::{Canvases, Lookup};
 
 /// A named flow of one organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Integration {
     /// Its id.
     pub id: u64,
@@ -157,34 +157,6 @@ impl Store {
         match self.canvases.get(version_key(integration.id, version))? {
             Some(bytes) => Ok(Some(decode("canvases", &bytes)?)),
             None => Ok(None),
-        }
-    }
-
-    /// Subflow lookups within one organisation.
-    pub fn canvases_of(&self, organisation: u64) -> OrganisationCanvases<'_> {
-        OrganisationCanvases {
-            store: self,
-            organisation,
-        }
-    }
-}
-
-/// The canvases of one organisation, for packaging.
-pub struct OrganisationCanvases<'a> {
-    store: &'a Store,
-    organisation: u64,
-}
-
-impl Canvases for OrganisationCanvases<'_> {
-    fn lookup(&self, integration: &str, version: u32) -> Lookup {
-        let Ok(found) = self.store.integration(self.organisation, integration) else {
-            return Lookup::NoIntegration;
-        };
-        match self.store.canvas(&found, version) {
-            Ok(Some(canvas)) => Lookup::Found(canvas),
-            _ => Lookup::NoVersion {
-                latest: (found.latest_version > 0).then_some(found.latest_version),
-            },
         }
     }
 }

@@ -7,13 +7,12 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::{Store, StoreError, aborted, decode, encode, key, name_key};
-use crate::registry::PushReport;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_flow::FlowDocument;
-use slipway_runtime::kinds::Diagnostic;
 
 /// Where a release is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Waiting for a worker.
@@ -77,7 +76,8 @@ impl Status {
 }
 
 /// A stage's start and end, in ms since the Unix epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Stage {
     /// `packaging`, ...
     pub stage: String,
@@ -88,7 +88,8 @@ pub struct Stage {
 }
 
 /// One line of a release's build log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// When, in ms since the Unix epoch.
     pub at_ms: u64,
@@ -97,7 +98,8 @@ pub struct LogLine {
 }
 
 /// A release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Release {
     /// Its id.
     pub id: u64,
@@ -124,7 +126,6 @@ pub struct Release {
     /// Why it failed.
     pub error: Option<String>,
     /// The canvas's problems, when packaging found some.
-    #[schema(value_type = Vec<crate::api::DiagnosticSchema>)]
     pub diagnostics: Vec<Diagnostic>,
     /// The packaged flow: nodes, plugins with digests, subflows with versions.
     pub flow: Option<FlowDocument>,
@@ -137,7 +138,8 @@ pub struct Release {
 }
 
 /// Where a release's image is, and how it got there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ReleaseImage {
     /// `registry/repository:tag`.
     pub reference: String,
@@ -165,7 +167,8 @@ impl ReleaseImage {
 }
 
 /// One layer of an image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct LayerInfo {
     /// What it holds.
     pub holds: String,
@@ -173,6 +176,30 @@ pub struct LayerInfo {
     pub digest: String,
     /// Its compressed size in bytes.
     pub size: u64,
+}
+
+/// One problem packaging found in a canvas, located by a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct Diagnostic {
+    /// RFC 6901 JSON pointer into the canvas; `""` is the whole canvas.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What pushing an image sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct PushReport {
+    /// Blobs the repository already had.
+    pub present: u32,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted: u32,
+    /// Blobs uploaded.
+    pub uploaded: u32,
+    /// Bytes sent: uploaded blobs and the manifest.
+    pub bytes_uploaded: u64,
 }
 
 /// A release waiting in the queue.

@@ -4,15 +4,16 @@
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use std::collections::BTreeMap;
+
 use super::seal::Sealer;
 use super::{Store, StoreError, aborted, decode, encode, key};
-use crate::registry::RegistrySettings;
 
 /// An organisation's registry and who set it, when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRegistry {
     /// The settings, secrets included.
-    pub settings: RegistrySettings,
+    pub settings: StoredSettings,
     /// The adapter version the settings resolved to when set, `name@version`
     /// (unknown for settings from the configuration file).
     #[serde(default)]
@@ -27,8 +28,40 @@ pub struct StoredRegistry {
     pub changed_ms: u64,
 }
 
+/// The settings an org-admin (or the configuration file) gave a registry,
+/// as written: secrets are sealed on disk and opened when read.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StoredSettings {
+    /// The registry-adapter plugin.
+    pub adapter: String,
+    /// Which of its versions: a semver requirement.
+    pub version: String,
+    /// The adapter's settings.
+    pub settings: serde_json::Value,
+    /// Secrets the adapter may read, by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Hosts the adapter may reach besides the registry.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSettings")
+            .field("adapter", &self.adapter)
+            .field("version", &self.version)
+            .field("settings", &self.settings)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
 /// One change of an organisation's registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct RegistryChangeRecord {
     /// A user name, `configuration`, or `server` when the server's built-in
@@ -43,7 +76,8 @@ pub struct RegistryChangeRecord {
 }
 
 /// Which adapter and settings a registry used; secrets by name only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct RegistryChoice {
     /// The adapter plugin.
@@ -65,7 +99,7 @@ impl From<&StoredRegistry> for RegistryChoice {
         let settings = &stored.settings;
         RegistryChoice {
             adapter: settings.adapter.clone(),
-            version: settings.version.to_string(),
+            version: settings.version.clone(),
             resolved: stored.resolved.clone(),
             code: stored.code.clone(),
             settings: settings.settings.clone(),
@@ -75,7 +109,8 @@ impl From<&StoredRegistry> for RegistryChoice {
 }
 
 /// Which code an adapter version is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub struct AdapterCode {
     /// The component's sha256, hex.
@@ -85,7 +120,8 @@ pub struct AdapterCode {
 }
 
 /// Who installed a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
     /// The operator: it came with the server.
