@@ -90,6 +90,10 @@ pub struct Store {
     queue: sled::Tree,
     /// Release ids by organisation and name, for releases not deleted.
     release_names: sled::Tree,
+    /// Every release by organisation: its id after the organisation's.
+    organisation_releases: sled::Tree,
+    /// Releases not deleted by the image they pushed: see [`releases::image_key`].
+    release_images: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
 }
@@ -113,6 +117,8 @@ impl Store {
             registry_changes: db.open_tree("registry_changes")?,
             queue: db.open_tree("queue")?,
             release_names: db.open_tree("release_names")?,
+            organisation_releases: db.open_tree("organisation_releases")?,
+            release_images: db.open_tree("release_images")?,
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             db,
         };
@@ -395,16 +401,7 @@ mod tests {
         // What a DELETE read, then the worker made it `ready` with an image.
         let stale = store.release(release.id).unwrap().unwrap();
         release.status = Status::Ready;
-        release.image = Some(ReleaseImage {
-            reference: "registry.example/flows/orders:v1".into(),
-            digest: "sha256:00".into(),
-            registry: "registry.example".into(),
-            repository: "flows/orders".into(),
-            tag: "v1".into(),
-            adapter: "distribution@1.0.0".into(),
-            layers: Vec::new(),
-            push: PushReport::default(),
-        });
+        release.image = Some(image("sha256:00"));
         store.put_release(&release).unwrap();
         assert!(stale.image.is_none());
         let deleting = store
@@ -423,6 +420,95 @@ mod tests {
             .unwrap();
         assert_eq!(deleted.status, Status::Deleted);
         assert!(store.queued_releases().unwrap().is_empty());
+    }
+
+    fn image(digest: &str) -> ReleaseImage {
+        ReleaseImage {
+            reference: "registry.example/flows/orders:v1".into(),
+            digest: digest.into(),
+            registry: "registry.example".into(),
+            repository: "flows/orders".into(),
+            tag: "v1".into(),
+            adapter: "distribution@1.0.0".into(),
+            layers: Vec::new(),
+            push: PushReport::default(),
+        }
+    }
+
+    #[test]
+    fn releases_are_found_by_organisation_and_by_image_until_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut ours = Vec::new();
+        for version in 1..=3 {
+            ours.push(store.create_release(1, named("orders", version)).unwrap());
+            store.create_release(2, named("orders", version)).unwrap();
+        }
+        let listed: Vec<u64> = store
+            .organisation_releases(1)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, ours.iter().map(|r| r.id).collect::<Vec<_>>());
+
+        for release in &mut ours[..2] {
+            release.status = Status::Ready;
+            release.image = Some(image("sha256:aa"));
+            store.put_release(release).unwrap();
+        }
+        let sharing = |digest| {
+            store
+                .releases_with_image("registry.example", "flows/orders", digest)
+                .unwrap()
+        };
+        assert_eq!(sharing("sha256:aa"), [ours[0].id, ours[1].id]);
+        assert!(sharing("sha256:a").is_empty(), "a prefix is another image");
+        store.start_deletion(ours[0].id, "deletion asked").unwrap();
+        assert_eq!(
+            sharing("sha256:aa"),
+            [ours[1].id],
+            "deleting ones hold none"
+        );
+        assert_eq!(store.organisation_releases(1).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn migrating_from_version_5_indexes_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ready, deleting) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut ready = store.create_release(7, named("orders", 1)).unwrap();
+            ready.status = Status::Ready;
+            ready.image = Some(image("sha256:bb"));
+            store.put_release(&ready).unwrap();
+            let mut deleting = store.create_release(7, named("orders", 2)).unwrap();
+            deleting.status = Status::Deleting;
+            deleting.image = Some(image("sha256:bb"));
+            store.put_release(&deleting).unwrap();
+            store.organisation_releases.clear().unwrap();
+            store.release_images.clear().unwrap();
+            store
+                .meta
+                .insert(b"schema-version", &5u32.to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+            (ready.id, deleting.id)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let listed: Vec<u64> = store
+            .organisation_releases(7)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, [ready, deleting]);
+        assert_eq!(
+            store
+                .releases_with_image("registry.example", "flows/orders", "sha256:bb")
+                .unwrap(),
+            [ready]
+        );
     }
 
     #[test]

@@ -230,6 +230,27 @@ impl NewRelease {
     }
 }
 
+/// The key of a release among those holding an image: the image (registry,
+/// repository and digest, as a JSON array, so no part runs into the next),
+/// then the release id.
+fn image_key(image: &ReleaseImage, id: &[u8; 8]) -> Vec<u8> {
+    let mut key = image_prefix(&image.registry, &image.repository, &image.digest);
+    key.extend_from_slice(id);
+    key
+}
+
+fn image_prefix(registry: &str, repository: &str, digest: &str) -> Vec<u8> {
+    encode(&[registry, repository, digest])
+}
+
+/// The key of a release among its organisation's.
+fn organisation_key(organisation: u64, id: &[u8; 8]) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&organisation.to_be_bytes());
+    key[8..].copy_from_slice(id);
+    key
+}
+
 /// Frees a deleted release's name, if it is still the one holding it.
 fn free_name(
     names: &sled::transaction::TransactionalTree,
@@ -312,13 +333,20 @@ impl Store {
         let id = key(release.id);
         let value = encode(&release);
         let named = name_key(organisation, &release.name);
-        (&self.releases, &self.queue, &self.release_names)
-            .transaction(|(releases, queue, names)| {
+        let owned = organisation_key(organisation, &id);
+        (
+            &self.releases,
+            &self.queue,
+            &self.release_names,
+            &self.organisation_releases,
+        )
+            .transaction(|(releases, queue, names, owners)| {
                 if names.get(&named)?.is_some() {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
                 names.insert(named.as_slice(), &id)?;
                 releases.insert(&id, value.as_slice())?;
+                owners.insert(&owned, &[])?;
                 queue.insert(&id, &organisation.to_be_bytes())?;
                 Ok(())
             })
@@ -351,8 +379,14 @@ impl Store {
         let value = encode(release);
         let queued = release.status.is_waiting();
         let named = name_key(release.organisation, &release.name);
-        (&self.releases, &self.queue, &self.release_names)
-            .transaction(|(releases, queue, names)| {
+        let imaged = release.image.as_ref().map(|image| image_key(image, &id));
+        (
+            &self.releases,
+            &self.queue,
+            &self.release_names,
+            &self.release_images,
+        )
+            .transaction(|(releases, queue, names, images)| {
                 if !release.status.is_deleted()
                     && let Some(old) = releases.get(id)?
                     && serde_json::from_slice::<StatusOnly>(&old)
@@ -368,6 +402,13 @@ impl Store {
                 }
                 if release.status.is_deleted() {
                     free_name(names, &named, &id)?;
+                }
+                if let Some(imaged) = &imaged {
+                    if release.status.is_deleted() {
+                        images.remove(imaged.as_slice())?;
+                    } else {
+                        images.insert(imaged.as_slice(), &[])?;
+                    }
                 }
                 Ok(())
             })
@@ -405,8 +446,13 @@ impl Store {
     /// disk before it returns.
     pub fn start_deletion(&self, id: u64, note: &str) -> Result<Option<Release>, StoreError> {
         let id = key(id);
-        let started = (&self.releases, &self.queue, &self.release_names)
-            .transaction(|(releases, queue, names)| {
+        let started = (
+            &self.releases,
+            &self.queue,
+            &self.release_names,
+            &self.release_images,
+        )
+            .transaction(|(releases, queue, names, images)| {
                 let Some(bytes) = releases.get(id)? else {
                     return Ok(None);
                 };
@@ -424,6 +470,9 @@ impl Store {
                 releases.insert(&id, encode(&release))?;
                 queue.remove(&id)?;
                 free_name(names, &name_key(release.organisation, &release.name), &id)?;
+                if let Some(image) = &release.image {
+                    images.remove(image_key(image, &id))?;
+                }
                 Ok(Some(release))
             })
             .map_err(|e| aborted("releases", e))?;
@@ -546,6 +595,76 @@ impl Store {
         };
         let owner: Owner = decode("releases", &bytes)?;
         Ok(Some((owner.organisation, bytes.to_vec())))
+    }
+
+    /// The organisation's releases, oldest first, without reading another's.
+    pub fn organisation_releases(&self, organisation: u64) -> Result<Vec<Release>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self
+            .organisation_releases
+            .scan_prefix(key(organisation))
+            .keys()
+        {
+            let owned = entry?;
+            if let Some(bytes) = self.releases.get(&owned[8..])? {
+                found.push(decode("releases", &bytes)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The ids of the releases not deleted whose image is `digest` in
+    /// `repository` of `registry`, without reading any release.
+    pub fn releases_with_image(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.release_images
+            .scan_prefix(image_prefix(registry, repository, digest))
+            .keys()
+            .map(|entry| {
+                let key = entry?;
+                let id = key[key.len().saturating_sub(8)..].try_into().map_err(|_| {
+                    StoreError::Corrupt {
+                        tree: "release_images",
+                        detail: "a key has no release id".into(),
+                    }
+                })?;
+                Ok(u64::from_be_bytes(id))
+            })
+            .collect()
+    }
+
+    /// Indexes every release by organisation, and those not deleted by
+    /// their image (schema migration 5 → 6). Read as JSON, as older
+    /// records may not decode as today's.
+    pub(super) fn index_releases(&self) -> Result<(), StoreError> {
+        for entry in self.releases.iter() {
+            let (id, bytes) = entry?;
+            let id: [u8; 8] = id.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                tree: "releases",
+                detail: "a key is not a release id".into(),
+            })?;
+            let release: serde_json::Value = decode("releases", &bytes)?;
+            let organisation = release["organisation"].as_u64().unwrap_or(0);
+            self.organisation_releases
+                .insert(organisation_key(organisation, &id), &[])?;
+            let image = &release["image"];
+            let deleted =
+                ["deleting", "deleted"].contains(&release["status"].as_str().unwrap_or(""));
+            if let [Some(registry), Some(repository), Some(digest)] =
+                ["registry", "repository", "digest"].map(|field| image[field].as_str())
+                && !deleted
+            {
+                let mut imaged = image_prefix(registry, repository, digest);
+                imaged.extend_from_slice(&id);
+                self.release_images.insert(imaged, &[])?;
+            }
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Every release, oldest first.

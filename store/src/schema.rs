@@ -3,7 +3,7 @@
 use super::{Store, StoreError};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 const KEY: &[u8] = b"schema-version";
 
@@ -32,6 +32,7 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
             3 => store.requeue_packaged_releases()?,
             4 => store.seal_registry_secrets()?,
             5 => store.name_releases()?,
+            6 => store.index_releases()?,
             _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;

@@ -1,5 +1,7 @@
 //! Read throughput of `GET /api/v1/releases/{id}` under wrk on loopback,
-//! beside a bare axum handler returning the same bytes, in the same run.
+//! beside a bare axum handler returning the same bytes, in the same run; and
+//! of `GET /api/v1/releases` for an organisation with one release, before
+//! and after another organisation has 10,000.
 //!
 //! Needs `wrk` (Debian: `apt-get install wrk`).
 //! `cargo bench -p slipway --bench api_read`
@@ -110,4 +112,41 @@ async fn main() {
             "NOT met"
         }
     );
+
+    let list = |label: &'static str| {
+        let auth = format!("Authorization: Bearer {}", made.token);
+        async move {
+            let (rps, p99) = tokio::task::spawn_blocking(move || {
+                wrk(&format!("http://{slipway}/api/v1/releases"), &["-H", &auth])
+            })
+            .await
+            .unwrap();
+            println!("GET /api/v1/releases, {label:<32} {rps:>10.0} req/s   p99 {p99:>6.2} ms");
+            rps
+        }
+    };
+    let alone = list("no other organisation").await;
+    for version in 0..OTHERS {
+        // Failed at once, so the workers leave them be.
+        let mut other = state
+            .store
+            .create_release(
+                org + 1,
+                slipway_store::NewRelease::proposed("payments", version),
+            )
+            .unwrap();
+        other.status = Status::Failed;
+        state.store.put_release(&other).unwrap();
+    }
+    // Their writes on disk first, so the second run measures reads only.
+    state.store.flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let crowded = list("another has 10,000 releases").await;
+    println!(
+        "with another's 10,000 / alone: {:.0}%",
+        crowded / alone * 100.0
+    );
 }
+
+/// Releases of another organisation in the list benchmark.
+const OTHERS: u32 = 10_000;

@@ -768,19 +768,13 @@ async fn delete_from_registry(
     release: &Release,
     image: &ReleaseImage,
 ) -> Result<String, String> {
-    let releases = state.store.releases().map_err(|e| e.to_string())?;
-    if let Some(other) = releases.iter().find(|r| {
-        r.id != release.id
-            && !r.status.is_deleted()
-            && r.image.as_ref().is_some_and(|i| {
-                i.registry == image.registry
-                    && i.repository == image.repository
-                    && i.digest == image.digest
-            })
-    }) {
+    let sharing = state
+        .store
+        .releases_with_image(&image.registry, &image.repository, &image.digest)
+        .map_err(|e| e.to_string())?;
+    if let Some(other) = sharing.iter().find(|id| **id != release.id) {
         return Ok(format!(
-            "deleted; the image stays in the registry: release {} has the same one",
-            other.id
+            "deleted; the image stays in the registry: release {other} has the same one"
         ));
     }
     let registry = registry_of(state, release.organisation)?;

@@ -146,10 +146,9 @@ pub(super) async fn list(
 ) -> Result<Json<Vec<ReleaseSummary>>, ApiError> {
     let releases = state
         .store
-        .releases()
+        .organisation_releases(principal.organisation.id)
         .map_err(ApiError::internal)?
         .into_iter()
-        .filter(|r| r.organisation == principal.organisation.id)
         .filter(|r| filter.status.is_none_or(|s| s == r.status))
         .filter(|r| {
             filter
