@@ -27,10 +27,12 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Canvas {
-    /// The nodes.
+    /// The nodes, at most [`MAX_NODES`].
+    #[cfg_attr(feature = "schema", schema(max_items = 10_000))]
     pub nodes: Vec<Node>,
-    /// The edges.
+    /// The edges, at most [`MAX_EDGES`].
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(max_items = 20_000))]
     pub edges: Vec<Edge>,
 }
 
@@ -45,7 +47,11 @@ pub struct Node {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub node_type: Option<String>,
     /// The plugin's config.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::number::json",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub config: Option<serde_json::Value>,
     /// Another integration, run as part of this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,7 @@ pub struct SubflowRef {
     /// The integration's name.
     pub integration: String,
     /// Its canvas version.
+    #[serde(deserialize_with = "crate::number::u32")]
     pub version: u32,
 }
 

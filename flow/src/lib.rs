@@ -4,6 +4,7 @@
 
 pub mod canvas;
 pub mod document;
+pub mod number;
 #[cfg(feature = "package")]
 pub mod package;
 pub mod pointer;

@@ -55,6 +55,7 @@ impl From<IntegrationError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewIntegration {
     /// 1 to 64 lowercase letters, digits and dashes, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,63}$")]
     name: String,
 }
 
@@ -92,7 +93,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Create an integration.
 #[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = NewIntegration,
-    responses((status = 201, body = Integration), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = Integration), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,

@@ -171,7 +171,7 @@ pub(super) async fn upload(
 #[utoipa::path(put, path = "/api/v1/plugins/{kind}/{name}/allowed-hosts", tag = "plugins",
     params(("kind" = String, Path, description = "node-type, registry-adapter or deploy-target"), ("name" = String, Path)),
     request_body = HostGrant,
-    responses((status = 200, body = HostGrant), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = HostGrant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn grant(
     State(state): State<Arc<AppState>>,

@@ -31,8 +31,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewRelease {
     /// The integration.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,63}$")]
     integration: String,
     /// Its canvas version.
+    #[serde(deserialize_with = "slipway_flow::number::u32")]
+    #[schema(minimum = 1)]
     version: u32,
     /// Unique among the organisation's releases not deleted: ASCII letters,
     /// digits and `-`, starting with a letter, not ending with `-`.

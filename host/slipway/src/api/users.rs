@@ -27,7 +27,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     name: String,
     role: Role,
 }
@@ -71,7 +72,7 @@ pub(super) async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(ADMINS)?;
     let body: NewUser = payload.json()?;
-    if body.name.trim().is_empty() || body.name.len() > 128 {
+    if body.name.trim().is_empty() || body.name.chars().count() > 128 {
         return Err(ApiError::invalid("/name", "must be 1 to 128 characters"));
     }
     let (user, token) = state

@@ -9,6 +9,7 @@ mod api;
 mod cli;
 mod client;
 mod cloud_registries;
+mod contract;
 mod distribution;
 mod docker_build;
 mod fair_share;
