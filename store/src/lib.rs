@@ -257,10 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store
-                .meta
-                .insert(b"schema-version", &99u32.to_be_bytes())
-                .unwrap();
+            schema::set_version(&store, 99);
             store.flush().unwrap();
         }
         let err = Store::open(dir.path()).err().unwrap();
@@ -299,10 +296,7 @@ mod tests {
                 ids.push(release.id);
             }
             store.release_names.clear().unwrap();
-            store
-                .meta
-                .insert(b"schema-version", &4u32.to_be_bytes())
-                .unwrap();
+            schema::set_version(&store, 4);
             store.flush().unwrap();
             ids
         };
@@ -343,10 +337,7 @@ mod tests {
                 .unwrap();
             // As version 1 left it: no queue tree.
             store.queue.clear().unwrap();
-            store
-                .meta
-                .insert(b"schema-version", &1u32.to_be_bytes())
-                .unwrap();
+            schema::set_version(&store, 1);
             store.flush().unwrap();
             (queued, packaged)
         };
@@ -488,10 +479,7 @@ mod tests {
             store.put_release(&deleting).unwrap();
             store.organisation_releases.clear().unwrap();
             store.release_images.clear().unwrap();
-            store
-                .meta
-                .insert(b"schema-version", &5u32.to_be_bytes())
-                .unwrap();
+            schema::set_version(&store, 5);
             store.flush().unwrap();
             (ready.id, deleting.id)
         };

@@ -49,3 +49,10 @@ pub fn version(store: &Store) -> Result<u32, StoreError> {
         .and_then(|b| b.as_ref().try_into().ok().map(u32::from_be_bytes))
         .unwrap_or(0))
 }
+
+/// Writes `version` as the stored schema, as an older Slipway left it (for
+/// the migration tests).
+#[cfg(test)]
+pub(super) fn set_version(store: &Store, version: u32) {
+    store.meta.insert(KEY, &version.to_be_bytes()).unwrap();
+}

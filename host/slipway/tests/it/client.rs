@@ -43,11 +43,7 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
     let data = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let (server, lines) = common::start(data.path());
-    let base = lines
-        .last()
-        .unwrap()
-        .trim_start_matches("listening on ")
-        .to_string();
+    let base = common::base_of(&lines);
     let home = home.path();
 
     // Not logged in yet; a wrong token is refused and not saved.
@@ -215,11 +211,7 @@ async fn an_org_admin_sets_the_registry_and_manages_users_with_the_cli() {
     let data = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let (server, lines) = common::start(data.path());
-    let base = lines
-        .last()
-        .unwrap()
-        .trim_start_matches("listening on ")
-        .to_string();
+    let base = common::base_of(&lines);
     let home = home.path();
     // The registry adapters are plugins: loaded once the server is ready.
     common::ready(&base).await;

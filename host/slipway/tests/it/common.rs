@@ -195,6 +195,15 @@ pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> (Served, Vec<St
     }
 }
 
+/// The base URL a started server printed, `http://address`.
+pub fn base_of(lines: &[String]) -> String {
+    lines
+        .last()
+        .and_then(|line| line.strip_prefix("listening on "))
+        .expect("start returns once the server says where it listens")
+        .to_string()
+}
+
 /// Waits until the server at `base` answers `/readyz` with 200. Its first
 /// start compiles every built-in plugin, which on a loaded two-core machine
 /// takes tens of seconds in a debug build: this checks readiness, not speed.

@@ -43,11 +43,7 @@ async fn schemathesis_finds_nothing_against_the_document() {
     );
     let dir = tempfile::tempdir().unwrap();
     let (_served, lines) = common::start(&dir.path().join("data"));
-    let base = lines
-        .last()
-        .and_then(|line| line.strip_prefix("listening on "))
-        .unwrap()
-        .to_string();
+    let base = common::base_of(&lines);
     common::ready(&base).await;
 
     // What the fuzzed calls find: an integration with a canvas, and a user

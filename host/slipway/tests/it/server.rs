@@ -75,11 +75,7 @@ async fn serve_bootstraps_once_and_restarts_on_its_data() {
         "{lines:?}"
     );
     let token = "slw_crash_test_token".to_string();
-    let base = lines
-        .last()
-        .unwrap()
-        .trim_start_matches("listening on ")
-        .to_string();
+    let base = common::base_of(&lines);
     let client = reqwest::Client::new();
     let me = |base: String, token: String| {
         let client = client.clone();
@@ -102,11 +98,7 @@ async fn serve_bootstraps_once_and_restarts_on_its_data() {
         !lines.iter().any(|l| l.contains("admin token")),
         "no second token: {lines:?}"
     );
-    let base = lines
-        .last()
-        .unwrap()
-        .trim_start_matches("listening on ")
-        .to_string();
+    let base = common::base_of(&lines);
     assert_eq!(
         me(base, token).await.status(),
         200,
@@ -123,11 +115,7 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
     });
     for round in 0..3 {
         let (mut child, lines) = start(dir.path());
-        let base = lines
-            .last()
-            .unwrap()
-            .trim_start_matches("listening on ")
-            .to_string();
+        let base = common::base_of(&lines);
         let client = reqwest::Client::new();
         // Writers that create integrations and post versions until the process dies.
         let mut writers = Vec::new();
@@ -171,11 +159,7 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
 
     // Every integration that exists has every version it claims, and nothing else.
     let (server, lines) = start(dir.path());
-    let base = lines
-        .last()
-        .unwrap()
-        .trim_start_matches("listening on ")
-        .to_string();
+    let base = common::base_of(&lines);
     let client = reqwest::Client::new();
     let get = |path: String| {
         let client = client.clone();
@@ -221,15 +205,8 @@ async fn a_kill_during_writes_leaves_the_database_consistent() {
 async fn a_revoked_token_stays_revoked_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let base_of = |lines: &[String]| {
-        lines
-            .last()
-            .unwrap()
-            .trim_start_matches("listening on ")
-            .to_string()
-    };
     let (mut child, lines) = start(dir.path());
-    let mut base = base_of(&lines);
+    let mut base = common::base_of(&lines);
     // Once its plugins' code is cached, restarts compile nothing.
     common::ready(&base).await;
     for round in 0..5 {
@@ -256,7 +233,7 @@ async fn a_revoked_token_stays_revoked_after_a_kill() {
         child.wait().unwrap();
         let (next, lines) = start(dir.path());
         child = next;
-        base = base_of(&lines);
+        base = common::base_of(&lines);
         let me = client
             .get(format!("{base}/api/v1/me"))
             .bearer_auth(token)
