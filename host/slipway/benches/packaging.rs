@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use slipway::canvases::OrganisationCanvases;
 use slipway::server::AppState;
+use slipway_domain::canvases::OrganisationCanvases;
 use slipway_flow::canvas::{Canvas, SubflowRef};
 use slipway_flow::package::Packager;
 use slipway_runtime::{CallContext, Kind, Runtime, RuntimeConfig};

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use registry::TestRegistry;
 use serde_json::{Value, json};
 use slipway::config::Config;
-use slipway::registry::RegistrySettings;
 use slipway::server::AppState;
+use slipway_domain::registry::RegistrySettings;
 use slipway_runtime::{Runtime, RuntimeConfig};
 use slipway_store::{Status, Store, StoredRegistry, now_ms};
 use token_server::{ISSUER, SERVICE, TokenIssuer};
@@ -136,7 +136,7 @@ impl Bench {
         let mut cold = Vec::new();
         for _ in 0..RUNS {
             kept.push(self.release().await);
-            self.state.plugin_cache.clear();
+            self.state.registries.cache().clear();
             cold.push(self.release().await);
         }
         (median(kept), median(cold))

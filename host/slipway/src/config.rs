@@ -10,7 +10,7 @@ use serde::Deserialize;
 use slipway_runtime::egress::IpNet;
 use slipway_serve::ConnectionLimits;
 
-use crate::registry::RegistrySettings;
+use slipway_domain::registry::RegistrySettings;
 
 /// The port `slipway serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 7420;

@@ -2,10 +2,5 @@
 //! library, so tests drive the server through [`server::router`] without a socket.
 
 pub mod api;
-pub mod canvases;
 pub mod config;
-pub mod image;
-pub mod plugins;
-pub mod registry;
-pub mod releases;
 pub mod server;

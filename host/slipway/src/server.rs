@@ -7,38 +7,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use slipway_runtime::{Egress, PluginCache, Runtime, RuntimeConfig};
+use slipway_domain::image::user_code::UserCodeCompiler;
+use slipway_domain::image::{Compiler, CompilerConfig};
+use slipway_domain::plugins::Plugins;
+use slipway_domain::registry::Registries;
+use slipway_domain::releases::Releases;
+use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
-use crate::image::user_code::UserCodeCompiler;
-use crate::image::{Compiler, CompilerConfig};
-use crate::plugins::Plugins;
-use crate::registry::{BlobIndex, Registry, RegistrySettings};
-use crate::releases::ReleaseQueue;
-use slipway_store::{Store, StoredRegistry};
+pub use slipway_domain::registry::CONFIGURATION;
+use slipway_store::Store;
 
-/// Who set a registry that came from the configuration file.
-pub const CONFIGURATION: &str = "configuration";
-
-/// What every request handler shares.
+/// The services, composed once at start; what every request handler shares.
 pub struct AppState {
     /// The database.
     pub store: Store,
     /// The plugins: built-in and uploaded.
-    pub plugins: Plugins,
-    /// The release queue and its events.
-    pub releases: ReleaseQueue,
-    /// Builds release images.
-    pub compiler: Compiler,
-    /// Compiles `rust-code` nodes.
-    pub user_code: UserCodeCompiler,
-    /// Where pushed blobs are, for cross-repository mounts.
-    pub blobs: BlobIndex,
-    /// The client that pushes to registries.
-    pub http: reqwest::Client,
-    /// What plugins keep between calls (registry adapters' access tokens).
-    pub plugin_cache: Arc<PluginCache>,
+    pub plugins: Arc<Plugins>,
+    /// The organisations' registries.
+    pub registries: Arc<Registries>,
+    /// The releases, their workers and their events.
+    pub releases: Arc<Releases>,
     pub(crate) ready: AtomicBool,
 }
 
@@ -50,69 +40,37 @@ impl AppState {
             engine_binary: config.engine_binary.clone(),
             ca_certificates: config.ca_certificates(),
             work_dir: config.data_dir.join("build"),
-            epoch: crate::image::source_date_epoch(),
+            epoch: slipway_domain::image::source_date_epoch(),
         });
-        let http = crate::registry::client(runtime.egress().clone());
+        let user_code = UserCodeCompiler::new(
+            config.user_code_dir(),
+            Duration::from_secs(config.user_code_time_limit_secs),
+        );
+        let plugins = Arc::new(Plugins::new(runtime));
+        let registries = Arc::new(Registries::new(store.clone(), plugins.clone()));
+        let releases = Arc::new(Releases::new(
+            store.clone(),
+            plugins.clone(),
+            registries.clone(),
+            compiler,
+            user_code,
+            config.release_concurrency,
+        ));
         Arc::new(AppState {
             store,
-            plugins: Plugins::new(runtime),
-            releases: ReleaseQueue::new(config.release_concurrency),
-            compiler,
-            user_code: UserCodeCompiler::new(
-                config.user_code_dir(),
-                Duration::from_secs(config.user_code_time_limit_secs),
-            ),
-            blobs: BlobIndex::default(),
-            http,
-            plugin_cache: Arc::default(),
+            plugins,
+            registries,
+            releases,
             ready: AtomicBool::new(false),
         })
-    }
-
-    /// The adapter `settings` name, as `organisation` would push with it.
-    pub fn registry(
-        &self,
-        organisation: u64,
-        settings: RegistrySettings,
-    ) -> Result<Registry, String> {
-        Registry::resolve(
-            &self.plugins.of(organisation),
-            organisation,
-            Arc::new(settings),
-            &self.plugin_cache,
-        )
     }
 
     /// Sets the registry of the configured organisation from the file, unless
     /// an org-admin has set one through the API.
     pub fn apply_configured_registry(&self, config: &Config) -> anyhow::Result<()> {
-        let Some(settings) = &config.registry else {
-            return Ok(());
-        };
-        let Some(organisation) = self.store.organisation_named(&config.organisation)? else {
-            return Ok(());
-        };
-        let current = self.store.registry(organisation.id)?;
-        if current
-            .as_ref()
-            .is_some_and(|c| c.changed_by != CONFIGURATION)
-        {
-            tracing::info!(organisation = %organisation.name, "the registry set through the API stays; the configuration's is not applied");
-            return Ok(());
-        }
-        let stored = settings.to_stored();
-        if current.is_none_or(|c| c.settings != stored) {
-            self.store.put_registry(
-                organisation.id,
-                &StoredRegistry {
-                    settings: stored,
-                    resolved: None,
-                    code: None,
-                    changed_by: CONFIGURATION.into(),
-                    changed_ms: slipway_store::now_ms(),
-                },
-            )?;
-            tracing::info!(organisation = %organisation.name, adapter = %settings.adapter, "registry set from the configuration");
+        if let Some(settings) = &config.registry {
+            self.registries
+                .apply_configured(&config.organisation, settings)?;
         }
         Ok(())
     }
@@ -126,29 +84,7 @@ impl AppState {
                 .await
                 .with_context(|| format!("the built-in plugin `{name}` does not load"))?;
         }
-        for stored in self.store.stored_plugins()? {
-            let Some(component) = self.store.component(&stored.sha256)? else {
-                tracing::error!(plugin = %stored.name, sha256 = %stored.sha256, "uploaded plugin has no component");
-                continue;
-            };
-            if slipway_runtime::Kind::named(&stored.kind)
-                .is_some_and(|kind| self.plugins.is_builtin_name(kind, &stored.name))
-            {
-                // Stored before uploads could not take a built-in's name.
-                tracing::error!(plugin = %stored.name, version = %stored.version, organisation = stored.organisation, "uploaded plugin takes a built-in's name; not loaded");
-                continue;
-            }
-            match self
-                .plugins
-                .load_upload(&self.store, stored.organisation, &component)
-                .await
-            {
-                Ok(plugin) => {
-                    self.plugins.uploaded(stored.organisation).insert(plugin);
-                }
-                Err(err) => tracing::error!(error = %err, "uploaded plugin does not load"),
-            }
-        }
+        self.plugins.load_uploads(&self.store).await?;
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -163,7 +99,7 @@ impl AppState {
     /// release queue; run it in a task of its own.
     pub async fn start(self: Arc<Self>) -> anyhow::Result<()> {
         self.load_plugins().await?;
-        let requeued = crate::releases::recover(&self)?;
+        let requeued = self.releases.recover()?;
         if requeued > 0 {
             tracing::info!(
                 requeued,
@@ -171,7 +107,7 @@ impl AppState {
             );
         }
         tracing::info!("plugins loaded; ready");
-        crate::releases::run(self).await;
+        self.releases.clone().run().await;
         Ok(())
     }
 }

@@ -13,8 +13,8 @@ use slipway_runtime::kinds::Diagnostic;
 use utoipa::ToSchema;
 
 use super::{ApiError, Caller, ErrorBody, Path, Payload, WRITERS};
-use crate::canvases::OrganisationCanvases;
 use crate::server::AppState;
+use slipway_domain::canvases::OrganisationCanvases;
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::{Canvas, Format, SubflowRef};
 use slipway_flow::package::Packager;

@@ -14,8 +14,8 @@ use slipway_runtime::{HostPattern, Kind, Plugin};
 use utoipa::ToSchema;
 
 use super::{ApiError, Caller, ErrorBody, Path, Payload, WRITERS};
-use crate::plugins::DeleteError;
 use crate::server::AppState;
+use slipway_domain::plugins::DeleteError;
 use slipway_store::{Role, StoredPlugin};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {

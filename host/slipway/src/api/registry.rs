@@ -15,9 +15,9 @@ use slipway_runtime::HostPattern;
 use utoipa::ToSchema;
 
 use super::{ApiError, Caller, ErrorBody, Payload};
-use crate::registry::change::Refused;
-use crate::registry::{self, RegistrySettings};
 use crate::server::AppState;
+use slipway_domain::registry::RegistrySettings;
+use slipway_domain::registry::change::Refused;
 use slipway_store::{RegistryChangeRecord, Role, StoredRegistry};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -66,7 +66,7 @@ pub(super) struct RegistryView {
 fn view(state: &AppState, organisation: u64, stored: StoredRegistry) -> RegistryView {
     let resolved = RegistrySettings::from_stored(stored.settings.clone())
         .ok()
-        .and_then(|settings| state.registry(organisation, settings).ok())
+        .and_then(|settings| state.registries.resolve(organisation, settings).ok())
         .map(|r| r.adapter());
     let settings = stored.settings;
     RegistryView {
@@ -115,18 +115,14 @@ pub(super) async fn set(
         secrets: BTreeMap::new(),
         allowed_hosts: change.allowed_hosts,
     };
-    let stored = registry::change::change(
-        &state,
-        organisation,
-        settings,
-        change.secrets,
-        &principal.user.name,
-    )
-    .await
-    .map_err(|refused| match refused {
-        Refused::Invalid { path, message } => ApiError::invalid(path, message),
-        Refused::Failed(err) => ApiError::internal(err),
-    })?;
+    let stored = state
+        .registries
+        .change(organisation, settings, change.secrets, &principal.user.name)
+        .await
+        .map_err(|refused| match refused {
+            Refused::Invalid { path, message } => ApiError::invalid(path, message),
+            Refused::Failed(err) => ApiError::internal(err),
+        })?;
     Ok(Json(view(&state, organisation, stored)))
 }
 

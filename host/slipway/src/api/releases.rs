@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, Caller, ErrorBody, Params, Path, Payload, WRITERS};
-use crate::releases::{Deletion, Refused};
 use crate::server::AppState;
+use slipway_domain::releases::{Deletion, Refused};
 use slipway_store::{Principal, Release, Status};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -81,7 +81,9 @@ pub(super) struct StatusEvent {
 
 /// The caller's organisation's release `reference` (an id or a name), or 404.
 fn visible(state: &AppState, principal: &Principal, reference: &str) -> Result<Release, ApiError> {
-    crate::releases::find(state, principal.organisation.id, reference)
+    state
+        .releases
+        .find(principal.organisation.id, reference)
         .map_err(ApiError::internal)?
         .ok_or_else(|| not_found(reference))
 }
@@ -110,12 +112,12 @@ pub(super) async fn create(
         name: body.name,
         description: body.description,
     };
-    let release =
-        crate::releases::create(&state, principal.organisation.id, new).map_err(|refused| {
-            match refused {
-                Refused::Invalid { path, message } => ApiError::invalid(path, message),
-                Refused::Store(err) => ApiError::internal(err),
-            }
+    let release = state
+        .releases
+        .create(principal.organisation.id, new)
+        .map_err(|refused| match refused {
+            Refused::Invalid { path, message } => ApiError::invalid(path, message),
+            Refused::Store(err) => ApiError::internal(err),
         })?;
     let location = format!("/api/v1/releases/{}", release.id);
     Ok((
@@ -182,8 +184,10 @@ pub(super) async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let organisation = principal.organisation.id;
     // The stored JSON is sent as it is: the hot read path.
-    let id =
-        crate::releases::id_of(&state, organisation, &reference).map_err(ApiError::internal)?;
+    let id = state
+        .releases
+        .id_of(organisation, &reference)
+        .map_err(ApiError::internal)?;
     let stored = match id {
         Some(id) => state.store.release_json(id).map_err(ApiError::internal)?,
         None => None,
@@ -206,7 +210,11 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
     let id = visible(&state, &principal, &reference)?.id;
-    match crate::releases::delete(&state, id, &principal.user.name).map_err(ApiError::internal)? {
+    match state
+        .releases
+        .delete(id, &principal.user.name)
+        .map_err(ApiError::internal)?
+    {
         Deletion::Done => Ok(StatusCode::NO_CONTENT),
         Deletion::Deleting => Ok(StatusCode::ACCEPTED),
     }

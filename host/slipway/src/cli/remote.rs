@@ -405,7 +405,7 @@ pub async fn release(client: Client, command: Release, as_json: bool) -> anyhow:
 /// `release` as the API takes it in a path: an id or a well-formed name.
 fn reference(release: &str) -> anyhow::Result<&str> {
     if release.parse::<u64>().is_err()
-        && let Some(problem) = slipway::releases::name_problem(release)
+        && let Some(problem) = slipway_domain::releases::name_problem(release)
     {
         bail!("`{release}` is neither a release id nor a release name: {problem}");
     }

@@ -879,7 +879,7 @@ async fn rust_code_nodes_are_compiled_into_the_image_or_fail_with_the_compiler_m
 
 #[tokio::test]
 async fn user_code_builds_stop_at_their_time_limit() {
-    use slipway::image::user_code::{UserCodeCompiler, UserCodeError};
+    use slipway_domain::image::user_code::{UserCodeCompiler, UserCodeError};
     // A fresh directory: the SDK's dependencies alone take longer than this.
     let dir = tempfile::tempdir().unwrap();
     let compiler = UserCodeCompiler::new(dir.path().to_path_buf(), Duration::from_secs(1));
@@ -904,7 +904,7 @@ const CANARY: &str = "SLIPWAY_TEST_CANARY";
 /// the server's environment, its data directory or other builds' files.
 #[tokio::test]
 async fn user_code_sees_nothing_of_the_server_when_it_is_compiled() {
-    use slipway::image::user_code::{UserCodeCompiler, UserCodeError};
+    use slipway_domain::image::user_code::{UserCodeCompiler, UserCodeError};
     let Some(canary) = std::env::var(CANARY).ok() else {
         // Run again in a process whose environment holds the canary, as a
         // server's environment holds its secrets.

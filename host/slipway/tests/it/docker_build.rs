@@ -6,8 +6,8 @@ use std::io::{Cursor, Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use slipway::image::context::{BuildContext, ContextError};
-use slipway::image::docker::{BuildError, BuildOptions, DockerBuilder};
+use slipway_domain::image::context::{BuildContext, ContextError};
+use slipway_domain::image::docker::{BuildError, BuildOptions, DockerBuilder};
 
 const DOCKERFILE: &str = "FROM scratch\n\
     ARG GREETING\n\

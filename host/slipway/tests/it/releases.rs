@@ -445,7 +445,7 @@ async fn a_release_pins_its_plugins_until_it_is_deleted() {
 
     // A new process over the same database knows the pins again.
     let again = common::loaded(server.state.store.clone()).await;
-    slipway::releases::recover(&again).unwrap();
+    again.releases.recover().unwrap();
     assert_eq!(used_by(again.clone(), "greeter").await, holder);
 
     let (status, _) = server
@@ -482,7 +482,7 @@ async fn a_release_cut_off_by_a_stop_shows_as_interrupted_until_it_runs_again() 
     assert!(store.queued_releases().unwrap().is_empty());
 
     let state = common::loaded(store).await;
-    assert_eq!(slipway::releases::recover(&state).unwrap(), 1);
+    assert_eq!(state.releases.recover().unwrap(), 1);
     let path = format!("/api/v1/releases/{}", release.id);
     let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
     assert_eq!(shown["status"], "interrupted");
@@ -570,7 +570,7 @@ async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_ru
     let path = format!("/api/v1/releases/{}", release.id);
     // Each start finds it in flight, as if it had stopped the server.
     for start in 1..=3 {
-        let requeued = slipway::releases::recover(&state).unwrap();
+        let requeued = state.releases.recover().unwrap();
         let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
         if start < 3 {
             assert_eq!(
@@ -590,7 +590,7 @@ async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_ru
         }
     }
     assert!(state.store.queued_releases().unwrap().is_empty());
-    slipway::releases::recover(&state).unwrap();
+    state.releases.recover().unwrap();
     let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
     assert_eq!(shown["status"], "failed", "it stays failed");
 }
@@ -616,7 +616,7 @@ async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
         release["diagnostics"],
         json!([{"path": "/nodes", "message": "a canvas has at most 10000 nodes, this one has 20001"}])
     );
-    assert_eq!(slipway::releases::recover(&server.state).unwrap(), 0);
+    assert_eq!(server.state.releases.recover().unwrap(), 0);
     assert_eq!(server.settled(id).await["status"], "failed");
 }
 
@@ -642,11 +642,7 @@ async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
     let response = router(server.state.clone()).oneshot(request).await.unwrap();
     // ... misses its final change among 2,000 of another release's.
     release.status = Status::Failed;
-    server
-        .state
-        .releases
-        .record(&server.state, &release, "failed")
-        .unwrap();
+    server.state.releases.save(&release, "failed").unwrap();
     let mut other = server
         .state
         .store
@@ -654,11 +650,7 @@ async fn an_event_stream_that_falls_behind_still_ends_with_the_release() {
         .unwrap();
     other.status = Status::Failed;
     for _ in 0..2_000 {
-        server
-            .state
-            .releases
-            .record(&server.state, &other, "noise")
-            .unwrap();
+        server.state.releases.save(&other, "noise").unwrap();
     }
     let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
         .await

@@ -18,7 +18,6 @@
 pub mod context;
 pub mod docker;
 pub mod engine;
-pub mod layer;
 pub mod sandbox;
 mod spec;
 pub mod user_code;
@@ -30,8 +29,9 @@ use std::sync::Arc;
 use slipway_flow::{FlowDocument, PluginRef};
 use tokio::sync::{Mutex, OnceCell};
 
-pub use layer::{Layer, digest};
-pub use spec::{Blob, Image, ImageMeta, MANIFEST_MEDIA_TYPE, PORT};
+pub use slipway_oci::digest;
+pub use slipway_oci::layer::{self, Layer};
+pub use spec::{Image, ImageMeta, PORT};
 
 /// What each layer holds, bottom first.
 pub const LAYER_CONTENTS: [&str; 3] = [

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.join("../..").canonicalize().unwrap();
+    let root = manifest_dir.join("..").canonicalize().unwrap();
     let mut files = Vec::new();
     for dir in ["plugins/sdk/src", "wit"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {

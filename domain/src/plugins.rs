@@ -156,6 +156,34 @@ impl Plugins {
         Ok(plugin)
     }
 
+    /// Loads every upload in `store`. One that no longer loads is logged and
+    /// skipped, so one organisation's plugin cannot keep the server down.
+    pub async fn load_uploads(&self, store: &Store) -> Result<(), StoreError> {
+        for stored in store.stored_plugins()? {
+            let Some(component) = store.component(&stored.sha256)? else {
+                tracing::error!(plugin = %stored.name, sha256 = %stored.sha256, "uploaded plugin has no component");
+                continue;
+            };
+            if Kind::named(&stored.kind)
+                .is_some_and(|kind| self.is_builtin_name(kind, &stored.name))
+            {
+                // Stored before uploads could not take a built-in's name.
+                tracing::error!(plugin = %stored.name, version = %stored.version, organisation = stored.organisation, "uploaded plugin takes a built-in's name; not loaded");
+                continue;
+            }
+            match self
+                .load_upload(store, stored.organisation, &component)
+                .await
+            {
+                Ok(plugin) => {
+                    self.uploaded(stored.organisation).insert(plugin);
+                }
+                Err(err) => tracing::error!(error = %err, "uploaded plugin does not load"),
+            }
+        }
+        Ok(())
+    }
+
     /// Grants every loaded version of `organisation`'s upload `name` these
     /// hosts (its calls that start from now on).
     pub fn grant_hosts(&self, organisation: u64, kind: Kind, name: &str, hosts: &[HostPattern]) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CompileError;
-use super::layer::digest;
+use slipway_oci::digest;
 
 /// Where `cargo build -p slipway-engine --profile engine --target
 /// x86_64-unknown-linux-musl` puts the binary, relative to the directory of

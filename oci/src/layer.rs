@@ -6,15 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use flate2::Compression;
-use sha2::{Digest, Sha256};
 
-/// OCI media type of a gzipped layer.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// `sha256:<hex>` of `bytes`.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+use crate::artifact::Blob;
+use crate::digest;
 
 /// A file's permission bits and bytes.
 type File = (u32, Arc<[u8]>);
@@ -91,6 +85,16 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// The compressed layer as a blob of `media_type` (an image layer,
+    /// a chart's content).
+    pub fn to_blob(&self, media_type: &str) -> Blob {
+        Blob {
+            media_type: media_type.into(),
+            digest: self.digest.clone(),
+            bytes: self.blob.clone(),
+        }
+    }
+
     /// Gzips `tar` with no name and no timestamp in the gzip header.
     fn from_tar(tar: &[u8]) -> Layer {
         let mut gz = flate2::GzBuilder::new()

@@ -4,15 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::json;
-
-use super::layer::{LAYER_MEDIA_TYPE, Layer, digest};
-
-/// OCI media type of an image manifest.
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI media type of an image config.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+use slipway_oci::artifact::{Artifact, Blob, IMAGE_CONFIG, IMAGE_LAYER};
+use slipway_oci::layer::Layer;
 
 /// The port the engine listens on in the image.
 pub const PORT: u16 = 8080;
@@ -28,59 +22,13 @@ pub struct ImageMeta {
     pub version: u32,
 }
 
-/// A blob with its digest and media type.
-#[derive(Debug, Clone)]
-pub struct Blob {
-    /// Its media type.
-    pub media_type: &'static str,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    /// The bytes.
-    pub bytes: Arc<[u8]>,
-}
-
-impl Blob {
-    fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
-        Blob {
-            media_type,
-            digest: digest(&bytes),
-            bytes: bytes.into(),
-        }
-    }
-}
-
-/// A built image: its layers, config and manifest.
+/// A built image: its layers, and the artifact (config and manifest) over them.
 #[derive(Debug, Clone)]
 pub struct Image {
     /// Layers, bottom first.
     pub layers: Vec<Arc<Layer>>,
-    /// The config blob.
-    pub config: Blob,
-    /// The manifest, whose digest is the image's.
-    pub manifest: Blob,
-}
-
-impl Image {
-    /// Every blob the manifest names: the layers, then the config.
-    pub fn blobs(&self) -> Vec<Blob> {
-        self.layers
-            .iter()
-            .map(|l| Blob {
-                media_type: LAYER_MEDIA_TYPE,
-                digest: l.digest.clone(),
-                bytes: l.blob.clone(),
-            })
-            .chain(std::iter::once(self.config.clone()))
-            .collect()
-    }
-}
-
-#[derive(Serialize)]
-struct Descriptor<'a> {
-    #[serde(rename = "mediaType")]
-    media_type: &'a str,
-    digest: &'a str,
-    size: usize,
+    /// The config and manifest; the manifest's digest is the image's.
+    pub artifact: Artifact,
 }
 
 /// Assembles the config and manifest over `layers`.
@@ -124,30 +72,12 @@ pub(super) fn image(layers: [Arc<Layer>; 3], meta: &ImageMeta, epoch: u64) -> Im
     });
     // The same value always serializes to the same text.
     let config = Blob::new(
-        CONFIG_MEDIA_TYPE,
+        IMAGE_CONFIG,
         serde_json::to_vec(&config).expect("serializes"),
     );
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": Descriptor {
-            media_type: CONFIG_MEDIA_TYPE,
-            digest: &config.digest,
-            size: config.bytes.len(),
-        },
-        "layers": layers.iter().map(|l| Descriptor {
-            media_type: LAYER_MEDIA_TYPE,
-            digest: &l.digest,
-            size: l.blob.len(),
-        }).collect::<Vec<_>>(),
-    });
-    let manifest = Blob::new(
-        MANIFEST_MEDIA_TYPE,
-        serde_json::to_vec(&manifest).expect("serializes"),
-    );
+    let blobs = layers.iter().map(|l| l.to_blob(IMAGE_LAYER)).collect();
     Image {
         layers: layers.into(),
-        config,
-        manifest,
+        artifact: Artifact::new(config, blobs, &BTreeMap::new()),
     }
 }

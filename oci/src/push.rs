@@ -9,14 +9,13 @@
 //! errors, 429 and 5xx answers are retried with backoff. No credential
 //! appears in an error.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode};
-use slipway_runtime::kinds::{Credentials, PushCredentials};
 
-use crate::image::{Blob, MANIFEST_MEDIA_TYPE};
+use crate::artifact::{Artifact, Blob};
 
 /// Attempts per request before a transient failure is final.
 const ATTEMPTS: u32 = 5;
@@ -42,7 +41,55 @@ pub enum PushError {
     Credentials(String),
 }
 
-/// Where credentials come from: the registry adapter, asked again on expiry.
+/// What a registry request is sent with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Nothing.
+    Anonymous,
+    /// A user name and password (or token), as HTTP basic.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password or token.
+        password: String,
+    },
+    /// A registry token.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::Anonymous => "Anonymous",
+            Credentials::Basic { .. } => "Basic(..)",
+            Credentials::Bearer(_) => "Bearer(..)",
+        })
+    }
+}
+
+/// Credentials and when they expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCredentials {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// Expiry in ms since the Unix epoch, if known.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What pushing an artifact did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Blobs the repository had.
+    pub present: u32,
+    /// Blobs mounted from another repository.
+    pub mounted: u32,
+    /// Blobs uploaded.
+    pub uploaded: u32,
+    /// Bytes sent: uploaded blobs and the manifest.
+    pub bytes_uploaded: u64,
+}
+
+/// Where credentials come from (a registry adapter), asked again on expiry.
 pub trait CredentialSource {
     /// Fresh credentials.
     fn fetch(&self) -> impl Future<Output = Result<PushCredentials, PushError>> + Send;
@@ -211,12 +258,41 @@ impl<'a, C: CredentialSource> Push<'a, C> {
         }
     }
 
+    /// Pushes `artifact` under `tag`: each blob (mounted from the repository
+    /// `mount_from` names for it, where there is one), then the manifest.
+    /// `pushed` hears of each blob once it is in the repository. Returns
+    /// the manifest's digest.
+    pub async fn artifact(
+        &mut self,
+        artifact: &Artifact,
+        tag: &str,
+        mount_from: impl Fn(&Blob) -> Option<String>,
+        mut pushed: impl FnMut(&Blob),
+    ) -> Result<(String, Pushed), PushError> {
+        let mut report = Pushed::default();
+        for blob in artifact.blobs() {
+            let from: Vec<String> = mount_from(blob).into_iter().collect();
+            match self.blob(blob, &from).await? {
+                BlobOutcome::Present => report.present += 1,
+                BlobOutcome::Mounted => report.mounted += 1,
+                BlobOutcome::Uploaded => {
+                    report.uploaded += 1;
+                    report.bytes_uploaded += blob.bytes.len() as u64;
+                }
+            }
+            pushed(blob);
+        }
+        let digest = self.manifest(tag, &artifact.manifest).await?;
+        report.bytes_uploaded += artifact.manifest.bytes.len() as u64;
+        Ok((digest, report))
+    }
+
     /// Puts the manifest under `tag` and checks the digest the registry
     /// reports (or, when it reports none, that the digest resolves).
     pub async fn manifest(&mut self, tag: &str, manifest: &Blob) -> Result<String, PushError> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
         let body = Bytes::from_owner(manifest.bytes.clone());
-        let headers = [(header::CONTENT_TYPE, MANIFEST_MEDIA_TYPE)];
+        let headers = [(header::CONTENT_TYPE, &*manifest.media_type)];
         let answer = self
             .retrying(Method::PUT, &url, &headers, Some(body.clone()))
             .await?;
@@ -235,7 +311,7 @@ impl<'a, C: CredentialSource> Push<'a, C> {
                     "{}/v2/{}/manifests/{}",
                     self.base, self.repository, manifest.digest
                 );
-                let headers = [(header::ACCEPT, MANIFEST_MEDIA_TYPE)];
+                let headers = [(header::ACCEPT, &*manifest.media_type)];
                 let answer = self.retrying(Method::HEAD, &url, &headers, None).await?;
                 if answer.status() != StatusCode::OK {
                     return Err(unexpected("HEAD", &url, answer.status()));
@@ -322,7 +398,9 @@ impl<'a, C: CredentialSource> Push<'a, C> {
 
     /// The `Authorization` value, renewing credentials that expire soon.
     async fn authorization(&mut self) -> Result<Option<HeaderValue>, Failure> {
-        let now = slipway_store::now_ms();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let stale = self.credentials.as_ref().is_none_or(|c| {
             c.expires_at_ms
                 .is_some_and(|at| at <= now + RENEW_MARGIN_MS)

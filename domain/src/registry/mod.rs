@@ -6,7 +6,9 @@
 //! the next release while those in flight finish as they started.
 
 pub mod change;
-pub mod push;
+mod registries;
+
+pub use registries::{CONFIGURATION, Registries, SERVER};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,24 +16,26 @@ use std::sync::{Arc, Mutex};
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_oci::push::{self, CredentialSource, Credentials, Push, PushCredentials, PushError};
 use slipway_runtime::egress::CheckedResolver;
-use slipway_runtime::kinds::{Image, PushCredentials, RegistryError};
+use slipway_runtime::kinds::{self, Image, RegistryError};
 use slipway_runtime::{CacheScope, CallContext, Egress, HostPattern, Kind, Plugin, PluginCache};
 
 use crate::image;
 use crate::plugins::OrganisationPlugins;
-use push::{BlobOutcome, CredentialSource, Deleted, Push, PushError};
+pub use slipway_oci::push::Deleted;
 use slipway_store::{AdapterCode, Origin, PushReport, StoreError, StoredSettings};
 
 /// An organisation's registry, as an org-admin (or the configuration file) set it.
-#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RegistrySettings {
     /// The registry-adapter plugin, e.g. `distribution`.
     pub adapter: String,
     /// Which of its versions: a semver requirement, e.g. `^1`.
     #[serde(default = "any_version")]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub version: VersionReq,
     /// The adapter's settings.
     #[serde(default = "empty_object")]
@@ -41,7 +45,7 @@ pub struct RegistrySettings {
     pub secrets: BTreeMap<String, String>,
     /// Hosts the adapter may reach besides the registry (e.g. a token service).
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<String>))]
     pub allowed_hosts: Vec<HostPattern>,
 }
 
@@ -300,21 +304,21 @@ impl Registry {
             "before-push",
             self.plugin.before_push(&context, image).await,
         )?;
-        let blobs = built.blobs();
-        let mounts: Vec<Option<String>> = blobs
-            .iter()
-            .map(|b| {
-                index.elsewhere(
+        let artifact = &built.artifact;
+        let mounts: BTreeMap<&str, String> = artifact
+            .blobs()
+            .filter_map(|b| {
+                let from = index.elsewhere(
                     self.organisation,
                     &image.registry,
                     &image.repository,
                     &b.digest,
-                )
+                )?;
+                Some((b.digest.as_str(), from))
             })
             .collect();
         let mount_from: Vec<String> = mounts
-            .iter()
-            .flatten()
+            .values()
             .cloned()
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -325,34 +329,28 @@ impl Registry {
             image,
             mount_from: &mount_from,
         };
-        let http_push = &mut Push::new(http, &image.registry, &image.repository, source);
-        let mut report = PushReport::default();
-        for (blob, mount) in blobs.iter().zip(&mounts) {
-            let from: Vec<String> = mount.iter().cloned().collect();
-            match http_push
-                .blob(blob, &from)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                BlobOutcome::Present => report.present += 1,
-                BlobOutcome::Mounted => report.mounted += 1,
-                BlobOutcome::Uploaded => {
-                    report.uploaded += 1;
-                    report.bytes_uploaded += blob.bytes.len() as u64;
-                }
-            }
-            index.record(
-                self.organisation,
-                &image.registry,
-                &image.repository,
-                &blob.digest,
-            );
-        }
-        let digest = http_push
-            .manifest(&image.tag, &built.manifest)
+        let (digest, pushed) = Push::new(http, &image.registry, &image.repository, source)
+            .artifact(
+                artifact,
+                &image.tag,
+                |blob| mounts.get(blob.digest.as_str()).cloned(),
+                |blob| {
+                    index.record(
+                        self.organisation,
+                        &image.registry,
+                        &image.repository,
+                        &blob.digest,
+                    )
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
-        report.bytes_uploaded += built.manifest.bytes.len() as u64;
+        let report = PushReport {
+            uploaded: pushed.uploaded,
+            mounted: pushed.mounted,
+            present: pushed.present,
+            bytes_uploaded: pushed.bytes_uploaded,
+        };
         hook(
             "after-push",
             self.plugin.after_push(&context, image, &digest).await,
@@ -397,6 +395,16 @@ impl CredentialSource for AdapterCredentials<'_> {
             .authenticate(self.context, self.image, self.mount_from)
             .await
             .map_err(|e| PushError::Credentials(format!("the registry adapter failed: {e}")))?;
+        let answer = answer.map(|c| PushCredentials {
+            credentials: match c.credentials {
+                kinds::Credentials::Anonymous => Credentials::Anonymous,
+                kinds::Credentials::Basic { username, password } => {
+                    Credentials::Basic { username, password }
+                }
+                kinds::Credentials::Bearer(token) => Credentials::Bearer(token),
+            },
+            expires_at_ms: c.expires_at_ms,
+        });
         answer.map_err(|e| match e {
             RegistryError::Unauthorized(m) => PushError::Unauthorized(m),
             RegistryError::Unavailable(m) => PushError::Unavailable(m),

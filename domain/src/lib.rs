@@ -1,0 +1,10 @@
+//! Slipway's services, which the server composes and its handlers call:
+//! the plugins, the organisations' registries, packaging canvases into
+//! flows, compiling them into images, and releases. Nothing here knows of
+//! HTTP serving, status codes or routes.
+
+pub mod canvases;
+pub mod image;
+pub mod plugins;
+pub mod registry;
+pub mod releases;

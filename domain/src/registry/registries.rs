@@ -1,0 +1,184 @@
+//! The organisations' registries as a service: which adapter and code an
+//! organisation pushes with now, and the client and blob index pushes share.
+
+use std::sync::Arc;
+
+use slipway_runtime::PluginCache;
+use slipway_runtime::kinds::Image;
+use slipway_store::{Origin, PushReport, Store, StoreError, StoredRegistry, now_ms};
+
+use super::{BlobIndex, Deleted, Registry, RegistrySettings};
+use crate::image;
+use crate::plugins::Plugins;
+
+/// Who set a registry that came from the configuration file.
+pub const CONFIGURATION: &str = "configuration";
+
+/// Who a registry change is recorded as when the server's own built-in
+/// adapter changed under the settings.
+pub const SERVER: &str = "server";
+
+/// Every organisation's registry: resolving, pinning and changing it, and
+/// pushing and deleting images through it.
+pub struct Registries {
+    pub(super) store: Store,
+    plugins: Arc<Plugins>,
+    cache: Arc<PluginCache>,
+    http: reqwest::Client,
+    blobs: BlobIndex,
+}
+
+impl Registries {
+    /// Registries kept in `store`, whose adapters come from `plugins`.
+    pub fn new(store: Store, plugins: Arc<Plugins>) -> Registries {
+        let http = super::client(plugins.runtime().egress().clone());
+        Registries {
+            store,
+            plugins,
+            cache: Arc::default(),
+            http,
+            blobs: BlobIndex::default(),
+        }
+    }
+
+    /// What adapters keep between calls (access tokens).
+    pub fn cache(&self) -> &Arc<PluginCache> {
+        &self.cache
+    }
+
+    /// The adapter `settings` name, as `organisation` would push with it.
+    pub fn resolve(
+        &self,
+        organisation: u64,
+        settings: RegistrySettings,
+    ) -> Result<Registry, String> {
+        Registry::resolve(
+            &self.plugins.of(organisation),
+            organisation,
+            Arc::new(settings),
+            &self.cache,
+        )
+    }
+
+    /// The organisation's registry adapter now, or why there is none to use.
+    ///
+    /// The secrets go to the adapter code the registry was set with (its
+    /// version, sha256 and origin). When the settings now resolve to other
+    /// code (a new server's built-in, or a newer upload), a built-in is
+    /// followed and the change recorded; an upload is refused until an
+    /// org-admin sets the registry again. A registry set before pins were
+    /// kept is pinned at its first use; one from the configuration file is
+    /// the operator's and is not pinned.
+    pub fn current(&self, organisation: u64) -> Result<Registry, String> {
+        let stored = self
+            .store
+            .registry(organisation)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
+                    .to_string()
+            })?;
+        let settings =
+            RegistrySettings::from_stored(stored.settings.clone()).map_err(|e| e.to_string())?;
+        let registry = self.resolve(organisation, settings)?;
+        let now = (registry.adapter(), registry.code());
+        match (&stored.resolved, &stored.code) {
+            _ if stored.changed_by == CONFIGURATION => return Ok(registry),
+            (Some(pinned), Some(code)) if (&now.0, &now.1) == (pinned, code) => {
+                return Ok(registry);
+            }
+            (Some(pinned), Some(code)) if now.1.origin == Origin::Upload => {
+                return Err(format!(
+                    "the registry adapter now resolves to `{}` (uploaded, sha256 {}), not to `{pinned}` (sha256 {}) the registry was set with: an org-admin sets the registry again to use it",
+                    now.0, now.1.sha256, code.sha256
+                ));
+            }
+            (Some(pinned), Some(_)) => {
+                tracing::info!(organisation, from = %pinned, to = %now.0, "the built-in registry adapter changed; recorded as a registry change");
+            }
+            _ => {
+                tracing::info!(organisation, adapter = %now.0, "the registry is pinned to its adapter's code at its first use")
+            }
+        }
+        let changed = StoredRegistry {
+            resolved: Some(now.0),
+            code: Some(now.1),
+            changed_by: SERVER.into(),
+            changed_ms: now_ms(),
+            ..stored
+        };
+        self.store
+            .put_registry(organisation, &changed)
+            .map_err(|e| e.to_string())?;
+        Ok(registry)
+    }
+
+    /// Sets the registry of `organisation` (a name) from the configuration
+    /// file, unless an org-admin has set one through the API.
+    pub fn apply_configured(
+        &self,
+        organisation: &str,
+        settings: &RegistrySettings,
+    ) -> Result<(), StoreError> {
+        let Some(organisation) = self.store.organisation_named(organisation)? else {
+            return Ok(());
+        };
+        let current = self.store.registry(organisation.id)?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.changed_by != CONFIGURATION)
+        {
+            tracing::info!(organisation = %organisation.name, "the registry set through the API stays; the configuration's is not applied");
+            return Ok(());
+        }
+        let stored = settings.to_stored();
+        if current.is_none_or(|c| c.settings != stored) {
+            self.store.put_registry(
+                organisation.id,
+                &StoredRegistry {
+                    settings: stored,
+                    resolved: None,
+                    code: None,
+                    changed_by: CONFIGURATION.into(),
+                    changed_ms: now_ms(),
+                },
+            )?;
+            tracing::info!(organisation = %organisation.name, adapter = %settings.adapter, "registry set from the configuration");
+        }
+        Ok(())
+    }
+
+    /// Refuses a registry on an address the operator's rules do not allow.
+    pub fn check_reachable(&self, registry: &str) -> Result<(), String> {
+        super::check_reachable(self.plugins.runtime().egress(), registry)
+    }
+
+    /// Pushes `built` as `image` with `registry`; returns its digest.
+    pub async fn push(
+        &self,
+        registry: &Registry,
+        image: &Image,
+        built: &image::Image,
+    ) -> Result<(String, PushReport), String> {
+        self.check_reachable(&image.registry)?;
+        registry.push(&self.http, image, built, &self.blobs).await
+    }
+
+    /// Deletes the manifest `digest` of `image`'s repository with `registry`.
+    pub async fn delete(
+        &self,
+        registry: &Registry,
+        image: &Image,
+        digest: &str,
+    ) -> Result<Deleted, String> {
+        self.check_reachable(&image.registry)?;
+        registry.delete(&self.http, image, digest).await
+    }
+
+    /// Records that `organisation` has `digest` in `repository` of
+    /// `registry`, so later pushes there can mount it.
+    pub fn record_blob(&self, organisation: u64, registry: &str, repository: &str, digest: &str) {
+        self.blobs
+            .record(organisation, registry, repository, digest);
+    }
+}

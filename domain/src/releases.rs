@@ -1,0 +1,788 @@
+//! The release pipeline: a persistent queue in the store, worked by a bounded
+//! number of tasks, with progress published as events.
+//!
+//! A release is queued when created; a worker claims it and takes it through
+//! `packaging`, `compiling` and `distributing` to `ready`, or to `failed` at
+//! the first stage that fails. Work in flight when the server stopped is
+//! found at start, marked `interrupted` and queued again, so it is neither
+//! lost nor run twice. Deleting a ready release deletes its image from the
+//! registry (`deleting`, then `deleted`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use semver::Version;
+use serde::Serialize;
+use slipway_runtime::Kind;
+use tokio::sync::{Notify, Semaphore, broadcast};
+
+use slipway_runtime::kinds::Image;
+
+use crate::canvases::OrganisationCanvases;
+use crate::image::Compiler;
+use crate::image::user_code::UserCodeCompiler;
+use crate::image::{self, ImageMeta};
+use crate::plugins::Plugins;
+use crate::registry::{Deleted, Registries, Registry};
+use slipway_flow::FlowDocument;
+use slipway_flow::canvas::SubflowRef;
+use slipway_flow::package::Packager;
+use slipway_store::{
+    Diagnostic, IntegrationError, LayerInfo, NewRelease, Queued, Release, ReleaseImage, Stage,
+    Status, Store, StoreError, now_ms,
+};
+
+/// Longest release name.
+pub const MAX_NAME: usize = 100;
+/// Longest release description, in characters.
+pub const MAX_DESCRIPTION: usize = 1_000;
+
+/// Why a release was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// A field of the request is wrong: `path` points at it.
+    #[error("{message}")]
+    Invalid {
+        /// JSON pointer to the field.
+        path: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(path: &'static str, message: String) -> Refused {
+    Refused::Invalid { path, message }
+}
+
+/// What is wrong with `name` as a release name, if anything: 1 to
+/// [`MAX_NAME`] ASCII letters, digits and `-`, starting with a letter (so a
+/// name never reads as an id) and not ending with `-`.
+pub fn name_problem(name: &str) -> Option<String> {
+    let rule = "a release name is ASCII letters, digits and `-`, starts with a letter and does not end with `-`";
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Some(format!("a release name has 1 to {MAX_NAME} characters"));
+    }
+    let letters_digits_dashes = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let starts = name.starts_with(|c: char| c.is_ascii_alphabetic());
+    (!letters_digits_dashes || !starts || name.ends_with('-')).then(|| rule.to_string())
+}
+
+impl Releases {
+    /// Queues a new release of an integration version of `organisation`, after
+    /// checking the version exists and the name is well-formed and free.
+    pub fn create(&self, organisation: u64, new: NewRelease) -> Result<Release, Refused> {
+        if let Some(problem) = name_problem(&new.name) {
+            return Err(invalid("/name", problem));
+        }
+        if new
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+        {
+            return Err(invalid(
+                "/description",
+                format!("a description has at most {MAX_DESCRIPTION} characters"),
+            ));
+        }
+        let integration = match self.store.integration(organisation, &new.integration) {
+            Ok(integration) => integration,
+            Err(IntegrationError::Store(err)) => return Err(err.into()),
+            Err(err) => return Err(invalid("/integration", err.to_string())),
+        };
+        if new.version == 0 || new.version > integration.latest_version {
+            return Err(invalid(
+                "/version",
+                format!(
+                    "integration `{}` has no version {}",
+                    new.integration, new.version
+                ),
+            ));
+        }
+        let release = match self.store.create_release(organisation, new) {
+            Err(StoreError::ReleaseNameTaken(name)) => {
+                return Err(invalid(
+                    "/name",
+                    format!("the organisation has a release named `{name}` already"),
+                ));
+            }
+            created => created?,
+        };
+        self.queue.wake();
+        Ok(release)
+    }
+
+    /// The id `reference` stands for: itself when it is an id (whose
+    /// organisation the caller checks), else the id of the organisation's
+    /// release of that name. Reads no release.
+    pub fn id_of(&self, organisation: u64, reference: &str) -> Result<Option<u64>, StoreError> {
+        match reference.parse::<u64>() {
+            Ok(id) => Ok(Some(id)),
+            Err(_) if name_problem(reference).is_none() => {
+                self.store.release_named(organisation, reference)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The organisation's release `reference`, an id or a name.
+    pub fn find(&self, organisation: u64, reference: &str) -> Result<Option<Release>, StoreError> {
+        let Some(id) = self.id_of(organisation, reference)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .release(id)?
+            .filter(|release| release.organisation == organisation))
+    }
+}
+
+/// A change of a release, as the event stream sends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseEvent {
+    /// The release.
+    pub id: u64,
+    /// Its organisation (not sent to clients).
+    #[serde(skip)]
+    pub organisation: u64,
+    /// Its status now.
+    pub status: Status,
+    /// What happened.
+    pub message: String,
+}
+
+/// Releases: created, found, built and pushed by a bounded number of
+/// workers, and deleted with their images.
+pub struct Releases {
+    store: Store,
+    plugins: Arc<Plugins>,
+    registries: Arc<Registries>,
+    compiler: Compiler,
+    user_code: UserCodeCompiler,
+    queue: ReleaseQueue,
+}
+
+impl Releases {
+    /// Releases kept in `store`, at most `concurrency` built at once.
+    pub fn new(
+        store: Store,
+        plugins: Arc<Plugins>,
+        registries: Arc<Registries>,
+        compiler: Compiler,
+        user_code: UserCodeCompiler,
+        concurrency: usize,
+    ) -> Releases {
+        Releases {
+            store,
+            plugins,
+            registries,
+            compiler,
+            user_code,
+            queue: ReleaseQueue::new(concurrency),
+        }
+    }
+
+    /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<ReleaseEvent>> {
+        self.queue.subscribe()
+    }
+
+    /// Tells the workers there is new work (a release written to the store).
+    pub fn wake(&self) {
+        self.queue.wake();
+    }
+
+    /// Stores `release` and publishes the change.
+    pub fn save(&self, release: &Release, message: &str) -> Result<(), StoreError> {
+        self.store.put_release(release)?;
+        self.queue.publish(release, message);
+        Ok(())
+    }
+}
+
+/// The queue's wake-up signal and the event channel.
+struct ReleaseQueue {
+    wake: Notify,
+    events: broadcast::Sender<ReleaseEvent>,
+    concurrency: usize,
+}
+
+impl ReleaseQueue {
+    /// A queue running at most `concurrency` releases at once.
+    pub fn new(concurrency: usize) -> ReleaseQueue {
+        ReleaseQueue {
+            wake: Notify::new(),
+            events: broadcast::channel(1024).0,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Tells the workers there is new work.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<ReleaseEvent>> {
+        (self.events.receiver_count() < MAX_SUBSCRIBERS).then(|| self.events.subscribe())
+    }
+
+    /// Publishes a change of `release` already stored.
+    pub fn publish(&self, release: &Release, message: &str) {
+        let _ = self.events.send(ReleaseEvent {
+            id: release.id,
+            organisation: release.organisation,
+            status: release.status,
+            message: message.to_string(),
+        });
+    }
+}
+
+/// Most event streams open at once on a server.
+pub const MAX_SUBSCRIBERS: usize = 4096;
+
+/// A release in flight at this many starts fails instead of running again.
+pub const MAX_INTERRUPTIONS: u32 = 3;
+
+/// The name a release's pins carry, as `used_by` shows it.
+fn holder(id: u64) -> String {
+    format!("release {id}")
+}
+
+/// Each plugin version a release's flow uses, as the catalog names it.
+fn plugins_of(release: &Release) -> impl Iterator<Item = (&str, Version)> {
+    release
+        .flow
+        .iter()
+        .flat_map(|f| &f.plugins)
+        .filter_map(|p| Some((p.name.as_str(), Version::parse(&p.version).ok()?)))
+}
+
+impl Releases {
+    /// Pins the plugin versions a packaged release uses, in its organisation's
+    /// catalog, so none is deleted under it.
+    fn pin(&self, release: &Release) {
+        let own = self.plugins.uploaded(release.organisation);
+        for (name, version) in plugins_of(release) {
+            own.pin(Kind::NodeType, name, &version, &holder(release.id));
+        }
+    }
+
+    /// Drops a release's pins (it was deleted).
+    fn unpin(&self, release: &Release) {
+        let own = self.plugins.uploaded(release.organisation);
+        for (name, version) in plugins_of(release) {
+            own.unpin(Kind::NodeType, name, &version, &holder(release.id));
+        }
+    }
+
+    /// A plugin the flow names that is no longer loaded with the same digest.
+    fn missing_plugin(&self, release: &Release) -> Option<String> {
+        let plugins = self.plugins.of(release.organisation);
+        release.flow.iter().flat_map(|f| &f.plugins).find_map(|p| {
+            let version = Version::parse(&p.version).ok()?;
+            let loaded = [plugins.own(), self.plugins.builtins()]
+                .into_iter()
+                .filter_map(|c| c.get(Kind::NodeType, &p.name, &version))
+                .any(|loaded| loaded.sha256() == p.sha256);
+            (!loaded).then(|| format!("{}@{}", p.name, p.version))
+        })
+    }
+
+    /// Pins the plugins of releases that have a flow, indexes the blobs of
+    /// pushed images, requeues what a stop interrupted and resumes deletions;
+    /// call once, after the plugins load and before [`run`].
+    pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut requeued = 0;
+        for mut release in self.store.releases()? {
+            if release.flow.is_some() && !release.status.is_deleted() {
+                self.pin(&release);
+            }
+            if let Some(image) = &release.image
+                && release.status == Status::Ready
+            {
+                for layer in &image.layers {
+                    self.registries.record_blob(
+                        release.organisation,
+                        &image.registry,
+                        &image.repository,
+                        &layer.digest,
+                    );
+                }
+            }
+            if release.status == Status::Deleting {
+                tokio::spawn(self.clone().delete_image(release));
+                continue;
+            }
+            if release.status.is_running() {
+                if let Some(stage) = release.stages.last_mut()
+                    && stage.ended_ms.is_none()
+                {
+                    stage.ended_ms = Some(now_ms());
+                }
+                release.interruptions += 1;
+                if release.interruptions >= MAX_INTERRUPTIONS {
+                    // In flight at every one of the last starts: it may be what
+                    // stops the server, so it is not run again.
+                    let error = format!(
+                        "interrupted {} times: a server stop cut it off in flight at each of its last {} starts, so it is not run again",
+                        release.interruptions, release.interruptions
+                    );
+                    release.status = Status::Failed;
+                    release.note(format!("failed: {error}"));
+                    release.error = Some(error);
+                } else {
+                    release.status = Status::Interrupted;
+                    release.note("interrupted by a server stop; queued again");
+                    requeued += 1;
+                }
+                self.store.put_release(&release)?;
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Works the queue until the process ends. Each free slot goes to the
+    /// oldest release of the organisation with the fewest releases running, so
+    /// one organisation's backlog delays another's release by one release at
+    /// most.
+    pub async fn run(self: Arc<Self>) {
+        let permits = Arc::new(Semaphore::new(self.queue.concurrency));
+        let running = Arc::new(Running::default());
+        loop {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let next = match self.store.queue() {
+                Ok(queue) => running.fairest(&queue),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the release queue");
+                    None
+                }
+            };
+            let Some(next) = next else {
+                drop(permit);
+                self.queue.wake.notified().await;
+                continue;
+            };
+            let mut release = match self.store.release(next.id) {
+                Ok(Some(release)) if release.status.is_waiting() => release,
+                Ok(_) => {
+                    // An entry the release no longer backs: not to be picked again.
+                    if let Err(err) = self.store.unqueue(next.id) {
+                        tracing::error!(error = %err, release = next.id, "cannot unqueue a release");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, release = next.id, "cannot read a queued release");
+                    drop(permit);
+                    self.queue.wake.notified().await;
+                    continue;
+                }
+            };
+            // The registry as it is now: a later change applies to later releases.
+            let registry = self.registries.current(release.organisation);
+            // Claimed here, by the one dispatcher: no release runs twice.
+            match self.enter(&mut release, Status::Packaging, "packaging") {
+                Ok(()) => {}
+                Err(Stopped::Deleted) => continue,
+                Err(Stopped::Unrecorded) => {
+                    // Logged; the store may recover, so try again a little later.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            let slot = Slot {
+                running: running.clone(),
+                organisation: release.organisation,
+                releases: self.clone(),
+                _permit: permit,
+            };
+            running.add(slot.organisation);
+            tokio::spawn(async move {
+                slot.releases.build(release, registry).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+/// A running release's hold on a slot: given back, and the dispatcher woken,
+/// however the release ends (a panic included).
+struct Slot {
+    running: Arc<Running>,
+    organisation: u64,
+    releases: Arc<Releases>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.remove(self.organisation);
+        self.releases.queue.wake();
+    }
+}
+
+/// How many releases each organisation has running.
+#[derive(Debug, Default)]
+struct Running(Mutex<HashMap<u64, usize>>);
+
+impl Running {
+    /// The oldest queued release of the organisation running the fewest.
+    fn fairest(&self, queue: &[Queued]) -> Option<Queued> {
+        let running = self.0.lock().expect("running lock");
+        queue
+            .iter()
+            .min_by_key(|q| (running.get(&q.organisation).copied().unwrap_or(0), q.id))
+            .copied()
+    }
+
+    fn add(&self, organisation: u64) {
+        *self
+            .0
+            .lock()
+            .expect("running lock")
+            .entry(organisation)
+            .or_default() += 1;
+    }
+
+    fn remove(&self, organisation: u64) {
+        let mut running = self.0.lock().expect("running lock");
+        if let Some(count) = running.get_mut(&organisation) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&organisation);
+            }
+        }
+    }
+}
+
+/// Why work on a release stops before its end.
+enum Stopped {
+    /// A user deleted it.
+    Deleted,
+    /// The store refused the write (logged).
+    Unrecorded,
+}
+
+impl Releases {
+    /// Ends the current stage, starts `stage` with `status`, and records it.
+    fn enter(&self, release: &mut Release, status: Status, stage: &str) -> Result<(), Stopped> {
+        let now = now_ms();
+        if let Some(last) = release.stages.last_mut()
+            && last.ended_ms.is_none()
+        {
+            last.ended_ms = Some(now);
+        }
+        release.status = status;
+        release.stages.push(Stage {
+            stage: stage.into(),
+            started_ms: now,
+            ended_ms: None,
+        });
+        release.note(stage);
+        self.record(release, stage)
+    }
+
+    /// Records `release`; a deleted one stays deleted and pins nothing.
+    fn record(&self, release: &Release, message: &str) -> Result<(), Stopped> {
+        match self.save(release, message) {
+            Ok(()) => Ok(()),
+            Err(StoreError::ReleaseDeleted(_)) => {
+                self.unpin(release);
+                Err(Stopped::Deleted)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, release = release.id, "cannot record a release");
+                Err(Stopped::Unrecorded)
+            }
+        }
+    }
+
+    /// Takes one claimed release through every stage and records the outcome.
+    async fn build(self: &Arc<Self>, mut release: Release, registry: Result<Registry, String>) {
+        let outcome = async {
+            let flow = self.package(&mut release).await?;
+            let registry = registry.map_err(|e| format!("cannot distribute: {e}"))?;
+            self.enter(&mut release, Status::Compiling, "compiling")
+                .map_err(|_| None)?;
+            let image = self.compile(&mut release, &flow).await?;
+            release.note(format!(
+                "image {} built: {} layers, {} bytes",
+                image.artifact.manifest.digest,
+                image.layers.len(),
+                image.layers.iter().map(|l| l.blob.len()).sum::<usize>()
+            ));
+            self.enter(&mut release, Status::Distributing, "distributing")
+                .map_err(|_| None)?;
+            self.distribute(&mut release, &registry, &image).await
+        }
+        .await;
+        if let Some(stage) = release.stages.last_mut() {
+            stage.ended_ms = Some(now_ms());
+        }
+        let message = match outcome {
+            Ok(message) => {
+                release.status = Status::Ready;
+                message
+            }
+            Err(None) => return,
+            Err(Some(error)) => {
+                release.status = Status::Failed;
+                release.error = Some(error.clone());
+                format!("failed: {error}")
+            }
+        };
+        release.note(message.clone());
+        let recorded = self.record(&release, &message);
+        if matches!(recorded, Err(Stopped::Deleted)) && release.image.is_some() {
+            // Deleted while it was pushed: its image goes too.
+            self.clone().delete_image(release).await;
+        }
+    }
+}
+
+/// A stage's failure: `Some(reason)`, or `None` when the release was deleted.
+type StageError = Option<String>;
+
+impl Releases {
+    /// The packaging stage: the flow document, pinned.
+    async fn package(&self, release: &mut Release) -> Result<FlowDocument, StageError> {
+        let org = release.organisation;
+        let root = SubflowRef {
+            integration: release.integration.clone(),
+            version: release.version,
+        };
+        let canvas = self
+            .store
+            .integration(org, &release.integration)
+            .ok()
+            .and_then(|i| self.store.canvas(&i, release.version).ok().flatten())
+            .ok_or_else(|| format!("integration {root} no longer exists"))?;
+        let plugins = self.plugins.of(org);
+        let canvases = OrganisationCanvases::new(&self.store, org);
+        let flow = Packager::new(&plugins, &canvases)
+            .package(&root, &canvas)
+            .await
+            .map_err(|diagnostics| {
+                let message = format!("the canvas has {} problem(s)", diagnostics.len());
+                release.diagnostics = diagnostics
+                    .into_iter()
+                    .map(|d| Diagnostic {
+                        path: d.path,
+                        message: d.message,
+                    })
+                    .collect();
+                message
+            })?;
+        release.flow = Some(flow.clone());
+        // Pinned before it is recorded; a plugin deleted in between fails it.
+        self.pin(release);
+        if let Some(plugin) = self.missing_plugin(release) {
+            self.unpin(release);
+            release.flow = None;
+            return Err(Some(format!(
+                "plugin {plugin} was deleted or replaced while packaging"
+            )));
+        }
+        release.note(format!(
+            "packaged: {} nodes, {} plugins, {} subflows",
+            flow.nodes.len(),
+            flow.plugins.len(),
+            flow.subflows.len()
+        ));
+        Ok(flow)
+    }
+
+    /// The compiling stage: the image, built in-process.
+    async fn compile(
+        &self,
+        release: &mut Release,
+        flow: &FlowDocument,
+    ) -> Result<image::Image, StageError> {
+        // User code becomes components of its own in the image's flow; the
+        // release keeps the packaged flow, which names `rust-code`.
+        let mut flow = flow.clone();
+        let compiled = self
+            .user_code
+            .compile_flow(&mut flow)
+            .await
+            .map_err(|e| Some(e.to_string()))?;
+        for code in &compiled {
+            let how = if code.built {
+                format!("built in {:.1}s", code.elapsed.as_secs_f64())
+            } else {
+                "unchanged since an earlier build".into()
+            };
+            release.note(format!(
+                "node `{}`: Rust source compiled to {}@{} ({how})",
+                code.node, code.plugin.name, code.plugin.version
+            ));
+        }
+        let user_code = image::user_code::by_sha(&compiled);
+        let organisation = self
+            .store
+            .organisation(release.organisation)
+            .ok()
+            .flatten()
+            .map_or_else(|| release.organisation.to_string(), |o| o.name);
+        let meta = ImageMeta {
+            organisation,
+            integration: release.integration.clone(),
+            version: release.version,
+        };
+        self.compiler
+            .compile(
+                &flow,
+                |p| {
+                    user_code
+                        .get(&p.sha256)
+                        .cloned()
+                        .or_else(|| self.plugins.component(&self.store, &p.sha256))
+                },
+                &meta,
+            )
+            .await
+            .map_err(|e| Some(e.to_string()))
+    }
+
+    /// The distributing stage: the image pushed; returns the closing message.
+    async fn distribute(
+        &self,
+        release: &mut Release,
+        registry: &Registry,
+        built: &image::Image,
+    ) -> Result<String, StageError> {
+        let tag = format!("v{}", release.version);
+        let target = registry.image(&release.integration, &tag).await?;
+        self.registries.check_reachable(&target.registry)?;
+        release.note(format!(
+            "pushing to {} with {}",
+            target.reference(),
+            registry.adapter()
+        ));
+        let (digest, push) = self.registries.push(registry, &target, built).await?;
+        let message = format!(
+            "ready: {}@{digest} ({} uploaded, {} mounted, {} already there; {} bytes sent)",
+            target.reference(),
+            push.uploaded,
+            push.mounted,
+            push.present,
+            push.bytes_uploaded
+        );
+        release.image = Some(ReleaseImage {
+            reference: target.reference(),
+            digest,
+            registry: target.registry,
+            repository: target.repository,
+            tag: target.tag,
+            adapter: registry.adapter(),
+            layers: built
+                .layers
+                .iter()
+                .zip(image::LAYER_CONTENTS)
+                .map(|(l, holds)| LayerInfo {
+                    holds: holds.into(),
+                    digest: l.digest.clone(),
+                    size: l.blob.len() as u64,
+                })
+                .collect(),
+            push,
+        });
+        Ok(message)
+    }
+}
+
+/// What asking to delete a release started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// It is deleted (it had no image, or was deleted already).
+    Done,
+    /// Its image is being deleted from the registry; `deleted` follows.
+    Deleting,
+}
+
+impl Releases {
+    /// Deletes release `id` as `by` asked: at once when it has no image, else
+    /// its image leaves the registry in the background.
+    pub fn delete(self: &Arc<Self>, id: u64, by: &str) -> Result<Deletion, StoreError> {
+        let note = format!("deletion asked by {by}");
+        let Some(release) = self.store.start_deletion(id, &note)? else {
+            return Ok(Deletion::Done);
+        };
+        self.queue.publish(&release, release.status.as_str());
+        if release.status == Status::Deleting {
+            tokio::spawn(self.clone().delete_image(release));
+            return Ok(Deletion::Deleting);
+        }
+        self.unpin(&release);
+        Ok(Deletion::Done)
+    }
+
+    /// Finishes deleting a release: its image leaves the registry unless
+    /// another release has the same one, then the release is `deleted`.
+    async fn delete_image(self: Arc<Self>, mut release: Release) {
+        let message = match &release.image {
+            None => "deleted".to_string(),
+            Some(image) => match self.delete_from_registry(&release, image).await {
+                Ok(message) => message,
+                Err(error) => format!("deleted; the image stays in the registry: {error}"),
+            },
+        };
+        release.status = Status::Deleted;
+        release.note(message.clone());
+        if let Err(err) = self.save(&release, &message) {
+            tracing::error!(error = %err, release = release.id, "cannot record a deletion");
+        }
+        self.unpin(&release);
+    }
+
+    async fn delete_from_registry(
+        &self,
+        release: &Release,
+        image: &ReleaseImage,
+    ) -> Result<String, String> {
+        let sharing = self
+            .store
+            .releases_with_image(&image.registry, &image.repository, &image.digest)
+            .map_err(|e| e.to_string())?;
+        if let Some(other) = sharing.iter().find(|id| **id != release.id) {
+            return Ok(format!(
+                "deleted; the image stays in the registry: release {other} has the same one"
+            ));
+        }
+        let registry = self.registries.current(release.organisation)?;
+        // The organisation's registry now may be another host than the one the
+        // image went to: its credentials are never sent there.
+        let current = registry.image(&release.integration, &image.tag).await?;
+        if current.registry != image.registry {
+            return Ok(format!(
+                "deleted; the image stays in {}: the organisation's registry is now {}, whose credentials are not sent elsewhere",
+                image.registry, current.registry
+            ));
+        }
+        self.registries.check_reachable(&image.registry)?;
+        let target = Image {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            tag: image.tag.clone(),
+        };
+        Ok(
+            match self
+                .registries
+                .delete(&registry, &target, &image.digest)
+                .await?
+            {
+                Deleted::Deleted => format!("deleted, and {} from the registry", image.pinned()),
+                Deleted::Absent => "deleted; the image was no longer in the registry".into(),
+                Deleted::Unsupported => {
+                    "deleted; the registry does not allow deleting images, so the image stays there"
+                        .into()
+                }
+            },
+        )
+    }
+}
