@@ -507,8 +507,7 @@ impl Releases {
         let outcome = async {
             let flow = self.package(&mut release).await?;
             let registry = registry.map_err(|e| format!("cannot distribute: {e}"))?;
-            self.enter(&mut release, Status::Compiling, "compiling")
-                .map_err(|_| None)?;
+            self.enter(&mut release, Status::Compiling, "compiling")?;
             let image = self.compile(&mut release, &flow).await?;
             release.note(format!(
                 "image {} built: {} layers, {} bytes",
@@ -516,8 +515,7 @@ impl Releases {
                 image.layers.len(),
                 image.layers.iter().map(|l| l.blob.len()).sum::<usize>()
             ));
-            self.enter(&mut release, Status::Distributing, "distributing")
-                .map_err(|_| None)?;
+            self.enter(&mut release, Status::Distributing, "distributing")?;
             self.distribute(&mut release, &registry, &image).await
         }
         .await;
@@ -529,8 +527,12 @@ impl Releases {
                 release.status = Status::Ready;
                 message
             }
-            Err(None) => return,
-            Err(Some(error)) => {
+            Err(StageError::Stopped(why)) => {
+                let deleted = matches!(why, Stopped::Deleted);
+                tracing::debug!(release = release.id, deleted, "release work stopped");
+                return;
+            }
+            Err(StageError::Failed(error)) => {
                 release.status = Status::Failed;
                 release.error = Some(error.clone());
                 format!("failed: {error}")
@@ -545,8 +547,26 @@ impl Releases {
     }
 }
 
-/// A stage's failure: `Some(reason)`, or `None` when the release was deleted.
-type StageError = Option<String>;
+/// Why a release's stages ended before `ready`.
+enum StageError {
+    /// The release fails, for this reason (what its user reads).
+    Failed(String),
+    /// The work stopped with nothing to record: the release was deleted, or
+    /// the store refused a write (logged).
+    Stopped(Stopped),
+}
+
+impl From<String> for StageError {
+    fn from(reason: String) -> StageError {
+        StageError::Failed(reason)
+    }
+}
+
+impl From<Stopped> for StageError {
+    fn from(stopped: Stopped) -> StageError {
+        StageError::Stopped(stopped)
+    }
+}
 
 impl Releases {
     /// The packaging stage: the flow document, pinned.
@@ -556,11 +576,16 @@ impl Releases {
             integration: release.integration.clone(),
             version: release.version,
         };
+        let unreadable = |e: StoreError| format!("cannot read integration {root}: {e}");
+        let integration = match self.store.integration(org, &release.integration) {
+            Ok(integration) => integration,
+            Err(IntegrationError::Store(e)) => return Err(unreadable(e).into()),
+            Err(_) => return Err(format!("integration {root} no longer exists").into()),
+        };
         let canvas = self
             .store
-            .integration(org, &release.integration)
-            .ok()
-            .and_then(|i| self.store.canvas(&i, release.version).ok().flatten())
+            .canvas(&integration, release.version)
+            .map_err(unreadable)?
             .ok_or_else(|| format!("integration {root} no longer exists"))?;
         let plugins = self.plugins.of(org);
         let canvases = OrganisationCanvases::new(&self.store, org);
@@ -584,9 +609,7 @@ impl Releases {
         if let Some(plugin) = self.missing_plugin(release) {
             self.unpin(release);
             release.flow = None;
-            return Err(Some(format!(
-                "plugin {plugin} was deleted or replaced while packaging"
-            )));
+            return Err(format!("plugin {plugin} was deleted or replaced while packaging").into());
         }
         release.note(format!(
             "packaged: {} nodes, {} plugins, {} subflows",
@@ -610,7 +633,7 @@ impl Releases {
             .user_code
             .compile_flow(&mut flow)
             .await
-            .map_err(|e| Some(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         for code in &compiled {
             let how = if code.built {
                 format!("built in {:.1}s", code.elapsed.as_secs_f64())
@@ -646,7 +669,7 @@ impl Releases {
                 &meta,
             )
             .await
-            .map_err(|e| Some(e.to_string()))
+            .map_err(|e| e.to_string().into())
     }
 
     /// The distributing stage: the image pushed; returns the closing message.

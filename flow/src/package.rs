@@ -29,6 +29,8 @@ pub enum Lookup {
         /// Its newest version, if any.
         latest: Option<u32>,
     },
+    /// It could not be read (the database failed): why.
+    Unreadable(String),
 }
 
 /// Where subflows' canvases come from (the store, or a map in tests).
@@ -323,6 +325,16 @@ impl<'a> Packager<'a> {
                                 problems.push(at(
                                     format!("{path}/integration"),
                                     format!("no integration named `{}`", sub.integration),
+                                ));
+                                continue;
+                            }
+                            Lookup::Unreadable(why) => {
+                                problems.push(at(
+                                    format!("{path}/integration"),
+                                    format!(
+                                        "integration `{}` could not be read: {why}",
+                                        sub.integration
+                                    ),
                                 ));
                                 continue;
                             }

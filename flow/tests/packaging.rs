@@ -24,6 +24,9 @@ impl Library {
 
 impl Canvases for Library {
     fn lookup(&self, integration: &str, version: u32) -> Lookup {
+        if integration == "unreadable" {
+            return Lookup::Unreadable("the disk failed".into());
+        }
         if let Some(canvas) = self.0.get(&(integration.to_string(), version)) {
             return Lookup::Found(canvas.clone());
         }
@@ -270,6 +273,25 @@ async fn subflow_problems_name_the_integration_and_the_chain() {
         .map(|(p, m)| (p.to_string(), m.to_string()))
         .collect();
     assert_eq!(problems, expected);
+}
+
+#[tokio::test]
+async fn a_subflow_that_cannot_be_read_is_not_reported_as_missing() {
+    let trigger =
+        json!({"id": "in", "type": "http-trigger@^1", "config": {"method": "GET", "path": "/"}});
+    let problems = package(
+        &Library::default(),
+        json!({"nodes": [trigger, {"id": "s", "subflow": {"integration": "unreadable", "version": 1}}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        vec![(
+            "/nodes/1/subflow/integration".to_string(),
+            "integration `unreadable` could not be read: the disk failed".to_string()
+        )]
+    );
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ impl Registries {
             .registry(organisation)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| {
-                "the organisation has no registry: an org-admin sets one with PUT /api/v1/registry"
+                "the organisation has no registry: an org-admin sets one (`slipway registry set`)"
                     .to_string()
             })?;
         let settings =
