@@ -1,21 +1,20 @@
-//! The release pipeline: a persistent queue in the store, worked by a bounded
-//! number of tasks, with progress published as events.
+//! The release pipeline, as jobs of the [runner](crate::jobs), with progress
+//! published as events.
 //!
-//! A release is queued when created; a worker claims it and takes it through
-//! `packaging`, `compiling` and `distributing` to `ready`, or to `failed` at
-//! the first stage that fails. Work in flight when the server stopped is
-//! found at start, marked `interrupted` and queued again, so it is neither
-//! lost nor run twice. Deleting a ready release deletes its image from the
-//! registry (`deleting`, then `deleted`).
+//! A release is queued with the job that builds it; the runner gives the job
+//! a slot and it takes the release through `packaging`, `compiling` and
+//! `distributing` to `ready`, or to `failed` at the first stage that fails.
+//! A build in flight when the server stopped is found at start, marked
+//! `interrupted` and queued again, so it is neither lost nor run twice.
+//! Deleting a ready release deletes its image from the registry (`deleting`,
+//! then `deleted`) in a job of its own.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use semver::Version;
 use serde::Serialize;
 use slipway_runtime::Kind;
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::broadcast;
 
 use slipway_runtime::kinds::Image;
 
@@ -23,14 +22,15 @@ use crate::canvases::OrganisationCanvases;
 use crate::image::Compiler;
 use crate::image::user_code::UserCodeCompiler;
 use crate::image::{self, ImageMeta};
+use crate::jobs::{Advance, Jobs, Step, Work, Works};
 use crate::plugins::Plugins;
 use crate::registry::{Deleted, Registries, Registry};
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::SubflowRef;
 use slipway_flow::package::Packager;
 use slipway_store::{
-    Diagnostic, IntegrationError, LayerInfo, NewRelease, Queued, Release, ReleaseImage, Stage,
-    Status, Store, StoreError, now_ms,
+    Diagnostic, IntegrationError, Job, JobKind, JobStatus, LayerInfo, NewRelease, Release,
+    ReleaseImage, Stage, Status, Store, StoreError, now_ms,
 };
 
 /// Longest release name.
@@ -111,7 +111,7 @@ impl Releases {
             }
             created => created?,
         };
-        self.queue.wake();
+        self.jobs.wake();
         Ok(release)
     }
 
@@ -154,26 +154,27 @@ pub struct ReleaseEvent {
     pub message: String,
 }
 
-/// Releases: created, found, built and pushed by a bounded number of
-/// workers, and deleted with their images.
+/// Releases: created, found, built and pushed as jobs, and deleted with
+/// their images.
 pub struct Releases {
     store: Store,
     plugins: Arc<Plugins>,
     registries: Arc<Registries>,
     compiler: Compiler,
     user_code: UserCodeCompiler,
-    queue: ReleaseQueue,
+    jobs: Arc<Jobs>,
+    events: broadcast::Sender<ReleaseEvent>,
 }
 
 impl Releases {
-    /// Releases kept in `store`, at most `concurrency` built at once.
+    /// Releases kept in `store`, built and deleted by `jobs`.
     pub fn new(
         store: Store,
         plugins: Arc<Plugins>,
         registries: Arc<Registries>,
         compiler: Compiler,
         user_code: UserCodeCompiler,
-        concurrency: usize,
+        jobs: Arc<Jobs>,
     ) -> Releases {
         Releases {
             store,
@@ -181,48 +182,18 @@ impl Releases {
             registries,
             compiler,
             user_code,
-            queue: ReleaseQueue::new(concurrency),
-        }
-    }
-
-    /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
-    pub fn subscribe(&self) -> Option<broadcast::Receiver<ReleaseEvent>> {
-        self.queue.subscribe()
-    }
-
-    /// Tells the workers there is new work (a release written to the store).
-    pub fn wake(&self) {
-        self.queue.wake();
-    }
-
-    /// Stores `release` and publishes the change.
-    pub fn save(&self, release: &Release, message: &str) -> Result<(), StoreError> {
-        self.store.put_release(release)?;
-        self.queue.publish(release, message);
-        Ok(())
-    }
-}
-
-/// The queue's wake-up signal and the event channel.
-struct ReleaseQueue {
-    wake: Notify,
-    events: broadcast::Sender<ReleaseEvent>,
-    concurrency: usize,
-}
-
-impl ReleaseQueue {
-    /// A queue running at most `concurrency` releases at once.
-    pub fn new(concurrency: usize) -> ReleaseQueue {
-        ReleaseQueue {
-            wake: Notify::new(),
+            jobs,
             events: broadcast::channel(1024).0,
-            concurrency: concurrency.max(1),
         }
     }
 
-    /// Tells the workers there is new work.
-    pub fn wake(&self) {
-        self.wake.notify_one();
+    /// The work of the release jobs, for the runner.
+    pub fn works(self: &Arc<Self>) -> Works {
+        let work: Arc<dyn Work> = self.clone();
+        Works::from([
+            (JobKind::BuildRelease, work.clone()),
+            (JobKind::DeleteRelease, work),
+        ])
     }
 
     /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
@@ -230,8 +201,15 @@ impl ReleaseQueue {
         (self.events.receiver_count() < MAX_SUBSCRIBERS).then(|| self.events.subscribe())
     }
 
+    /// Stores `release` and publishes the change.
+    pub fn save(&self, release: &Release, message: &str) -> Result<(), StoreError> {
+        self.store.put_release(release)?;
+        self.publish(release, message);
+        Ok(())
+    }
+
     /// Publishes a change of `release` already stored.
-    pub fn publish(&self, release: &Release, message: &str) {
+    fn publish(&self, release: &Release, message: &str) {
         let _ = self.events.send(ReleaseEvent {
             id: release.id,
             organisation: release.organisation,
@@ -243,9 +221,6 @@ impl ReleaseQueue {
 
 /// Most event streams open at once on a server.
 pub const MAX_SUBSCRIBERS: usize = 4096;
-
-/// A release in flight at this many starts fails instead of running again.
-pub const MAX_INTERRUPTIONS: u32 = 3;
 
 /// The name a release's pins carry, as `used_by` shows it.
 fn holder(id: u64) -> String {
@@ -292,12 +267,11 @@ impl Releases {
         })
     }
 
-    /// Pins the plugins of releases that have a flow, indexes the blobs of
-    /// pushed images, requeues what a stop interrupted and resumes deletions;
-    /// call once, after the plugins load and before [`run`].
-    pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let mut requeued = 0;
-        for mut release in self.store.releases()? {
+    /// Pins the plugins of releases that have a flow and indexes the blobs
+    /// of pushed images; call once, after the plugins load and before the
+    /// jobs run.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        for release in self.store.releases()? {
             if release.flow.is_some() && !release.status.is_deleted() {
                 self.pin(&release);
             }
@@ -313,149 +287,74 @@ impl Releases {
                     );
                 }
             }
-            if release.status == Status::Deleting {
-                tokio::spawn(self.clone().delete_image(release));
-                continue;
+        }
+        Ok(())
+    }
+}
+
+impl Work for Releases {
+    fn advance<'a>(&'a self, job: &'a Job) -> Advance<'a> {
+        Box::pin(async move {
+            let release = match self.store.release(job.subject) {
+                Ok(Some(release)) => release,
+                Ok(None) => return Step::Stopped(format!("release {} is gone", job.subject)),
+                Err(err) => {
+                    return Step::Failed(format!("cannot read release {}: {err}", job.subject));
+                }
+            };
+            match job.kind {
+                JobKind::BuildRelease if release.status.is_waiting() => self.build(release).await,
+                JobKind::DeleteRelease if release.status == Status::Deleting => {
+                    Step::Done(self.delete_image(release).await)
+                }
+                _ => Step::Stopped(format!(
+                    "release {} is {}: nothing to do",
+                    release.id,
+                    release.status.as_str()
+                )),
             }
-            if release.status.is_running() {
+        })
+    }
+
+    /// A build cut off in flight shows on its release: interrupted and
+    /// queued again, or failed; a deletion given up leaves the image.
+    fn interrupted(&self, job: &Job) {
+        let Ok(Some(mut release)) = self.store.release(job.subject) else {
+            return;
+        };
+        let failed = job.status == JobStatus::Failed;
+        let error = job.error.clone().unwrap_or_default();
+        match job.kind {
+            JobKind::BuildRelease if release.status.is_running() => {
                 if let Some(stage) = release.stages.last_mut()
                     && stage.ended_ms.is_none()
                 {
                     stage.ended_ms = Some(now_ms());
                 }
-                release.interruptions += 1;
-                if release.interruptions >= MAX_INTERRUPTIONS {
-                    // In flight at every one of the last starts: it may be what
-                    // stops the server, so it is not run again.
-                    let error = format!(
-                        "interrupted {} times: a server stop cut it off in flight at each of its last {} starts, so it is not run again",
-                        release.interruptions, release.interruptions
-                    );
+                release.interruptions = job.interruptions;
+                if failed {
                     release.status = Status::Failed;
                     release.note(format!("failed: {error}"));
                     release.error = Some(error);
                 } else {
                     release.status = Status::Interrupted;
                     release.note("interrupted by a server stop; queued again");
-                    requeued += 1;
                 }
-                self.store.put_release(&release)?;
             }
+            JobKind::DeleteRelease if failed && release.status == Status::Deleting => {
+                release.status = Status::Deleted;
+                release.note(format!("deleted; the image stays in the registry: {error}"));
+                self.unpin(&release);
+            }
+            _ => return,
         }
-        Ok(requeued)
-    }
-
-    /// Works the queue until the process ends. Each free slot goes to the
-    /// oldest release of the organisation with the fewest releases running, so
-    /// one organisation's backlog delays another's release by one release at
-    /// most.
-    pub async fn run(self: Arc<Self>) {
-        let permits = Arc::new(Semaphore::new(self.queue.concurrency));
-        let running = Arc::new(Running::default());
-        loop {
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let next = match self.store.queue() {
-                Ok(queue) => running.fairest(&queue),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot read the release queue");
-                    None
-                }
-            };
-            let Some(next) = next else {
-                drop(permit);
-                self.queue.wake.notified().await;
-                continue;
-            };
-            let mut release = match self.store.release(next.id) {
-                Ok(Some(release)) if release.status.is_waiting() => release,
-                Ok(_) => {
-                    // An entry the release no longer backs: not to be picked again.
-                    if let Err(err) = self.store.unqueue(next.id) {
-                        tracing::error!(error = %err, release = next.id, "cannot unqueue a release");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    continue;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, release = next.id, "cannot read a queued release");
-                    drop(permit);
-                    self.queue.wake.notified().await;
-                    continue;
-                }
-            };
-            // The registry as it is now: a later change applies to later releases.
-            let registry = self.registries.current(release.organisation);
-            // Claimed here, by the one dispatcher: no release runs twice.
-            match self.enter(&mut release, Status::Packaging, "packaging") {
-                Ok(()) => {}
-                Err(Stopped::Deleted) => continue,
-                Err(Stopped::Unrecorded) => {
-                    // Logged; the store may recover, so try again a little later.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            }
-            let slot = Slot {
-                running: running.clone(),
-                organisation: release.organisation,
-                releases: self.clone(),
-                _permit: permit,
-            };
-            running.add(slot.organisation);
-            tokio::spawn(async move {
-                slot.releases.build(release, registry).await;
-                drop(slot);
-            });
-        }
-    }
-}
-
-/// A running release's hold on a slot: given back, and the dispatcher woken,
-/// however the release ends (a panic included).
-struct Slot {
-    running: Arc<Running>,
-    organisation: u64,
-    releases: Arc<Releases>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.running.remove(self.organisation);
-        self.releases.queue.wake();
-    }
-}
-
-/// How many releases each organisation has running.
-#[derive(Debug, Default)]
-struct Running(Mutex<HashMap<u64, usize>>);
-
-impl Running {
-    /// The oldest queued release of the organisation running the fewest.
-    fn fairest(&self, queue: &[Queued]) -> Option<Queued> {
-        let running = self.0.lock().expect("running lock");
-        queue
-            .iter()
-            .min_by_key(|q| (running.get(&q.organisation).copied().unwrap_or(0), q.id))
-            .copied()
-    }
-
-    fn add(&self, organisation: u64) {
-        *self
-            .0
-            .lock()
-            .expect("running lock")
-            .entry(organisation)
-            .or_default() += 1;
-    }
-
-    fn remove(&self, organisation: u64) {
-        let mut running = self.0.lock().expect("running lock");
-        if let Some(count) = running.get_mut(&organisation) {
-            *count -= 1;
-            if *count == 0 {
-                running.remove(&organisation);
-            }
+        let message = release
+            .log
+            .last()
+            .map(|l| l.message.clone())
+            .unwrap_or_default();
+        if let Err(err) = self.save(&release, &message) {
+            tracing::error!(error = %err, release = release.id, "cannot record an interruption");
         }
     }
 }
@@ -502,8 +401,18 @@ impl Releases {
         }
     }
 
-    /// Takes one claimed release through every stage and records the outcome.
-    async fn build(self: &Arc<Self>, mut release: Release, registry: Result<Registry, String>) {
+    /// Takes a queued release through every stage and records the outcome,
+    /// which the build job ends with.
+    async fn build(&self, mut release: Release) -> Step {
+        // The registry as it is now: a later change applies to later releases.
+        let registry = self.registries.current(release.organisation);
+        match self.enter(&mut release, Status::Packaging, "packaging") {
+            Ok(()) => {}
+            Err(Stopped::Deleted) => return Step::Stopped("the release was deleted".into()),
+            Err(Stopped::Unrecorded) => {
+                return Step::Unrecorded("the store refused the release's packaging".into());
+            }
+        }
         let outcome = async {
             let flow = self.package(&mut release).await?;
             let registry = registry.map_err(|e| format!("cannot distribute: {e}"))?;
@@ -522,27 +431,36 @@ impl Releases {
         if let Some(stage) = release.stages.last_mut() {
             stage.ended_ms = Some(now_ms());
         }
-        let message = match outcome {
+        let (message, step) = match outcome {
             Ok(message) => {
                 release.status = Status::Ready;
-                message
+                (message.clone(), Step::Done(message))
             }
-            Err(StageError::Stopped(why)) => {
-                let deleted = matches!(why, Stopped::Deleted);
-                tracing::debug!(release = release.id, deleted, "release work stopped");
-                return;
+            Err(StageError::Stopped(Stopped::Deleted)) => {
+                return Step::Stopped("the release was deleted".into());
+            }
+            Err(StageError::Stopped(Stopped::Unrecorded)) => {
+                return Step::Unrecorded("the store refused a stage of the release".into());
             }
             Err(StageError::Failed(error)) => {
                 release.status = Status::Failed;
                 release.error = Some(error.clone());
-                format!("failed: {error}")
+                (format!("failed: {error}"), Step::Failed(error))
             }
         };
         release.note(message.clone());
-        let recorded = self.record(&release, &message);
-        if matches!(recorded, Err(Stopped::Deleted)) && release.image.is_some() {
-            // Deleted while it was pushed: its image goes too.
-            self.clone().delete_image(release).await;
+        match self.record(&release, &message) {
+            Ok(()) => step,
+            Err(Stopped::Deleted) => {
+                // Deleted while it was pushed: its image goes too.
+                if release.image.is_some() {
+                    self.delete_image(release).await;
+                }
+                Step::Stopped("the release was deleted".into())
+            }
+            Err(Stopped::Unrecorded) => {
+                Step::Unrecorded("the store refused the release's outcome".into())
+            }
         }
     }
 }
@@ -731,14 +649,14 @@ pub enum Deletion {
 impl Releases {
     /// Deletes release `id` as `by` asked: at once when it has no image, else
     /// its image leaves the registry in the background.
-    pub fn delete(self: &Arc<Self>, id: u64, by: &str) -> Result<Deletion, StoreError> {
+    pub fn delete(&self, id: u64, by: &str) -> Result<Deletion, StoreError> {
         let note = format!("deletion asked by {by}");
-        let Some(release) = self.store.start_deletion(id, &note)? else {
+        let Some(release) = self.store.start_deletion(id, &note, by)? else {
             return Ok(Deletion::Done);
         };
-        self.queue.publish(&release, release.status.as_str());
+        self.publish(&release, release.status.as_str());
         if release.status == Status::Deleting {
-            tokio::spawn(self.clone().delete_image(release));
+            self.jobs.wake();
             return Ok(Deletion::Deleting);
         }
         self.unpin(&release);
@@ -747,7 +665,7 @@ impl Releases {
 
     /// Finishes deleting a release: its image leaves the registry unless
     /// another release has the same one, then the release is `deleted`.
-    async fn delete_image(self: Arc<Self>, mut release: Release) {
+    async fn delete_image(&self, mut release: Release) -> String {
         let message = match &release.image {
             None => "deleted".to_string(),
             Some(image) => match self.delete_from_registry(&release, image).await {
@@ -761,6 +679,7 @@ impl Releases {
             tracing::error!(error = %err, release = release.id, "cannot record a deletion");
         }
         self.unpin(&release);
+        message
     }
 
     async fn delete_from_registry(

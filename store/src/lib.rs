@@ -9,6 +9,7 @@
 
 mod access;
 mod integrations;
+mod jobs;
 mod plugins;
 mod registries;
 mod releases;
@@ -22,13 +23,14 @@ use sled::transaction::TransactionError;
 
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError};
+pub use jobs::{Job, JobError, JobKind, JobRequest, JobStatus, OpenJob, Requested};
 pub use plugins::StoredPlugin;
 pub use registries::{
     AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry, StoredSettings,
 };
 pub use releases::{
-    Diagnostic, LayerInfo, LogLine, NewRelease, PushReport, Queued, Release, ReleaseImage, Stage,
-    Status, now_ms, proposed_name,
+    Diagnostic, LayerInfo, LogLine, NewRelease, PushReport, Release, ReleaseImage, Stage, Status,
+    now_ms, proposed_name,
 };
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};
@@ -86,14 +88,21 @@ pub struct Store {
     registries: sled::Tree,
     /// Registry changes by organisation, oldest first.
     registry_changes: sled::Tree,
-    /// Ids of queued releases: the dispatcher's work list.
-    queue: sled::Tree,
     /// Release ids by organisation and name, for releases not deleted.
     release_names: sled::Tree,
     /// Every release by organisation: its id after the organisation's.
     organisation_releases: sled::Tree,
     /// Releases not deleted by the image they pushed: see [`releases::image_key`].
     release_images: sled::Tree,
+    /// Jobs by id.
+    jobs: sled::Tree,
+    /// Jobs not ended, with their organisation and whether they wait: the
+    /// runner's work list.
+    open_jobs: sled::Tree,
+    /// Every job by organisation: its id after the organisation's.
+    organisation_jobs: sled::Tree,
+    /// The latest job of each kind for each subject.
+    subject_jobs: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
 }
@@ -115,7 +124,10 @@ impl Store {
             releases: db.open_tree("releases")?,
             registries: db.open_tree("registries")?,
             registry_changes: db.open_tree("registry_changes")?,
-            queue: db.open_tree("queue")?,
+            jobs: db.open_tree("jobs")?,
+            open_jobs: db.open_tree("open_jobs")?,
+            organisation_jobs: db.open_tree("organisation_jobs")?,
+            subject_jobs: db.open_tree("subject_jobs")?,
             release_names: db.open_tree("release_names")?,
             organisation_releases: db.open_tree("organisation_releases")?,
             release_images: db.open_tree("release_images")?,
@@ -174,6 +186,14 @@ fn key(id: u64) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Empties the job trees, as schemas before 7 had none.
+    fn forget_jobs(store: &Store) {
+        let (jobs, open, owners, subjects) = store.job_trees();
+        for tree in [jobs, open, owners, subjects] {
+            tree.clear().unwrap();
+        }
+    }
 
     /// A release of `integration` at `version`, named uniquely.
     fn named(integration: &str, version: u32) -> NewRelease {
@@ -335,8 +355,8 @@ mod tests {
                 .releases
                 .insert(key(packaged.id), encode(&raw))
                 .unwrap();
-            // As version 1 left it: no queue tree.
-            store.queue.clear().unwrap();
+            // As version 1 left it: no jobs.
+            forget_jobs(&store);
             schema::set_version(&store, 1);
             store.flush().unwrap();
             (queued, packaged)
@@ -358,6 +378,42 @@ mod tests {
             store.release(packaged.id).unwrap().unwrap().status,
             Status::Interrupted
         );
+    }
+
+    #[test]
+    fn migrating_from_version_6_gives_releases_in_flight_and_deleting_their_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (compiling, deleting) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut compiling = store.create_release(1, named("orders", 1)).unwrap();
+            compiling.status = Status::Compiling;
+            compiling.interruptions = 1;
+            store.put_release(&compiling).unwrap();
+            let mut deleting = store.create_release(1, named("orders", 2)).unwrap();
+            deleting.status = Status::Deleting;
+            store.put_release(&deleting).unwrap();
+            forget_jobs(&store);
+            schema::set_version(&store, 6);
+            store.flush().unwrap();
+            (compiling, deleting)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let build = store
+            .job_of(JobKind::BuildRelease, compiling.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!((build.status, build.interruptions), (JobStatus::Running, 1));
+        let deletion = store
+            .job_of(JobKind::DeleteRelease, deleting.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(deletion.status, JobStatus::Queued);
+        assert_eq!(
+            store.job_of(JobKind::BuildRelease, deleting.id).unwrap(),
+            None
+        );
+        assert_eq!(store.open_jobs().unwrap().len(), 2);
+        assert_eq!(store.organisation_jobs(1).unwrap(), [build, deletion]);
     }
 
     #[test]
@@ -396,17 +452,20 @@ mod tests {
         store.put_release(&release).unwrap();
         assert!(stale.image.is_none());
         let deleting = store
-            .start_deletion(release.id, "deletion asked by ada")
+            .start_deletion(release.id, "deletion asked by ada", "ada")
             .unwrap()
             .unwrap();
         assert_eq!(deleting.status, Status::Deleting, "its image is to go");
         assert_eq!(deleting.image, release.image);
         assert_eq!(store.release(release.id).unwrap().unwrap(), deleting);
-        assert_eq!(store.start_deletion(release.id, "again").unwrap(), None);
+        assert_eq!(
+            store.start_deletion(release.id, "again", "ada").unwrap(),
+            None
+        );
 
         let queued = store.create_release(1, named("orders", 2)).unwrap();
         let deleted = store
-            .start_deletion(queued.id, "deletion asked by ada")
+            .start_deletion(queued.id, "deletion asked by ada", "ada")
             .unwrap()
             .unwrap();
         assert_eq!(deleted.status, Status::Deleted);
@@ -455,7 +514,9 @@ mod tests {
         };
         assert_eq!(sharing("sha256:aa"), [ours[0].id, ours[1].id]);
         assert!(sharing("sha256:a").is_empty(), "a prefix is another image");
-        store.start_deletion(ours[0].id, "deletion asked").unwrap();
+        store
+            .start_deletion(ours[0].id, "deletion asked", "ada")
+            .unwrap();
         assert_eq!(
             sharing("sha256:aa"),
             [ours[1].id],

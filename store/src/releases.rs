@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use super::jobs::{JobKind, JobStatus, JobTrees, Requested};
 use super::{Store, StoreError, aborted, decode, encode, key, name_key};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_flow::FlowDocument;
@@ -202,15 +203,6 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
 }
 
-/// A release waiting in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Queued {
-    /// The release.
-    pub id: u64,
-    /// Its organisation.
-    pub organisation: u64,
-}
-
 /// The name a release of `integration` at `version` gets when none is
 /// given: `<integration>-v<version>`.
 pub fn proposed_name(integration: &str, version: u32) -> String {
@@ -297,7 +289,7 @@ pub struct NewRelease {
 }
 
 impl Store {
-    /// Records a new queued release; refused with
+    /// Records a new queued release and the job that builds it; refused with
     /// [`StoreError::ReleaseNameTaken`] when another release of the
     /// organisation, not deleted, has its name (checked and taken in one
     /// transaction).
@@ -334,22 +326,34 @@ impl Store {
         let value = encode(&release);
         let named = name_key(organisation, &release.name);
         let owned = organisation_key(organisation, &id);
+        let build = self.new_job(organisation, JobKind::BuildRelease, release.id)?;
+        let (jobs, open_jobs, organisation_jobs, subject_jobs) = self.job_trees();
         (
             &self.releases,
-            &self.queue,
             &self.release_names,
             &self.organisation_releases,
+            jobs,
+            open_jobs,
+            organisation_jobs,
+            subject_jobs,
         )
-            .transaction(|(releases, queue, names, owners)| {
-                if names.get(&named)?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-                names.insert(named.as_slice(), &id)?;
-                releases.insert(&id, value.as_slice())?;
-                owners.insert(&owned, &[])?;
-                queue.insert(&id, &organisation.to_be_bytes())?;
-                Ok(())
-            })
+            .transaction(
+                |(releases, names, owners, jobs, open, job_owners, subjects)| {
+                    if names.get(&named)?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(()));
+                    }
+                    names.insert(named.as_slice(), &id)?;
+                    releases.insert(&id, value.as_slice())?;
+                    owners.insert(&owned, &[])?;
+                    JobTrees {
+                        jobs,
+                        open,
+                        owners: job_owners,
+                        subjects,
+                    }
+                    .insert(&build)
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(()) => StoreError::ReleaseNameTaken(release.name.clone()),
                 TransactionError::Storage(e) => StoreError::Sled(e),
@@ -366,8 +370,8 @@ impl Store {
             .and_then(|id| id.as_ref().try_into().ok().map(u64::from_be_bytes)))
     }
 
-    /// Writes a release as it is now, and keeps the queue index in step
-    /// with its status (one transaction). Deleting is final: a write that
+    /// Writes a release as it is now, and keeps its name and image indexes in
+    /// step with its status (one transaction). Deleting is final: a write that
     /// would bring a deleted release back is refused with
     /// [`StoreError::ReleaseDeleted`].
     pub fn put_release(&self, release: &Release) -> Result<(), StoreError> {
@@ -377,16 +381,10 @@ impl Store {
         }
         let id = key(release.id);
         let value = encode(release);
-        let queued = release.status.is_waiting();
         let named = name_key(release.organisation, &release.name);
         let imaged = release.image.as_ref().map(|image| image_key(image, &id));
-        (
-            &self.releases,
-            &self.queue,
-            &self.release_names,
-            &self.release_images,
-        )
-            .transaction(|(releases, queue, names, images)| {
+        (&self.releases, &self.release_names, &self.release_images)
+            .transaction(|(releases, names, images)| {
                 if !release.status.is_deleted()
                     && let Some(old) = releases.get(id)?
                     && serde_json::from_slice::<StatusOnly>(&old)
@@ -395,11 +393,6 @@ impl Store {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
                 releases.insert(&id, value.as_slice())?;
-                if queued {
-                    queue.insert(&id, &release.organisation.to_be_bytes())?;
-                } else {
-                    queue.remove(&id)?;
-                }
                 if release.status.is_deleted() {
                     free_name(names, &named, &id)?;
                 }
@@ -423,16 +416,19 @@ impl Store {
         Ok(())
     }
 
-    /// Releases waiting for a worker, oldest first, without reading the others.
+    /// Releases whose build waits for a slot, oldest first, without reading
+    /// the others.
     pub fn queued_releases(&self) -> Result<Vec<Release>, StoreError> {
         let mut queued = Vec::new();
-        for entry in self.queue.iter() {
-            let (id, _) = entry?;
-            match self.releases.get(&id)? {
-                Some(bytes) => queued.push(decode("releases", &bytes)?),
-                None => {
-                    self.queue.remove(&id)?;
-                }
+        for open in self.open_jobs()?.into_iter().filter(|j| j.waiting) {
+            let Some(job) = self.job(open.id)? else {
+                continue;
+            };
+            if job.kind == JobKind::BuildRelease
+                && let Some(release) = self.release(job.subject)?
+                && release.status.is_waiting()
+            {
+                queued.push(release);
             }
         }
         Ok(queued)
@@ -441,40 +437,84 @@ impl Store {
     /// Starts deleting release `id` from what it is now, in one transaction
     /// (never from a copy read earlier, which a worker may since have made
     /// `ready` with an image): `deleting` when it has an image to take out of
-    /// its registry, `deleted` otherwise, with `note` in its log. Answers the
-    /// release as written; `None` when it is gone or already deleted. On
-    /// disk before it returns.
-    pub fn start_deletion(&self, id: u64, note: &str) -> Result<Option<Release>, StoreError> {
+    /// its registry, with a job that does it, `deleted` otherwise, with `note`
+    /// in its log. Its build stops: at once when it waits, after the step in
+    /// progress when it runs. Answers the release as written; `None` when it
+    /// is gone or already deleted. On disk before it returns.
+    pub fn start_deletion(
+        &self,
+        id: u64,
+        note: &str,
+        by: &str,
+    ) -> Result<Option<Release>, StoreError> {
+        let subject = id;
         let id = key(id);
+        let (jobs, open_jobs, organisation_jobs, subject_jobs) = self.job_trees();
+        // The deletion's job, written only when the release has an image.
+        let deletion_id = self.next_id()?;
         let started = (
             &self.releases,
-            &self.queue,
             &self.release_names,
             &self.release_images,
+            jobs,
+            open_jobs,
+            organisation_jobs,
+            subject_jobs,
         )
-            .transaction(|(releases, queue, names, images)| {
-                let Some(bytes) = releases.get(id)? else {
-                    return Ok(None);
-                };
-                let mut release: Release = serde_json::from_slice(&bytes)
-                    .map_err(|_| ConflictableTransactionError::Abort(()))?;
-                if release.status.is_deleted() {
-                    return Ok(None);
-                }
-                release.status = if release.image.is_some() {
-                    Status::Deleting
-                } else {
-                    Status::Deleted
-                };
-                release.note(note);
-                releases.insert(&id, encode(&release))?;
-                queue.remove(&id)?;
-                free_name(names, &name_key(release.organisation, &release.name), &id)?;
-                if let Some(image) = &release.image {
-                    images.remove(image_key(image, &id))?;
-                }
-                Ok(Some(release))
-            })
+            .transaction(
+                |(releases, names, images, jobs, open, job_owners, subjects)| {
+                    let jobs = JobTrees {
+                        jobs,
+                        open,
+                        owners: job_owners,
+                        subjects,
+                    };
+                    let Some(bytes) = releases.get(id)? else {
+                        return Ok(None);
+                    };
+                    let mut release: Release = serde_json::from_slice(&bytes)
+                        .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                    if release.status.is_deleted() {
+                        return Ok(None);
+                    }
+                    release.status = if release.image.is_some() {
+                        Status::Deleting
+                    } else {
+                        Status::Deleted
+                    };
+                    release.note(note);
+                    releases.insert(&id, encode(&release))?;
+                    if let Some(mut build) = jobs.of(JobKind::BuildRelease, subject)?
+                        && !build.status.is_final()
+                    {
+                        if build.status == JobStatus::Running {
+                            build.request = Some(Requested {
+                                request: super::JobRequest::Stop,
+                                by: by.into(),
+                                at_ms: now_ms(),
+                            });
+                        } else {
+                            build.status = JobStatus::Stopped;
+                            build.message = format!("stopped: {note}");
+                        }
+                        build.updated_ms = now_ms();
+                        jobs.put(&build)?;
+                    }
+                    if release.status == Status::Deleting {
+                        jobs.insert(&super::Job::new(
+                            deletion_id,
+                            release.organisation,
+                            JobKind::DeleteRelease,
+                            subject,
+                        ))?;
+                    }
+                    free_name(names, &name_key(release.organisation, &release.name), &id)?;
+                    if let Some(image) = &release.image {
+                        images.remove(image_key(image, &id))?;
+                    }
+                    Ok(Some(release))
+                },
+            )
             .map_err(|e| aborted("releases", e))?;
         if started.is_some() {
             self.db.flush()?;
@@ -482,34 +522,9 @@ impl Store {
         Ok(started)
     }
 
-    /// The queue, oldest first, without reading the releases (the queue
-    /// index holds each one's organisation; an entry from before it did is
-    /// read from the release).
-    pub fn queue(&self) -> Result<Vec<Queued>, StoreError> {
-        let mut queued = Vec::new();
-        for entry in self.queue.iter() {
-            let (id, organisation) = entry?;
-            let organisation = match <[u8; 8]>::try_from(organisation.as_ref()) {
-                Ok(bytes) => u64::from_be_bytes(bytes),
-                Err(_) => match self.releases.get(&id)? {
-                    Some(bytes) => decode::<Release>("releases", &bytes)?.organisation,
-                    None => continue,
-                },
-            };
-            let id = u64::from_be_bytes(id.as_ref().try_into().expect("8-byte release keys"));
-            queued.push(Queued { id, organisation });
-        }
-        Ok(queued)
-    }
-
-    /// Takes `id` off the queue, whatever its release says.
-    pub fn unqueue(&self, id: u64) -> Result<(), StoreError> {
-        self.queue.remove(key(id))?;
-        Ok(())
-    }
-
-    /// Queues packaged releases again, now that releases go on to an image
-    /// (schema migration 2 → 3: the `packaged` status is gone).
+    /// Marks packaged releases interrupted, now that releases go on to an
+    /// image (schema migration 2 → 3: the `packaged` status is gone); 7 gives
+    /// them a job.
     pub(super) fn requeue_packaged_releases(&self) -> Result<(), StoreError> {
         for entry in self.releases.iter() {
             let (id, bytes) = entry?;
@@ -517,7 +532,6 @@ impl Store {
             if release["status"] == "packaged" {
                 release["status"] = "interrupted".into();
                 self.releases.insert(&id, encode(&release))?;
-                self.queue.insert(&id, &[])?;
             }
         }
         Ok(())
@@ -558,19 +572,6 @@ impl Store {
             }
             release["name"] = name.into();
             self.releases.insert(&id, encode(&release))?;
-        }
-        Ok(())
-    }
-
-    /// Builds the queue index from the releases (schema migration 1 → 2).
-    /// Statuses are read as text: older ones may no longer decode.
-    pub(super) fn index_queued_releases(&self) -> Result<(), StoreError> {
-        for entry in self.releases.iter() {
-            let (id, bytes) = entry?;
-            let release: serde_json::Value = decode("releases", &bytes)?;
-            if ["queued", "interrupted"].contains(&release["status"].as_str().unwrap_or("")) {
-                self.queue.insert(id, &[])?;
-            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use super::{Store, StoreError};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 const KEY: &[u8] = b"schema-version";
 
@@ -28,11 +28,12 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
         // Version 0 is an empty database; 1 is the first schema.
         version += 1;
         match version {
-            2 => store.index_queued_releases()?,
+            // 2 indexed the release queue, which 7 replaces with jobs.
             3 => store.requeue_packaged_releases()?,
             4 => store.seal_registry_secrets()?,
             5 => store.name_releases()?,
             6 => store.index_releases()?,
+            7 => store.give_releases_jobs()?,
             _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;

@@ -116,7 +116,7 @@ impl Bench {
             )
             .unwrap()
             .id;
-        self.state.releases.wake();
+        self.state.jobs.wake();
         loop {
             let release = store.release(id).unwrap().unwrap();
             match release.status {

@@ -120,7 +120,7 @@ impl Bench {
             )
             .unwrap()
             .id;
-        self.state.releases.wake();
+        self.state.jobs.wake();
         let image = self.wait(id).await;
         (started.elapsed(), image)
     }
@@ -280,7 +280,7 @@ async fn main() {
                 .id,
         );
     }
-    burst.state.releases.wake();
+    burst.state.jobs.wake();
     for id in ids {
         burst.wait(id).await;
     }

@@ -39,7 +39,7 @@ pub struct Config {
     pub organisation: String,
     /// The first admin's token, for automation; a random one when absent.
     pub admin_token: Option<String>,
-    /// How many releases run at once; more wait in the queue.
+    /// How many jobs (release builds and deletions) run at once; more wait.
     pub release_concurrency: usize,
     /// The static engine binary baked into images; found beside the server when absent.
     pub engine_binary: Option<PathBuf>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use slipway_domain::image::user_code::UserCodeCompiler;
 use slipway_domain::image::{Compiler, CompilerConfig};
+use slipway_domain::jobs::Jobs;
 use slipway_domain::plugins::Plugins;
 use slipway_domain::registry::Registries;
 use slipway_domain::releases::Releases;
@@ -27,8 +28,10 @@ pub struct AppState {
     pub plugins: Arc<Plugins>,
     /// The organisations' registries.
     pub registries: Arc<Registries>,
-    /// The releases, their workers and their events.
+    /// The releases and their events.
     pub releases: Arc<Releases>,
+    /// The job runner: release builds and deletions.
+    pub jobs: Arc<Jobs>,
     pub(crate) ready: AtomicBool,
 }
 
@@ -48,19 +51,21 @@ impl AppState {
         );
         let plugins = Arc::new(Plugins::new(runtime));
         let registries = Arc::new(Registries::new(store.clone(), plugins.clone()));
+        let jobs = Arc::new(Jobs::new(store.clone(), config.release_concurrency));
         let releases = Arc::new(Releases::new(
             store.clone(),
             plugins.clone(),
             registries.clone(),
             compiler,
             user_code,
-            config.release_concurrency,
+            jobs.clone(),
         ));
         Arc::new(AppState {
             store,
             plugins,
             registries,
             releases,
+            jobs,
             ready: AtomicBool::new(false),
         })
     }
@@ -95,19 +100,28 @@ impl AppState {
         }
     }
 
-    /// Loads the plugins, requeues interrupted releases and works the
-    /// release queue; run it in a task of its own.
+    /// Takes up what the last stop left: the releases' pins and blobs, and
+    /// jobs cut off in flight (interrupted, or failed when cut off too
+    /// often). Answers how many jobs run again; call once, after the plugins
+    /// load and before the jobs run.
+    pub fn recover(&self) -> anyhow::Result<usize> {
+        self.releases.recover()?;
+        Ok(self.jobs.recover(&self.releases.works())?)
+    }
+
+    /// Loads the plugins, recovers and works the jobs; run it in a task of
+    /// its own.
     pub async fn start(self: Arc<Self>) -> anyhow::Result<()> {
         self.load_plugins().await?;
-        let requeued = self.releases.recover()?;
+        let requeued = self.recover()?;
         if requeued > 0 {
             tracing::info!(
                 requeued,
-                "releases interrupted by the last stop are queued again"
+                "jobs interrupted by the last stop are queued again"
             );
         }
         tracing::info!("plugins loaded; ready");
-        self.releases.clone().run().await;
+        self.jobs.clone().run(self.releases.works()).await;
         Ok(())
     }
 }

@@ -125,6 +125,21 @@ pub fn new_release(integration: &str, version: u32) -> slipway_store::NewRelease
     }
 }
 
+/// Leaves `release` as a server stop cuts it off: at `status`, its build
+/// job running.
+pub fn in_flight(store: &Store, release: &slipway_store::Release, status: slipway_store::Status) {
+    let mut release = release.clone();
+    release.status = status;
+    store.put_release(&release).unwrap();
+    let job = store
+        .job_of(slipway_store::JobKind::BuildRelease, release.id)
+        .unwrap()
+        .unwrap();
+    store
+        .update_job(job.id, |job| job.status = slipway_store::JobStatus::Running)
+        .unwrap();
+}
+
 /// The body of `POST /api/v1/releases` for [`new_release`].
 pub fn release_body(integration: &str, version: u32) -> Value {
     let release = new_release(integration, version);

@@ -344,13 +344,12 @@ async fn work_in_flight_at_a_stop_is_picked_up_again() {
         let mut release = store
             .create_release(org, common::new_release("orders", 1))
             .unwrap();
-        release.status = Status::Packaging;
         release.stages.push(Stage {
             stage: "packaging".into(),
             started_ms: now_ms(),
             ended_ms: None,
         });
-        store.put_release(&release).unwrap();
+        common::in_flight(store, &release, Status::Packaging);
         interrupted = release.id;
     })
     .await;
@@ -445,7 +444,7 @@ async fn a_release_pins_its_plugins_until_it_is_deleted() {
 
     // A new process over the same database knows the pins again.
     let again = common::loaded(server.state.store.clone()).await;
-    again.releases.recover().unwrap();
+    again.recover().unwrap();
     assert_eq!(used_by(again.clone(), "greeter").await, holder);
 
     let (status, _) = server
@@ -474,15 +473,14 @@ async fn a_release_cut_off_by_a_stop_shows_as_interrupted_until_it_runs_again() 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
-    let mut release = store
+    let release = store
         .create_release(made.organisation.id, common::new_release("orders", 1))
         .unwrap();
-    release.status = Status::Packaging;
-    store.put_release(&release).unwrap();
+    common::in_flight(&store, &release, Status::Packaging);
     assert!(store.queued_releases().unwrap().is_empty());
 
     let state = common::loaded(store).await;
-    assert_eq!(state.releases.recover().unwrap(), 1);
+    assert_eq!(state.recover().unwrap(), 1);
     let path = format!("/api/v1/releases/{}", release.id);
     let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
     assert_eq!(shown["status"], "interrupted");
@@ -561,25 +559,23 @@ async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_ru
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
-    let mut release = store
+    let release = store
         .create_release(made.organisation.id, common::new_release("orders", 1))
         .unwrap();
-    release.status = Status::Compiling;
-    store.put_release(&release).unwrap();
+    common::in_flight(&store, &release, Status::Compiling);
     let state = common::loaded(store).await;
     let path = format!("/api/v1/releases/{}", release.id);
     // Each start finds it in flight, as if it had stopped the server.
     for start in 1..=3 {
-        let requeued = state.releases.recover().unwrap();
+        let requeued = state.recover().unwrap();
         let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
         if start < 3 {
             assert_eq!(
                 (requeued, shown["status"].as_str()),
                 (1, Some("interrupted"))
             );
-            let mut again = state.store.release(release.id).unwrap().unwrap();
-            again.status = Status::Packaging;
-            state.store.put_release(&again).unwrap();
+            let again = state.store.release(release.id).unwrap().unwrap();
+            common::in_flight(&state.store, &again, Status::Packaging);
         } else {
             assert_eq!(requeued, 0);
             assert_eq!(shown["status"], "failed");
@@ -590,7 +586,7 @@ async fn a_release_in_flight_at_every_one_of_its_last_starts_fails_instead_of_ru
         }
     }
     assert!(state.store.queued_releases().unwrap().is_empty());
-    state.releases.recover().unwrap();
+    state.recover().unwrap();
     let (_, shown) = common::call(&state, "GET", &path, Some(&made.token), "", "").await;
     assert_eq!(shown["status"], "failed", "it stays failed");
 }
@@ -616,7 +612,7 @@ async fn a_release_of_an_oversized_flow_fails_at_once_and_stays_failed() {
         release["diagnostics"],
         json!([{"path": "/nodes", "message": "a canvas has at most 10000 nodes, this one has 20001"}])
     );
-    assert_eq!(server.state.releases.recover().unwrap(), 0);
+    assert_eq!(server.state.recover().unwrap(), 0);
     assert_eq!(server.settled(id).await["status"], "failed");
 }
 

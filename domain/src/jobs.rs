@@ -1,0 +1,706 @@
+//! The job runner: takes durable jobs from the store through their steps,
+//! a bounded number at once and fairly between organisations.
+//!
+//! A job is a persisted run: each [`Work::advance`] takes it one step on
+//! from the state the last step saved, so a job cut off by a server stop
+//! resumes where it was, and a pause or stop asked for (recorded on the job)
+//! takes effect between two steps. The runner writes every status change
+//! through [`Store::update_job`], where the allowed transitions are checked.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slipway_store::{
+    Job, JobError, JobKind, JobRequest, JobStatus, OpenJob, Requested, Store, StoreError, now_ms,
+};
+use tokio::sync::{Notify, Semaphore, broadcast};
+
+/// A job is in flight at this many starts: it fails instead of running again.
+pub const MAX_INTERRUPTIONS: u32 = 3;
+
+/// What one step of a job came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Done; the next step resumes from this state.
+    Next {
+        /// What the next step resumes from.
+        state: serde_json::Value,
+        /// What the step did.
+        message: String,
+    },
+    /// Every step done.
+    Done(String),
+    /// The job fails, for this reason.
+    Failed(String),
+    /// Nothing is left to do (its subject went away, or was stopped).
+    Stopped(String),
+    /// The step could not record what it did (the store failed, logged):
+    /// the job is left running, so the next start resumes it.
+    Unrecorded(String),
+}
+
+/// The boxed future a step returns.
+pub type Advance<'a> = Pin<Box<dyn Future<Output = Step> + Send + 'a>>;
+
+/// What a kind of job does.
+pub trait Work: Send + Sync {
+    /// Takes `job` one step on from `job.state`.
+    fn advance<'a>(&'a self, job: &'a Job) -> Advance<'a>;
+
+    /// A start found `job` in flight and made it interrupted or, cut off too
+    /// often, failed; its subject may show that.
+    fn interrupted(&self, _job: &Job) {}
+}
+
+/// The work for each kind of job.
+pub type Works = HashMap<JobKind, Arc<dyn Work>>;
+
+/// A change of a job, as its watchers see it.
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    /// The job as written.
+    pub job: Job,
+}
+
+/// Why a request on a job was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// No job of the organisation has the id.
+    #[error("no job {0}")]
+    NotFound(u64),
+    /// It has ended.
+    #[error("job {id} has ended: it is {}", status.as_str())]
+    Ended {
+        /// The job.
+        id: u64,
+        /// Its final status.
+        status: JobStatus,
+    },
+    /// Resuming a job that is not paused.
+    #[error("job {id} is not paused: it is {}", status.as_str())]
+    NotPaused {
+        /// The job.
+        id: u64,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<JobError> for Refused {
+    fn from(err: JobError) -> Refused {
+        match err {
+            JobError::NotFound(id) => Refused::NotFound(id),
+            JobError::Transition { id, from, .. } => Refused::Ended { id, status: from },
+            JobError::Store(e) => Refused::Store(e),
+        }
+    }
+}
+
+/// The runner.
+pub struct Jobs {
+    store: Store,
+    wake: Notify,
+    events: broadcast::Sender<JobEvent>,
+    concurrency: usize,
+}
+
+impl Jobs {
+    /// A runner over the jobs in `store`, at most `concurrency` at once.
+    pub fn new(store: Store, concurrency: usize) -> Jobs {
+        Jobs {
+            store,
+            wake: Notify::new(),
+            events: broadcast::channel(1024).0,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// Tells the runner a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Changes of jobs from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Job `id` of `organisation`.
+    pub fn find(&self, organisation: u64, id: u64) -> Result<Option<Job>, StoreError> {
+        Ok(self
+            .store
+            .job(id)?
+            .filter(|job| job.organisation == organisation))
+    }
+
+    /// Asks job `id` of `organisation` to pause or stop, as `by`: a waiting
+    /// job does so at once, a running one after the step in progress.
+    pub fn request(
+        &self,
+        organisation: u64,
+        id: u64,
+        request: JobRequest,
+        by: &str,
+    ) -> Result<Job, Refused> {
+        let job = self.owned(organisation, id)?;
+        if job.status.is_final() {
+            return Err(Refused::Ended {
+                id,
+                status: job.status,
+            });
+        }
+        let job = self.write(id, |job| match (job.status, request) {
+            (JobStatus::Running, _) => {
+                job.request = Some(Requested {
+                    request,
+                    by: by.into(),
+                    at_ms: now_ms(),
+                });
+            }
+            (_, JobRequest::Pause) => {
+                job.status = JobStatus::Paused;
+                job.message = format!("paused by {by}");
+            }
+            (_, JobRequest::Stop) => {
+                job.request = None;
+                job.status = JobStatus::Stopped;
+                job.message = format!("stopped by {by}");
+            }
+        })?;
+        Ok(job)
+    }
+
+    /// Resumes paused job `id` of `organisation`, as `by`; a pause asked of
+    /// a running job and not yet taken is withdrawn.
+    pub fn resume(&self, organisation: u64, id: u64, by: &str) -> Result<Job, Refused> {
+        let job = self.owned(organisation, id)?;
+        let pausing = job.status == JobStatus::Running
+            && job
+                .request
+                .as_ref()
+                .is_some_and(|r| r.request == JobRequest::Pause);
+        if job.status != JobStatus::Paused && !pausing {
+            return Err(Refused::NotPaused {
+                id,
+                status: job.status,
+            });
+        }
+        let job = self.write(id, |job| {
+            if job.status == JobStatus::Paused {
+                job.status = JobStatus::Queued;
+                job.message = format!("resumed by {by}");
+            }
+            job.request = None;
+        })?;
+        self.wake();
+        Ok(job)
+    }
+
+    fn owned(&self, organisation: u64, id: u64) -> Result<Job, Refused> {
+        self.find(organisation, id)?.ok_or(Refused::NotFound(id))
+    }
+
+    /// Writes a change of job `id` and tells its watchers.
+    fn write(&self, id: u64, change: impl Fn(&mut Job)) -> Result<Job, JobError> {
+        let job = self.store.update_job(id, change)?;
+        let _ = self.events.send(JobEvent { job: job.clone() });
+        Ok(job)
+    }
+
+    /// Marks what a stop cut off in flight: interrupted, to run again, or
+    /// failed once it was cut off [`MAX_INTERRUPTIONS`] times; each work
+    /// hears of its jobs. Answers how many run again. Call once at start,
+    /// before [`Jobs::run`].
+    pub fn recover(&self, works: &Works) -> Result<usize, StoreError> {
+        let mut requeued = 0;
+        for open in self.store.open_jobs()? {
+            let Some(job) = self.store.job(open.id)? else {
+                continue;
+            };
+            if job.status != JobStatus::Running {
+                continue;
+            }
+            let job = self
+                .write(job.id, |job| {
+                    job.interruptions += 1;
+                    job.request = None;
+                    if job.interruptions >= MAX_INTERRUPTIONS {
+                        // In flight at every one of the last starts: it may be
+                        // what stops the server, so it is not run again.
+                        let error = format!(
+                            "interrupted {n} times: a server stop cut it off in flight at each of its last {n} starts, so it is not run again",
+                            n = job.interruptions
+                        );
+                        job.status = JobStatus::Failed;
+                        job.message = format!("failed: {error}");
+                        job.error = Some(error);
+                    } else {
+                        job.status = JobStatus::Interrupted;
+                        job.message = "interrupted by a server stop; queued again".into();
+                    }
+                })
+                .map_err(|e| match e {
+                    JobError::Store(e) => e,
+                    other => StoreError::Corrupt {
+                        tree: "jobs",
+                        detail: other.to_string(),
+                    },
+                })?;
+            if job.status == JobStatus::Interrupted {
+                requeued += 1;
+            }
+            if let Some(work) = works.get(&job.kind) {
+                work.interrupted(&job);
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Works the jobs until the process ends. Each free slot goes to the
+    /// oldest waiting job of the organisation with the fewest running, so
+    /// one organisation's backlog delays another's job by one job at most.
+    pub async fn run(self: Arc<Self>, works: Works) {
+        let works = Arc::new(works);
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let running = Arc::new(Running::default());
+        loop {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let next = match self.store.open_jobs() {
+                Ok(open) => running.fairest(&open),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the open jobs");
+                    None
+                }
+            };
+            let Some(next) = next else {
+                drop(permit);
+                self.wake.notified().await;
+                continue;
+            };
+            // Claimed here, by the one dispatcher: no job runs twice.
+            let claimed = self.write(next.id, |job| {
+                if job.status.is_waiting() {
+                    job.status = JobStatus::Running;
+                    job.message = "running".into();
+                }
+            });
+            let job = match claimed {
+                Ok(job) if job.status == JobStatus::Running => job,
+                Ok(_) | Err(JobError::NotFound(_)) => continue,
+                Err(err) => {
+                    // Logged; the store may recover, so try again a little later.
+                    tracing::error!(error = %err, job = next.id, "cannot claim a job");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(work) = works.get(&job.kind).cloned() else {
+                let kind = job.kind;
+                let _ = self.write(job.id, |job| {
+                    job.status = JobStatus::Failed;
+                    job.error = Some(format!("no work is registered for {kind:?} jobs"));
+                });
+                continue;
+            };
+            let slot = Slot {
+                running: running.clone(),
+                organisation: job.organisation,
+                jobs: self.clone(),
+                _permit: permit,
+            };
+            running.add(slot.organisation);
+            tokio::spawn(async move {
+                slot.jobs.steps(work.as_ref(), job).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Takes a claimed job through its steps until it ends, pauses or stops.
+    async fn steps(&self, work: &dyn Work, mut job: Job) {
+        loop {
+            let step = work.advance(&job).await;
+            if let Step::Unrecorded(why) = &step {
+                tracing::error!(job = job.id, "a job's step went unrecorded: {why}");
+                return;
+            }
+            let written = self.write(job.id, |job| {
+                job.message = match &step {
+                    Step::Next { message, .. }
+                    | Step::Done(message)
+                    | Step::Failed(message)
+                    | Step::Stopped(message)
+                    | Step::Unrecorded(message) => message.clone(),
+                };
+                match &step {
+                    Step::Next { state, .. } => {
+                        job.steps += 1;
+                        job.state = state.clone();
+                        // A request takes effect now, between two steps.
+                        match job.request.take().map(|r| (r.request, r.by)) {
+                            Some((JobRequest::Pause, by)) => {
+                                job.status = JobStatus::Paused;
+                                job.message = format!("paused by {by} after: {}", job.message);
+                            }
+                            Some((JobRequest::Stop, by)) => {
+                                job.status = JobStatus::Stopped;
+                                job.message = format!("stopped by {by} after: {}", job.message);
+                            }
+                            None => {}
+                        }
+                    }
+                    Step::Done(_) => {
+                        job.steps += 1;
+                        job.request = None;
+                        job.status = JobStatus::Succeeded;
+                    }
+                    Step::Failed(error) => {
+                        job.request = None;
+                        job.status = JobStatus::Failed;
+                        job.error = Some(error.clone());
+                    }
+                    Step::Stopped(_) | Step::Unrecorded(_) => {
+                        job.request = None;
+                        job.status = JobStatus::Stopped;
+                    }
+                }
+            });
+            match written {
+                Ok(next) if next.status == JobStatus::Running => job = next,
+                Ok(_) => return,
+                Err(err) => {
+                    // The job stays running; the next start resumes it.
+                    tracing::error!(error = %err, job = job.id, "cannot record a job's step");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A running job's hold on a slot: given back, and the dispatcher woken,
+/// however the job ends (a panic included).
+struct Slot {
+    running: Arc<Running>,
+    organisation: u64,
+    jobs: Arc<Jobs>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.remove(self.organisation);
+        self.jobs.wake();
+    }
+}
+
+/// How many jobs each organisation has running.
+#[derive(Debug, Default)]
+struct Running(Mutex<HashMap<u64, usize>>);
+
+impl Running {
+    /// The oldest waiting job of the organisation running the fewest.
+    fn fairest(&self, open: &[OpenJob]) -> Option<OpenJob> {
+        let running = self.0.lock().expect("running lock");
+        open.iter()
+            .filter(|job| job.waiting)
+            .min_by_key(|job| (running.get(&job.organisation).copied().unwrap_or(0), job.id))
+            .copied()
+    }
+
+    fn add(&self, organisation: u64) {
+        *self
+            .0
+            .lock()
+            .expect("running lock")
+            .entry(organisation)
+            .or_default() += 1;
+    }
+
+    fn remove(&self, organisation: u64) {
+        let mut running = self.0.lock().expect("running lock");
+        if let Some(count) = running.get_mut(&organisation) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&organisation);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::sync::Semaphore;
+
+    /// Counts to `state.to`, one step at a time, each step waiting for a
+    /// permit the test hands out.
+    struct Counting {
+        gate: Semaphore,
+        advanced: AtomicU32,
+        interrupted: Mutex<Vec<JobStatus>>,
+    }
+
+    impl Counting {
+        fn new() -> Arc<Counting> {
+            Arc::new(Counting {
+                gate: Semaphore::new(0),
+                advanced: AtomicU32::new(0),
+                interrupted: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    impl Work for Counting {
+        fn advance<'a>(&'a self, job: &'a Job) -> Advance<'a> {
+            Box::pin(async move {
+                self.gate.acquire().await.unwrap().forget();
+                self.advanced.fetch_add(1, Ordering::SeqCst);
+                let n = job.state["n"].as_u64().unwrap_or(0) + 1;
+                if n == job.state["to"].as_u64().unwrap() {
+                    Step::Done(format!("counted to {n}"))
+                } else {
+                    Step::Next {
+                        state: json!({"n": n, "to": job.state["to"]}),
+                        message: format!("at {n}"),
+                    }
+                }
+            })
+        }
+
+        fn interrupted(&self, job: &Job) {
+            self.interrupted.lock().unwrap().push(job.status);
+        }
+    }
+
+    fn works(work: &Arc<Counting>) -> Works {
+        let work: Arc<dyn Work> = work.clone();
+        Works::from([(JobKind::BuildRelease, work)])
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, Arc<Jobs>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let jobs = Arc::new(Jobs::new(store.clone(), 2));
+        (dir, store, jobs)
+    }
+
+    /// The job's next event with `status`, within 10 s.
+    async fn until(events: &mut broadcast::Receiver<JobEvent>, id: u64, status: JobStatus) -> Job {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let event = events.recv().await.unwrap();
+                if event.job.id == id && event.job.status == status {
+                    return event.job;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("job {id} never became {status:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_job_advances_step_by_step_from_its_saved_state() {
+        let (_dir, store, jobs) = setup();
+        let work = Counting::new();
+        let job = store
+            .create_job(7, JobKind::BuildRelease, 1, json!({"to": 3}))
+            .unwrap();
+        let mut events = jobs.subscribe();
+        tokio::spawn(jobs.clone().run(works(&work)));
+        jobs.wake();
+        work.gate.add_permits(3);
+        let done = until(&mut events, job.id, JobStatus::Succeeded).await;
+        assert_eq!((done.steps, done.message.as_str()), (3, "counted to 3"));
+        assert_eq!(done.state, json!({"n": 2, "to": 3}));
+        assert_eq!(store.job(job.id).unwrap().unwrap(), done);
+        assert!(store.open_jobs().unwrap().is_empty());
+        assert_eq!(
+            jobs.find(8, job.id).unwrap(),
+            None,
+            "another organisation's"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pause_takes_effect_between_steps_and_a_resume_carries_on_from_there() {
+        let (_dir, store, jobs) = setup();
+        let work = Counting::new();
+        let job = store
+            .create_job(7, JobKind::BuildRelease, 1, json!({"to": 4}))
+            .unwrap();
+        let mut events = jobs.subscribe();
+        tokio::spawn(jobs.clone().run(works(&work)));
+        jobs.wake();
+        until(&mut events, job.id, JobStatus::Running).await;
+        // Asked while its first step runs: it takes effect after it.
+        let asked = jobs.request(7, job.id, JobRequest::Pause, "ada").unwrap();
+        assert_eq!(asked.status, JobStatus::Running);
+        work.gate.add_permits(1);
+        let paused = until(&mut events, job.id, JobStatus::Paused).await;
+        assert_eq!(paused.steps, 1);
+        assert_eq!(paused.message, "paused by ada after: at 1");
+        assert_eq!(paused.request, None);
+        work.gate.add_permits(10);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            work.advanced.load(Ordering::SeqCst),
+            1,
+            "no step while paused"
+        );
+
+        assert!(matches!(
+            jobs.resume(8, job.id, "eve"),
+            Err(Refused::NotFound(_))
+        ));
+        jobs.resume(7, job.id, "ada").unwrap();
+        let done = until(&mut events, job.id, JobStatus::Succeeded).await;
+        assert_eq!(done.steps, 4);
+        assert_eq!(work.advanced.load(Ordering::SeqCst), 4, "each step once");
+        assert!(matches!(
+            jobs.request(7, job.id, JobRequest::Stop, "ada"),
+            Err(Refused::Ended {
+                status: JobStatus::Succeeded,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_a_job_between_steps_or_at_once_when_it_waits() {
+        let (_dir, store, jobs) = setup();
+        let work = Counting::new();
+        let running = store
+            .create_job(7, JobKind::BuildRelease, 1, json!({"to": 5}))
+            .unwrap();
+        let mut events = jobs.subscribe();
+        tokio::spawn(jobs.clone().run(works(&work)));
+        jobs.wake();
+        until(&mut events, running.id, JobStatus::Running).await;
+        jobs.request(7, running.id, JobRequest::Stop, "ada")
+            .unwrap();
+        work.gate.add_permits(1);
+        let stopped = until(&mut events, running.id, JobStatus::Stopped).await;
+        assert_eq!(stopped.steps, 1);
+
+        // A paused job stops at once, and never runs again.
+        let (_dir, store, jobs) = setup();
+        let paused = store
+            .create_job(7, JobKind::BuildRelease, 2, json!({"to": 5}))
+            .unwrap();
+        jobs.request(7, paused.id, JobRequest::Pause, "ada")
+            .unwrap();
+        let ended = jobs.request(7, paused.id, JobRequest::Stop, "ada").unwrap();
+        assert_eq!(
+            (ended.status, ended.message.as_str()),
+            (JobStatus::Stopped, "stopped by ada")
+        );
+        tokio::spawn(jobs.clone().run(works(&work)));
+        jobs.wake();
+        work.gate.add_permits(10);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(work.advanced.load(Ordering::SeqCst), 1);
+        assert!(store.open_jobs().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_cut_off_by_a_stop_resumes_where_it_was_and_fails_when_cut_off_too_often() {
+        let (_dir, store, jobs) = setup();
+        let work = Counting::new();
+        let job = store
+            .create_job(7, JobKind::BuildRelease, 1, json!({"to": 9}))
+            .unwrap();
+        // As a stop leaves it: running, two steps done.
+        store
+            .update_job(job.id, |job| {
+                job.status = JobStatus::Running;
+                job.steps = 2;
+                job.state = json!({"n": 7, "to": 9});
+            })
+            .unwrap();
+        assert_eq!(jobs.recover(&works(&work)).unwrap(), 1);
+        let interrupted = store.job(job.id).unwrap().unwrap();
+        assert_eq!(interrupted.status, JobStatus::Interrupted);
+        assert_eq!(interrupted.interruptions, 1);
+
+        let mut events = jobs.subscribe();
+        tokio::spawn(jobs.clone().run(works(&work)));
+        jobs.wake();
+        work.gate.add_permits(2);
+        let done = until(&mut events, job.id, JobStatus::Succeeded).await;
+        assert_eq!((done.steps, done.message.as_str()), (4, "counted to 9"));
+        assert_eq!(work.advanced.load(Ordering::SeqCst), 2, "from where it was");
+
+        let again = store
+            .create_job(7, JobKind::BuildRelease, 2, json!({"to": 9}))
+            .unwrap();
+        for _ in 0..MAX_INTERRUPTIONS {
+            store
+                .update_job(again.id, |job| job.status = JobStatus::Running)
+                .unwrap();
+            jobs.recover(&works(&work)).unwrap();
+        }
+        let failed = store.job(again.id).unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some(
+                "interrupted 3 times: a server stop cut it off in flight at each of its last 3 starts, so it is not run again"
+            )
+        );
+        assert_eq!(
+            *work.interrupted.lock().unwrap(),
+            [
+                JobStatus::Interrupted,
+                JobStatus::Interrupted,
+                JobStatus::Interrupted,
+                JobStatus::Failed
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ended_job_never_changes_status() {
+        let (_dir, store, _jobs) = setup();
+        let job = store
+            .create_job(7, JobKind::BuildRelease, 1, json!(null))
+            .unwrap();
+        store
+            .update_job(job.id, |job| job.status = JobStatus::Running)
+            .unwrap();
+        store
+            .update_job(job.id, |job| job.status = JobStatus::Succeeded)
+            .unwrap();
+        for next in [JobStatus::Running, JobStatus::Queued, JobStatus::Failed] {
+            let err = store
+                .update_job(job.id, |job| job.status = next)
+                .unwrap_err();
+            assert!(
+                matches!(err, JobError::Transition { from: JobStatus::Succeeded, to, .. } if to == next),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            store.job(job.id).unwrap().unwrap().status,
+            JobStatus::Succeeded
+        );
+        // Waiting straight to succeeded skips running: refused too.
+        let other = store
+            .create_job(7, JobKind::BuildRelease, 2, json!(null))
+            .unwrap();
+        assert!(
+            store
+                .update_job(other.id, |job| job.status = JobStatus::Succeeded)
+                .is_err()
+        );
+    }
+}
