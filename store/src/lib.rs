@@ -108,8 +108,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` and brings its schema up to date.
+    /// Opens (or creates) the database in `dir` and brings its schema up to
+    /// date. A migration that leaves plain secrets in the database's log
+    /// (sled keeps overwritten values until it reclaims their segment) has
+    /// the database written afresh before it opens.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        schema::finish_rewrite(dir)?;
+        let store = Store::open_as_is(dir)?;
+        if schema::migrate(&store)? == schema::Migrated::Rewrite {
+            drop(store);
+            schema::rewrite(dir)?;
+            return Store::open_as_is(dir);
+        }
+        Ok(store)
+    }
+
+    /// Opens the database in `dir` without migrating it.
+    fn open_as_is(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let store = Store {
             meta: db.open_tree("meta")?,
@@ -134,7 +149,6 @@ impl Store {
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             db,
         };
-        schema::migrate(&store)?;
         Ok(store)
     }
 
@@ -378,6 +392,44 @@ mod tests {
             store.release(packaged.id).unwrap().unwrap().status,
             Status::Interrupted
         );
+    }
+
+    #[test]
+    fn migrating_from_version_3_seals_registry_secrets_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "plain-secret-3f9c1a7e";
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // As version 3 wrote a registry: its secrets in plain JSON.
+            let raw = serde_json::json!({
+                "settings": {"adapter": "distribution", "version": "^1",
+                    "settings": {"url": "http://registry.example"},
+                    "secrets": {"password": secret}},
+                "changed_by": "ada", "changed_ms": 1
+            });
+            store.registries.insert(key(7), encode(&raw)).unwrap();
+            schema::set_version(&store, 3);
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let stored = store.registry(7).unwrap().unwrap();
+        assert_eq!(stored.settings.secrets["password"], secret);
+        let raw = store.registries.get(key(7)).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains(secret));
+        drop(store);
+        let mut files = vec![dir.path().to_path_buf()];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} still holds the plain secret",
+                    path.display()
+                );
+            }
+        }
     }
 
     #[test]

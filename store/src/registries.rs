@@ -164,7 +164,8 @@ impl Store {
     /// Seals the secrets every registry written before sealing holds in the
     /// clear (schema 4), on disk before it returns. sled drops the old
     /// values' log segments only as it reclaims them.
-    pub(super) fn seal_registry_secrets(&self) -> Result<(), StoreError> {
+    pub(super) fn seal_registry_secrets(&self) -> Result<bool, StoreError> {
+        let mut sealed = false;
         for entry in self.registries.iter() {
             let (id, bytes) = entry?;
             let organisation =
@@ -182,10 +183,11 @@ impl Store {
             }
             if changed {
                 self.registries.insert(id, encode(&registry))?;
+                sealed = true;
             }
         }
         self.db.flush()?;
-        Ok(())
+        Ok(sealed)
     }
 
     /// Sets the organisation's registry and records the change, in one
