@@ -9,7 +9,8 @@
 //! Deleting a ready release deletes its image from the registry (`deleting`,
 //! then `deleted`) in a job of its own.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use semver::Version;
 use serde::Serialize;
@@ -163,7 +164,8 @@ pub struct Releases {
     compiler: Compiler,
     user_code: UserCodeCompiler,
     jobs: Arc<Jobs>,
-    events: broadcast::Sender<ReleaseEvent>,
+    /// Each organisation's event channel, while it has streams open.
+    events: Mutex<HashMap<u64, broadcast::Sender<ReleaseEvent>>>,
 }
 
 impl Releases {
@@ -183,7 +185,7 @@ impl Releases {
             compiler,
             user_code,
             jobs,
-            events: broadcast::channel(1024).0,
+            events: Mutex::default(),
         }
     }
 
@@ -196,9 +198,28 @@ impl Releases {
         ])
     }
 
-    /// Events from now on, unless [`MAX_SUBSCRIBERS`] streams are open.
-    pub fn subscribe(&self) -> Option<broadcast::Receiver<ReleaseEvent>> {
-        (self.events.receiver_count() < MAX_SUBSCRIBERS).then(|| self.events.subscribe())
+    /// Changes of `organisation`'s releases from now on, unless it has
+    /// [`MAX_ORGANISATION_SUBSCRIBERS`] streams open or the server
+    /// [`MAX_SUBSCRIBERS`]. Each organisation has a channel of its own, so
+    /// another's busy releases never make its streams fall behind.
+    pub fn subscribe(
+        &self,
+        organisation: u64,
+    ) -> Result<broadcast::Receiver<ReleaseEvent>, TooManyStreams> {
+        let mut events = self.events.lock().expect("events lock");
+        events.retain(|_, sender| sender.receiver_count() > 0);
+        let open: usize = events.values().map(|s| s.receiver_count()).sum();
+        let own = events.get(&organisation).map_or(0, |s| s.receiver_count());
+        if own >= MAX_ORGANISATION_SUBSCRIBERS {
+            return Err(TooManyStreams::Organisation);
+        }
+        if open >= MAX_SUBSCRIBERS {
+            return Err(TooManyStreams::Server);
+        }
+        Ok(events
+            .entry(organisation)
+            .or_insert_with(|| broadcast::channel(EVENT_BACKLOG).0)
+            .subscribe())
     }
 
     /// Stores `release` and publishes the change.
@@ -210,17 +231,38 @@ impl Releases {
 
     /// Publishes a change of `release` already stored.
     fn publish(&self, release: &Release, message: &str) {
-        let _ = self.events.send(ReleaseEvent {
-            id: release.id,
-            organisation: release.organisation,
-            status: release.status,
-            message: message.to_string(),
-        });
+        let events = self.events.lock().expect("events lock");
+        if let Some(sender) = events.get(&release.organisation) {
+            let _ = sender.send(ReleaseEvent {
+                id: release.id,
+                organisation: release.organisation,
+                status: release.status,
+                message: message.to_string(),
+            });
+        }
     }
 }
 
 /// Most event streams open at once on a server.
 pub const MAX_SUBSCRIBERS: usize = 4096;
+/// Most event streams one organisation may have open at once.
+pub const MAX_ORGANISATION_SUBSCRIBERS: usize = 256;
+/// Changes an organisation's channel holds for a stream that falls behind;
+/// past them the stream reads the release again.
+const EVENT_BACKLOG: usize = 1024;
+
+/// Why no event stream was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooManyStreams {
+    /// The organisation has [`MAX_ORGANISATION_SUBSCRIBERS`] open.
+    #[error(
+        "the organisation has {MAX_ORGANISATION_SUBSCRIBERS} event streams open; close one or try again later"
+    )]
+    Organisation,
+    /// The server has [`MAX_SUBSCRIBERS`] open.
+    #[error("too many event streams are open on this server; try again later")]
+    Server,
+}
 
 /// The name a release's pins carry, as `used_by` shows it.
 fn holder(id: u64) -> String {

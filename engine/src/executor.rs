@@ -349,3 +349,25 @@ pub fn set_attribute(message: &mut Message, name: &str, value: &str) {
         .attributes
         .push((name.to_string(), value.to_string()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fan_out_copies_stop_at_the_bound_and_free_their_place() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut running: Vec<Branch> = (0..MAX_BRANCHES)
+            .map(|_| Branch::enter(&count).expect("within the bound"))
+            .collect();
+        assert!(Branch::enter(&count).is_none(), "one past the bound");
+        assert_eq!(count.load(Ordering::Acquire), MAX_BRANCHES);
+        running.pop();
+        assert!(
+            Branch::enter(&count).is_some(),
+            "a place freed is taken again"
+        );
+        drop(running);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+    }
+}

@@ -67,6 +67,11 @@ impl Toolchain {
 
     fn find() -> Result<Toolchain, NoSandbox> {
         let bwrap = which("bwrap").ok_or_else(|| NoSandbox("`bwrap` is not installed".into()))?;
+        Toolchain::with_bwrap(bwrap)
+    }
+
+    /// The toolchain with the bubblewrap at `bwrap`, once a sandbox started.
+    fn with_bwrap(bwrap: PathBuf) -> Result<Toolchain, NoSandbox> {
         let rustc = std::env::var_os("CARGO")
             .map(PathBuf::from)
             .and_then(|cargo| Some(cargo.parent()?.join("rustc")))
@@ -238,4 +243,31 @@ fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_working_sandbox_no_user_code_is_compiled() {
+        for (bwrap, why) in [
+            ("/nonexistent/bwrap", "cannot run `bwrap`"),
+            // A bwrap that starts no sandbox (as in a container without
+            // user namespaces).
+            ("/bin/false", "`bwrap` cannot start a sandbox here"),
+        ] {
+            let Err(refused) = Toolchain::with_bwrap(bwrap.into()) else {
+                panic!("{bwrap} started a sandbox");
+            };
+            let message = refused.to_string();
+            assert!(
+                message.starts_with(
+                    "rust-code nodes are compiled only inside a sandbox, and none works on this server: "
+                ) && message.contains(why)
+                    && message.ends_with("(install bubblewrap, Debian package `bubblewrap`)"),
+                "{message}"
+            );
+        }
+    }
 }

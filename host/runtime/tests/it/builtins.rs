@@ -225,6 +225,40 @@ async fn http_call_reaches_granted_hosts_only() {
         format!("`127.0.0.1:{port}` is not among the hosts this plugin may call")
     );
 
+    // A Host header naming another site on the granted address is refused;
+    // one naming the URL's own host goes.
+    for (host, allowed) in [
+        ("metadata.internal".to_string(), false),
+        (format!("127.0.0.1:{port}"), true),
+    ] {
+        let config = json!({"url": format!("http://127.0.0.1:{port}/orders"),
+            "headers": {"Host": host}});
+        let node = call
+            .translate(&CallContext::default(), &config)
+            .await
+            .unwrap()
+            .unwrap()
+            .node;
+        let out = call
+            .invoke(&granted, &node.to_string(), Message::from_body("{}"))
+            .await
+            .unwrap();
+        match out {
+            Ok(out) => {
+                assert!(allowed, "{host} went through");
+                assert_eq!(out.message.attribute("http.status"), Some("200"));
+            }
+            Err(err) => {
+                assert!(!allowed, "{host}: {err:?}");
+                assert_eq!(err.code, "denied");
+                assert_eq!(
+                    err.message,
+                    format!("the Host header `{host}` does not name the URL's host `127.0.0.1`")
+                );
+            }
+        }
+    }
+
     let failing = json!({"url": format!("http://127.0.0.1:{port}/status/503")});
     let err = crate::common::run(&call, &granted, failing, "{}")
         .await

@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::server::AppState;
 pub use openapi::{ApiDoc, ErrorBody};
+pub use releases::KEEP_ALIVE;
 use slipway_store::{Principal, Role};
 
 /// The largest request body accepted.

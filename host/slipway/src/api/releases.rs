@@ -232,13 +232,16 @@ pub(super) async fn events(
     Path(reference): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading, so no change falls in between.
-    let receiver = state.releases.subscribe().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too-many-streams",
-            "too many event streams are open on this server; try again later",
-        )
-    })?;
+    let receiver = state
+        .releases
+        .subscribe(principal.organisation.id)
+        .map_err(|refused| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-streams",
+                refused.to_string(),
+            )
+        })?;
     let release = visible(&state, &principal, &reference)?;
     let id = release.id;
     let first = now(&release);
@@ -276,8 +279,11 @@ pub(super) async fn events(
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
+
+/// How often a quiet event stream sends a comment, so proxies keep it open.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A release's status now, as an event.
 fn now(release: &Release) -> Event {

@@ -751,12 +751,29 @@ async fn oversized_canvases_are_refused_at_once_and_never_take_the_server_down()
     // chain and 40,000 plain nodes fail validation at once, for a viewer.
     let plain = json!({"nodes": short_ids(40_000).iter()
         .map(|id| json!({"id": id, "type": "log@^1", "config": {"message": "x"}})).collect::<Vec<_>>()});
-    for canvas in [long, plain] {
+    // Two nodes joined by 30,000 edges: past the edge limit.
+    let dense = json!({
+        "nodes": [{"id": "in", "type": "http-trigger@^1", "config": {"method": "GET", "path": "/"}},
+                  {"id": "a", "type": "log@^1", "config": {"message": "x"}}],
+        "edges": vec![json!({"from": "in", "to": "a"}); 30_000]
+    });
+    let (status, refused) = api
+        .call(
+            "POST",
+            "/api/v1/integrations/big/versions",
+            &admin,
+            "application/json",
+            dense.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["path"], "/edges");
+    for (canvas, path) in [(long, "/nodes"), (plain, "/nodes"), (dense, "/edges")] {
         let canvas = serde_json::from_value(canvas).unwrap();
         let version = api.state.store.add_canvas(org, "big", &canvas).unwrap();
         let answer = api.validate_soon("big", version, &viewer).await;
         assert_eq!(answer["valid"], false);
-        assert_eq!(answer["diagnostics"][0]["path"], "/nodes");
+        assert_eq!(answer["diagnostics"][0]["path"], path);
         assert_eq!(answer["diagnostics"].as_array().unwrap().len(), 1);
     }
 

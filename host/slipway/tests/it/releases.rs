@@ -526,7 +526,7 @@ async fn no_more_releases_run_at_once_than_configured() {
             })
             .collect();
         let state = common::state_running(store, limit);
-        let mut events = state.releases.subscribe().unwrap();
+        let mut events = state.releases.subscribe(org).unwrap();
         tokio::spawn(state.clone().start());
 
         let (mut running, mut most, mut done) = (0usize, 0usize, 0usize);
@@ -823,4 +823,75 @@ async fn another_organisations_release_names_are_not_found() {
         )
         .await;
     assert_eq!(shown["id"], mine["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_capped_per_organisation_and_kept_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let (mut ids, mut tokens) = (Vec::new(), Vec::new());
+    for name in ["hog", "other"] {
+        let made = store.create_organisation(name).unwrap();
+        store
+            .create_integration(made.organisation.id, "orders")
+            .unwrap();
+        let canvas = serde_json::from_value(flow(".items | add")).unwrap();
+        store
+            .add_canvas(made.organisation.id, "orders", &canvas)
+            .unwrap();
+        // No worker runs here: the release stays queued and its stream open.
+        let release = store
+            .create_release(made.organisation.id, common::new_release("orders", 1))
+            .unwrap();
+        ids.push(release.id);
+        tokens.push(made.token);
+    }
+    let state = common::state(store);
+    let open = |n: usize| {
+        let request = Request::get(format!("/api/v1/releases/{}/events", ids[n]))
+            .header("authorization", format!("Bearer {}", tokens[n]))
+            .body(Body::empty())
+            .unwrap();
+        router(state.clone()).oneshot(request)
+    };
+    let mut held = Vec::new();
+    for _ in 0..slipway_domain::releases::MAX_ORGANISATION_SUBSCRIBERS {
+        let response = open(0).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response);
+    }
+    let refused = open(0).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "too-many-streams");
+    assert_eq!(
+        body["error"]["message"],
+        "the organisation has 256 event streams open; close one or try again later"
+    );
+
+    // Another organisation still follows its release, and a quiet stream
+    // gets keep-alive comments.
+    let mut body = open(1).await.unwrap().into_body();
+    let first = next_frame(&mut body).await;
+    assert!(first.starts_with("event: status\n"), "{first}");
+    assert!(first.contains(r#""status":"queued""#), "{first}");
+    let started = std::time::Instant::now();
+    let quiet = next_frame(&mut body).await;
+    assert!(quiet.starts_with(':'), "a comment: {quiet:?}");
+    assert!(started.elapsed() >= slipway::api::KEEP_ALIVE - Duration::from_secs(1));
+
+    // A stream closed gives its place back.
+    held.pop();
+    assert_eq!(open(0).await.unwrap().status(), StatusCode::OK);
+}
+
+/// The next frame of an event stream, as text, within 20 s.
+async fn next_frame(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .expect("a frame within 20 s")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
