@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use slipway_runtime::RuntimeConfig;
 use slipway_runtime::egress::IpNet;
 use slipway_serve::ConnectionLimits;
 
@@ -64,6 +65,101 @@ pub struct Config {
     /// Seconds a request may take to be answered, its body included (an
     /// event stream's body is not counted).
     pub request_timeout_secs: u64,
+    /// Limits on plugin calls, shared by every organisation.
+    pub calls: CallLimits,
+}
+
+/// What plugin calls may take of the server: time, memory and slots.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CallLimits {
+    /// Seconds one call may take in all, time waiting on the host (HTTP,
+    /// sleeps) included.
+    pub time_limit_secs: u64,
+    /// Calls running at once; more wait for a slot.
+    pub max_concurrent: u32,
+    /// Calls of one organisation running at once.
+    pub max_per_organisation: u32,
+    /// MiB of linear memory every running call holds together.
+    pub memory_budget_mib: u64,
+    /// MiB of it one organisation's running calls may hold.
+    pub organisation_memory_mib: u64,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        let runtime = RuntimeConfig::default();
+        CallLimits {
+            time_limit_secs: runtime.call_time_limit.as_secs(),
+            max_concurrent: runtime.max_concurrent_calls,
+            max_per_organisation: runtime.max_calls_per_tenant,
+            // Never more than half the machine's memory.
+            memory_budget_mib: physical_memory_mib()
+                .map_or(runtime.memory_budget_mib, |total| {
+                    runtime.memory_budget_mib.min(total / 2)
+                }),
+            organisation_memory_mib: runtime.tenant_memory_mib,
+        }
+    }
+}
+
+/// The machine's memory in MiB, from `/proc/meminfo` (Linux).
+fn physical_memory_mib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+impl CallLimits {
+    /// `base` with these limits.
+    pub fn apply(&self, base: RuntimeConfig) -> RuntimeConfig {
+        RuntimeConfig {
+            call_time_limit: Duration::from_secs(self.time_limit_secs),
+            max_concurrent_calls: self.max_concurrent,
+            max_calls_per_tenant: self.max_per_organisation,
+            memory_budget_mib: self.memory_budget_mib,
+            tenant_memory_mib: self.organisation_memory_mib.min(self.memory_budget_mib),
+            ..base
+        }
+    }
+
+    /// Refuses limits that cannot work.
+    fn check(&self) -> Result<(), String> {
+        let max_deadline = RuntimeConfig::default().max_deadline.as_secs();
+        if !(max_deadline..=3600).contains(&self.time_limit_secs) {
+            return Err(format!(
+                "calls.time-limit-secs must be between {max_deadline} (the longest deadline a plugin may ask for) and 3600, not {}",
+                self.time_limit_secs
+            ));
+        }
+        if !(1..=4096).contains(&self.max_concurrent) {
+            return Err(format!(
+                "calls.max-concurrent must be between 1 and 4096, not {}",
+                self.max_concurrent
+            ));
+        }
+        if !(1..=self.max_concurrent).contains(&self.max_per_organisation) {
+            return Err(format!(
+                "calls.max-per-organisation must be between 1 and calls.max-concurrent ({}), not {}",
+                self.max_concurrent, self.max_per_organisation
+            ));
+        }
+        let max_memory = RuntimeConfig::default().max_memory_mib;
+        if self.memory_budget_mib < max_memory {
+            return Err(format!(
+                "calls.memory-budget-mib must be at least {max_memory} (the most one call may ask for), not {}",
+                self.memory_budget_mib
+            ));
+        }
+        if !(max_memory..=self.memory_budget_mib).contains(&self.organisation_memory_mib) {
+            return Err(format!(
+                "calls.organisation-memory-mib must be between {max_memory} and calls.memory-budget-mib ({}), not {}",
+                self.memory_budget_mib, self.organisation_memory_mib
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -83,6 +179,7 @@ impl Default for Config {
             max_connections: ConnectionLimits::default().max_connections,
             header_read_timeout_secs: ConnectionLimits::default().header_read_timeout.as_secs(),
             request_timeout_secs: ConnectionLimits::default().request_timeout.as_secs(),
+            calls: CallLimits::default(),
         }
     }
 }
@@ -201,7 +298,7 @@ impl Config {
                 return Err(format!("{key} must be between 1 and 86400, not {secs}"));
             }
         }
-        Ok(())
+        self.calls.check()
     }
 }
 
@@ -280,5 +377,55 @@ mod tests {
                 .to_string()
                 .contains("release-concurrency must be between 1 and 256, not 0")
         );
+    }
+
+    #[test]
+    fn an_operator_sets_what_plugin_calls_may_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(
+            &path,
+            "[calls]\ntime-limit-secs = 45\nmax-concurrent = 64\nmax-per-organisation = 8\n\
+             memory-budget-mib = 4096\norganisation-memory-mib = 1024\n",
+        )
+        .unwrap();
+        let runtime = Config::from_file(&path)
+            .unwrap()
+            .calls
+            .apply(RuntimeConfig::default());
+        assert_eq!(runtime.call_time_limit, Duration::from_secs(45));
+        assert_eq!(
+            (runtime.max_concurrent_calls, runtime.max_calls_per_tenant),
+            (64, 8)
+        );
+        assert_eq!(
+            (runtime.memory_budget_mib, runtime.tenant_memory_mib),
+            (4096, 1024)
+        );
+        let defaults = CallLimits::default();
+        assert_eq!(defaults.time_limit_secs, 60);
+        assert!(defaults.memory_budget_mib <= 8192);
+        for (file, error) in [
+            (
+                "[calls]\ntime-limit-secs = 5\n",
+                "calls.time-limit-secs must be between 30",
+            ),
+            (
+                "[calls]\nmax-per-organisation = 300\n",
+                "calls.max-per-organisation must be between 1 and calls.max-concurrent (256), not 300",
+            ),
+            (
+                "[calls]\nmemory-budget-mib = 100\n",
+                "calls.memory-budget-mib must be at least 512",
+            ),
+            (
+                "[calls]\nmemory-budget-mib = 1024\norganisation-memory-mib = 2048\n",
+                "calls.organisation-memory-mib must be between 512 and calls.memory-budget-mib (1024)",
+            ),
+        ] {
+            std::fs::write(&path, file).unwrap();
+            let err = Config::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(error), "{file}: {err}");
+        }
     }
 }

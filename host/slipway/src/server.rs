@@ -161,7 +161,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let runtime = Runtime::new(RuntimeConfig {
+    let runtime = Runtime::new(config.calls.apply(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("code-cache")),
         // Granted by the operator: plugins never reach this server itself.
         egress: Egress {
@@ -170,7 +170,7 @@ pub async fn serve(
             any: false,
         },
         ..RuntimeConfig::default()
-    })?;
+    }))?;
     let state = AppState::new(store.clone(), runtime, &config);
     state.apply_configured_registry(&config)?;
     println!("listening on http://{address}");
