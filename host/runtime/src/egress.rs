@@ -83,10 +83,16 @@ impl Egress {
     }
 
     /// Whether `ip` is the address of the listener `own` (an unspecified
-    /// listen address listens on every internal one).
+    /// listen address listens on every internal address and on every
+    /// address of the machine, public ones included).
     fn is_own(&self, own: SocketAddr, ip: IpAddr) -> bool {
-        canonical(own.ip()) == ip || (own.ip().is_unspecified() && internal(ip))
+        canonical(own.ip()) == ip || (own.ip().is_unspecified() && (internal(ip) || is_local(ip)))
     }
+}
+
+/// Whether `ip` is an address of this machine: a socket can be bound to it.
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// The address a URL's host is written as (`127.0.0.1`, `[::1]`), if it is
@@ -256,5 +262,16 @@ mod tests {
         egress.own = vec![at("0.0.0.0:7420")];
         assert!(!egress.permits(at("127.0.0.2:7420")));
         assert!(egress.permits(at("127.0.0.2:7421")));
+        // Listening everywhere, the server is also at the machine's own
+        // addresses (the one its default route leaves from), even where the
+        // operator allowed every network.
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        probe.connect("192.0.2.1:9").unwrap();
+        let machine = probe.local_addr().unwrap().ip();
+        egress.allowed = vec!["0.0.0.0/0".parse().unwrap()];
+        assert!(!egress.permits(SocketAddr::new(machine, 7420)), "{machine}");
+        assert!(egress.permits(SocketAddr::new(machine, 7421)));
+        assert!(egress.permits(at("192.0.2.1:7420")), "not this machine");
+        assert!(is_local(machine) && !is_local("192.0.2.1".parse().unwrap()));
     }
 }
