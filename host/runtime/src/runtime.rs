@@ -65,6 +65,18 @@ pub struct RuntimeConfig {
     pub max_http_body: usize,
     /// Which addresses plugins' HTTP may connect to.
     pub egress: Egress,
+    /// Whether pool slots are reset with Linux's `PAGEMAP_SCAN` (only the
+    /// pages a call dirtied) rather than by clearing all they keep resident.
+    /// Off by default where swap is configured: wasmtime's scan does not
+    /// reset a dirty page that was swapped out (its PR #14357), so a later
+    /// call in the slot could read it.
+    pub pagemap_scan: bool,
+}
+
+/// Whether the machine has swap configured (`/proc/swaps` lists a device or
+/// file); unknown counts as yes.
+pub fn swap_configured() -> bool {
+    std::fs::read_to_string("/proc/swaps").map_or(true, |swaps| swaps.lines().count() > 1)
 }
 
 impl Default for RuntimeConfig {
@@ -83,6 +95,7 @@ impl Default for RuntimeConfig {
             http_timeout: Duration::from_secs(30),
             max_http_body: 16 << 20,
             egress: Egress::default(),
+            pagemap_scan: !swap_configured(),
         }
     }
 }
@@ -373,7 +386,11 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_stacks(slots)
         .max_memory_size((config.max_memory_mib as usize) << 20)
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .pagemap_scan(wasmtime::Enabled::Auto)
+        .pagemap_scan(if config.pagemap_scan {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        })
         .table_keep_resident(64 << 10);
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
