@@ -94,10 +94,9 @@ impl Default for CallLimits {
             max_concurrent: runtime.max_concurrent_calls,
             max_per_organisation: runtime.max_calls_per_tenant,
             // Never more than half the machine's memory.
-            memory_budget_mib: physical_memory_mib()
-                .map_or(runtime.memory_budget_mib, |total| {
-                    runtime.memory_budget_mib.min(total / 2)
-                }),
+            memory_budget_mib: physical_memory_mib().map_or(runtime.memory_budget_mib, |total| {
+                runtime.memory_budget_mib.min(total / 2)
+            }),
             organisation_memory_mib: runtime.tenant_memory_mib,
         }
     }

@@ -1252,3 +1252,70 @@ async fn the_registry_secrets_go_only_to_the_adapter_code_they_were_set_with() {
     assert_eq!(last["from"]["code"], Value::Null);
     assert_eq!(last["to"]["code"]["sha256"], sha256);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_moved_to_another_host_never_gets_the_old_password() {
+    use base64::Engine as _;
+    // A host that asks every request for credentials and keeps what it got.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let heads = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = client
+                    .write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"mock\"\r\n\
+                          Content-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let registry = TestRegistry::htpasswd(USER, PASSWORD);
+    let server = Hostile::start().await;
+    server.set_registry(&registry.address, PASSWORD).await;
+    assert_eq!(server.release("orders").await["status"], "ready");
+
+    // The url changes and no secrets come with it. Were the old password
+    // kept, the adapter would answer the host's challenge with it.
+    let (status, moved) = server
+        .call(
+            "PUT",
+            "/api/v1/registry",
+            json!({"adapter": "distribution",
+                   "settings": {"url": format!("http://{mock}"), "namespace": "flows", "username": USER}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["secrets"], json!([]));
+    let release = server.release("orders").await;
+    assert_eq!(release["status"], "failed", "{release}");
+    assert_eq!(
+        release["error"],
+        "the registry refused the credentials: user `ci` is configured but the `password` secret is not granted"
+    );
+    let heads = seen.lock().unwrap().clone();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    for head in &heads {
+        assert!(
+            !head.contains(PASSWORD) && !head.contains(&basic),
+            "the new host got the old password: {head}"
+        );
+    }
+}

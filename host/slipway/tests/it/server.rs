@@ -209,10 +209,31 @@ async fn a_revoked_token_stays_revoked_after_a_kill() {
     let mut base = common::base_of(&lines);
     // Once its plugins' code is cached, restarts compile nothing.
     common::ready(&base).await;
-    for round in 0..5 {
+    let admin = "slw_crash_test_token";
+    let canvas = json!({"nodes": [{"id": "in", "type": "http-trigger@^1",
+        "config": {"method": "GET", "path": "/"}}]});
+    let made = client
+        .post(format!("{base}/api/v1/integrations"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "orders"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let added = client
+        .post(format!("{base}/api/v1/integrations/orders/versions"))
+        .bearer_auth(admin)
+        .json(&canvas)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    // Each security-relevant write in turn, the server killed right after
+    // its answer: a revoked token, a deleted user, a deleted release.
+    for round in 0..6 {
         let created: Value = client
             .post(format!("{base}/api/v1/users"))
-            .bearer_auth("slw_crash_test_token")
+            .bearer_auth(admin)
             .json(&json!({"name": format!("leaver-{round}"), "role": "api-provider"}))
             .send()
             .await
@@ -221,26 +242,62 @@ async fn a_revoked_token_stays_revoked_after_a_kill() {
             .await
             .unwrap();
         let (id, token) = (&created["user"]["id"], created["token"].as_str().unwrap());
-        let revoked = client
-            .delete(format!("{base}/api/v1/users/{id}/tokens"))
-            .bearer_auth("slw_crash_test_token")
+        let release: Value = client
+            .post(format!("{base}/api/v1/releases"))
+            .bearer_auth(admin)
+            .json(&json!({"integration": "orders", "version": 1, "name": format!("r{round}")}))
             .send()
             .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
-        assert_eq!(revoked.status(), 200);
+        let release = release["id"].as_u64().unwrap();
+        let what = match round % 3 {
+            0 => "revoked token",
+            1 => "deleted user",
+            _ => "deleted release",
+        };
+        let path = match round % 3 {
+            0 => format!("{base}/api/v1/users/{id}/tokens"),
+            1 => format!("{base}/api/v1/users/{id}"),
+            _ => format!("{base}/api/v1/releases/{release}"),
+        };
+        let done = client.delete(path).bearer_auth(admin).send().await.unwrap();
+        assert!(done.status().is_success(), "{what}: {}", done.status());
         // Killed right after the answer: no shutdown, no flush of its own.
         child.kill().unwrap();
         child.wait().unwrap();
         let (next, lines) = start(dir.path());
         child = next;
         base = common::base_of(&lines);
-        let me = client
-            .get(format!("{base}/api/v1/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(me.status(), 401, "round {round}: the token came back");
+        if round % 3 == 2 {
+            let shown: Value = client
+                .get(format!("{base}/api/v1/releases/{release}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                shown["status"], "deleted",
+                "round {round}: the {what} came back"
+            );
+        } else {
+            let me = client
+                .get(format!("{base}/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                me.status(),
+                401,
+                "round {round}: the {what}'s token came back"
+            );
+        }
     }
     stop(child);
 }
