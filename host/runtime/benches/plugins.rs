@@ -181,11 +181,7 @@ where
 }
 
 /// [`time_calls`] of `plugin` invoked on `node`.
-async fn time_invokes(
-    plugin: &Arc<Plugin>,
-    ctx: &CallContext,
-    node: &str,
-) -> (Duration, Duration) {
+async fn time_invokes(plugin: &Arc<Plugin>, ctx: &CallContext, node: &str) -> (Duration, Duration) {
     time_calls(|| {
         let plugin = plugin.clone();
         let ctx = ctx.clone();

@@ -192,6 +192,12 @@ pub(super) async fn grant(
     for (i, host) in grant.allowed_hosts.iter().enumerate() {
         let pattern = HostPattern::try_from(host.clone())
             .map_err(|e| ApiError::invalid(format!("/allowed-hosts/{i}"), e.to_string()))?;
+        if pattern.is_any() {
+            return Err(ApiError::invalid(
+                format!("/allowed-hosts/{i}"),
+                "a grant names the hosts: `*` is only for built-in plugins, whose host narrows it at each call",
+            ));
+        }
         hosts.push(pattern);
     }
     let organisation = principal.organisation.id;

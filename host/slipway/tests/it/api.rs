@@ -941,6 +941,10 @@ async fn uploaded_plugins_reach_only_granted_hosts_and_never_internal_addresses(
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad["error"]["path"], "/allowed-hosts/1");
+    // Not even an org-admin grants every host.
+    let (status, bad) = put(admin.clone(), json!({"allowed-hosts": ["ok.example", "*"]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["error"]["path"], "/allowed-hosts/1");
     assert_eq!(
         put(admin.clone(), grant.clone()).await,
         (StatusCode::OK, grant.clone())

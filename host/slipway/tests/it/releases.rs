@@ -895,3 +895,64 @@ async fn next_frame(body: &mut Body) -> String {
         .unwrap();
     String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_of_a_long_chain_or_an_exploding_subflow_fail_and_stay_failed() {
+    let mut ids = Vec::new();
+    let server = server(|store, org| {
+        let canvas = |value: Value| serde_json::from_value(value).unwrap();
+        // One chain of 100,000 nodes after the trigger, stored as data from
+        // before the limits would be.
+        let mut nodes = vec![json!({"id": "in", "type": "http-trigger@^1",
+            "config": {"method": "POST", "path": "/c"}})];
+        nodes.extend((0..100_000).map(|i| json!({"id": format!("n{i}"), "type": "log@^1"})));
+        let edges: Vec<Value> = nodes
+            .windows(2)
+            .map(|w| json!({"from": w[0]["id"], "to": w[1]["id"]}))
+            .collect();
+        store.create_integration(org, "chain").unwrap();
+        store
+            .add_canvas(
+                org,
+                "chain",
+                &canvas(json!({"nodes": nodes, "edges": edges})),
+            )
+            .unwrap();
+        // Thirty integrations, each using the one before twice: 2^30 nodes.
+        for level in 0..30 {
+            let name = format!("deep{level}");
+            store.create_integration(org, &name).unwrap();
+            let value = if level == 0 {
+                json!({"nodes": [{"id": "a", "type": "log@^1"}]})
+            } else {
+                let sub = json!({"integration": format!("deep{}", level - 1), "version": 1});
+                json!({"nodes": [{"id": "a", "subflow": sub}, {"id": "b", "subflow": sub}],
+                       "edges": [{"from": "a", "to": "b"}]})
+            };
+            store.add_canvas(org, &name, &canvas(value)).unwrap();
+        }
+        for integration in ["chain", "deep29"] {
+            ids.push(
+                store
+                    .create_release(org, common::new_release(integration, 1))
+                    .unwrap()
+                    .id,
+            );
+        }
+    })
+    .await;
+    for (id, expected) in ids.iter().zip([
+        "a canvas has at most 10000 nodes, this one has 100001",
+        "subflows nest deeper than 16 levels",
+    ]) {
+        let release = server.settled(*id).await;
+        assert_eq!(release["status"], "failed", "{release}");
+        let said = release["diagnostics"].to_string();
+        assert!(said.contains(expected), "{said}");
+    }
+    // A start afterwards runs neither again.
+    assert_eq!(server.state.recover().unwrap(), 0);
+    for id in ids {
+        assert_eq!(server.settled(id).await["status"], "failed");
+    }
+}
