@@ -215,3 +215,29 @@ fn builtins_all_load() {
         ]
     );
 }
+
+#[test]
+fn a_short_admin_token_is_refused_at_start_from_a_flag_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let listen = ["--listen", "127.0.0.1:0"];
+    for (flag, env) in [(Some("short"), None), (None, Some("  also-short  "))] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        command.args(["serve", "--data-dir", data]).args(listen);
+        if let Some(token) = flag {
+            command.args(["--admin-token", token]);
+        }
+        if let Some(token) = env {
+            command.env("SLIPWAY_ADMIN_TOKEN", token);
+        }
+        let out = command.stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "it started with {flag:?} {env:?}");
+        let said = text(&out.stderr);
+        assert!(
+            said.contains("admin-token must be at least 16 characters"),
+            "{said}"
+        );
+        assert!(!dir.path().join("data/db").exists(), "nothing was created");
+    }
+}
