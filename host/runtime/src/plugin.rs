@@ -298,6 +298,17 @@ impl Session {
     }
 
     /// A result the plugin returned that the host cannot use.
+    /// `result` in the caller's terms: a failed call as [`Session::finish`]
+    /// says, a value `convert` refuses as a bad result.
+    pub fn conclude<R, T>(
+        &self,
+        result: wasmtime::Result<R>,
+        convert: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<T, CallError> {
+        let raw = self.finish(result)?;
+        convert(raw).map_err(|detail| self.bad_result(detail))
+    }
+
     pub fn bad_result(&self, detail: String) -> CallError {
         CallError {
             plugin: self.id.to_string(),

@@ -24,6 +24,18 @@ pub fn parse<T: DeserializeOwned>(json: &str) -> Result<T, Diagnostic> {
     })
 }
 
+/// What a `validate` or `validate-settings` export answers: `text` parsed
+/// as `T`, then checked by `validate`.
+pub fn check<T: DeserializeOwned>(
+    text: &str,
+    validate: impl FnOnce(&T) -> Vec<Diagnostic>,
+) -> Vec<Diagnostic> {
+    match parse::<T>(text) {
+        Ok(settings) => validate(&settings),
+        Err(problem) => vec![problem],
+    }
+}
+
 /// The plugin's settings from the host, parsed and checked by `validate`.
 pub fn settings<T: DeserializeOwned>(
     validate: impl FnOnce(&T) -> Vec<Diagnostic>,

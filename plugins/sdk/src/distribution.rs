@@ -340,6 +340,15 @@ pub fn encode(value: &str) -> String {
     out
 }
 
+/// What a registry URL setting must be, as [`url_setting`] says.
+pub const URL_RULE: &str = "must be http:// or https:// followed by host[:port], with no path";
+
+/// A registry URL setting at `pointer` split as [`split_url`] does, or the
+/// problem at `pointer`.
+pub fn url_setting(url: &str, pointer: &str) -> Result<(String, String), crate::Diagnostic> {
+    split_url(url).ok_or_else(|| crate::Diagnostic::at(pointer, URL_RULE))
+}
+
 /// Splits a registry URL setting into its base (`scheme://host[:port]`) and
 /// host (`host[:port]`); `None` unless it is `http` or `https` with no path.
 pub fn split_url(url: &str) -> Option<(String, String)> {
@@ -357,6 +366,25 @@ pub fn split_url(url: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_setting_is_a_scheme_and_an_authority() {
+        assert_eq!(
+            url_setting("https://Registry.example:5000/", "/url").unwrap(),
+            (
+                "https://Registry.example:5000".into(),
+                "registry.example:5000".into()
+            )
+        );
+        for bad in ["ftp://x", "https://x/path", "https://", "x.example"] {
+            let problem = url_setting(bad, "/endpoints/api").unwrap_err();
+            assert_eq!(
+                (problem.path.as_str(), problem.message.as_str()),
+                ("/endpoints/api", URL_RULE),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn repository_names_follow_the_spec() {

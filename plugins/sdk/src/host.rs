@@ -33,6 +33,14 @@ pub fn secret(name: &str) -> Option<String> {
     api::secret(name)
 }
 
+/// A secret the settings need: its value, or a problem at
+/// `/secrets/<name>` that tells the operator `what` to grant.
+pub fn required_secret(name: &str, what: impl Into<String>) -> Result<String, crate::Diagnostic> {
+    secret(name).ok_or_else(|| {
+        crate::Diagnostic::at(format!("/secrets/{}", crate::config::escape(name)), what)
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     api::now_ms()

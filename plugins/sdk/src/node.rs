@@ -145,10 +145,7 @@ impl<T: NodeType> wit::Guest for Adapter<T> {
 
     fn validate(config: String) -> Vec<Diagnostic> {
         host::install_panic_hook();
-        match config::parse::<T::Config>(&config) {
-            Ok(config) => T::validate(&config),
-            Err(diagnostic) => vec![diagnostic],
-        }
+        config::check(&config, T::validate)
     }
 
     fn translate(config: String) -> Result<wit::Translation, Vec<Diagnostic>> {

@@ -67,10 +67,7 @@ impl<T: RegistryAdapter> wit::Guest for Adapter<T> {
 
     fn validate_settings(settings: String) -> Vec<Diagnostic> {
         host::install_panic_hook();
-        match config::parse::<T::Settings>(&settings) {
-            Ok(settings) => T::validate_settings(&settings),
-            Err(diagnostic) => vec![diagnostic],
-        }
+        config::check(&settings, T::validate_settings)
     }
 
     fn resolve(repository: String, tag: String) -> Result<Image, Error> {

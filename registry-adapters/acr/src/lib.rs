@@ -99,12 +99,8 @@ impl Settings {
     }
 
     fn secret(name: &str) -> Result<String, Error> {
-        host::secret(name).ok_or_else(|| {
-            Error::InvalidSettings(vec![Diagnostic::at(
-                format!("/secrets/{name}"),
-                format!("grant the `{name}` secret"),
-            )])
-        })
+        host::required_secret(name, format!("grant the `{name}` secret"))
+            .map_err(|problem| Error::InvalidSettings(vec![problem]))
     }
 
     /// A refresh token for the service principal, kept between calls.

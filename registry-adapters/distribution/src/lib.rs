@@ -72,11 +72,8 @@ impl RegistryAdapter for Distribution {
 
     fn validate_settings(settings: &Settings) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
-        if distribution::split_url(&settings.url).is_none() {
-            problems.push(Diagnostic::at(
-                "/url",
-                "must be http:// or https:// followed by host[:port], with no path",
-            ));
+        if let Err(problem) = distribution::url_setting(&settings.url, "/url") {
+            problems.push(problem);
         }
         if let Some(namespace) = &settings.namespace
             && let Err(Error::InvalidName(message)) = distribution::check_repository(namespace)

@@ -92,19 +92,14 @@ impl Settings {
 
     /// Calls `operation` of ECR's JSON API, signed.
     fn call(&self, operation: &str, body: &Value) -> Result<Answer, Error> {
-        let secret = host::secret("secret-access-key").ok_or_else(|| {
-            Error::InvalidSettings(vec![Diagnostic::at(
-                "/secrets/secret-access-key",
-                "grant the IAM access key's secret as `secret-access-key`",
-            )])
-        })?;
+        let invalid = |problem| Error::InvalidSettings(vec![problem]);
+        let secret = host::required_secret(
+            "secret-access-key",
+            "grant the IAM access key's secret as `secret-access-key`",
+        )
+        .map_err(invalid)?;
         let url = self.api_url();
-        let (_, authority) = distribution::split_url(&url).ok_or_else(|| {
-            Error::InvalidSettings(vec![Diagnostic::at(
-                "/endpoints/api",
-                "must be http:// or https:// followed by host[:port], with no path",
-            )])
-        })?;
+        let (_, authority) = distribution::url_setting(&url, "/endpoints/api").map_err(invalid)?;
         let amz_date = sigv4::amz_date(host::now_ms());
         let mut headers = vec![
             (

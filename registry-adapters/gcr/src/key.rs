@@ -37,12 +37,10 @@ pub struct ServiceAccountKey {
 impl ServiceAccountKey {
     /// The granted `service-account-key` secret, parsed.
     pub fn from_secret() -> Result<ServiceAccountKey, Diagnostic> {
-        let text = host::secret("service-account-key").ok_or_else(|| {
-            Diagnostic::at(
-                SECRET,
-                "grant the service account's JSON key as `service-account-key`, or an `access-token`",
-            )
-        })?;
+        let text = host::required_secret(
+            "service-account-key",
+            "grant the service account's JSON key as `service-account-key`, or an `access-token`",
+        )?;
         Self::parse(&text)
     }
 

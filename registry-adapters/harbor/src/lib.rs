@@ -124,14 +124,13 @@ impl RegistryAdapter for Harbor {
 
     fn validate_settings(settings: &Settings) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
-        let url_rule = "must be http:// or https:// followed by host[:port], with no path";
-        if distribution::split_url(&settings.url).is_none() {
-            problems.push(Diagnostic::at("/url", url_rule));
+        if let Err(problem) = distribution::url_setting(&settings.url, "/url") {
+            problems.push(problem);
         }
         if let Some(api) = &settings.api_url
-            && distribution::split_url(api).is_none()
+            && let Err(problem) = distribution::url_setting(api, "/api-url")
         {
-            problems.push(Diagnostic::at("/api-url", url_rule));
+            problems.push(problem);
         }
         if !valid_project(&settings.project) {
             problems.push(Diagnostic::at(

@@ -64,15 +64,14 @@ impl Settings {
     }
 
     fn login(&self) -> Result<Login, Error> {
-        let password = host::secret("auth-token").ok_or_else(|| {
-            Error::InvalidSettings(vec![Diagnostic::at(
-                "/secrets/auth-token",
-                format!(
-                    "grant the auth token of `{}` as `auth-token`",
-                    self.username
-                ),
-            )])
-        })?;
+        let password = host::required_secret(
+            "auth-token",
+            format!(
+                "grant the auth token of `{}` as `auth-token`",
+                self.username
+            ),
+        )
+        .map_err(|problem| Error::InvalidSettings(vec![problem]))?;
         Ok(Login {
             username: self.username.clone(),
             password,

@@ -7,7 +7,7 @@ use crate::bindings::target::DeployTargetPre;
 use crate::bindings::target::exports::slipway::plugin::target as wit;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Description, Plugin, Pre, Session, within};
+use crate::plugin::{Description, Plugin, Pre, Session};
 use crate::state::CallState;
 
 pub use wit::{HostMount, MountKind, PortPair, Resources, Service, ServiceType, Storage};
@@ -69,42 +69,26 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &DeployTargetPre<CallState>,
 ) -> Result<Description, CallError> {
-    let bounds = session.bounds();
-    let result = within(bounds, async {
-        let instance = pre.instantiate_async(&mut session.store).await?;
-        instance
-            .slipway_plugin_target()
-            .call_describe(&mut session.store)
-            .await
+    let result = run_export!(session, pre, slipway_plugin_target, |g, s| g
+        .call_describe(s));
+    session.conclude(result, |raw| {
+        super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
+            .map(Description::Target)
     })
-    .await;
-    let raw = match result {
-        Ok(raw) => raw,
-        Err(err) => return session.finish(Err(err)),
-    };
-    super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
-        .map(Description::Target)
-        .map_err(|e| session.bad_result(e))
 }
 
 /// Runs one export of a deploy target on a fresh instance.
 macro_rules! target_call {
-    ($plugin:expr, $context:expr, $name:literal, |$guest:ident, $store:ident| $call:expr) => {{
-        let pre = match &$plugin.pre {
-            Pre::Target(pre) => pre,
-            _ => return Err($plugin.wrong_kind($name)),
-        };
-        let mut session = $plugin.session($context, $name).await;
-        let bounds = session.bounds();
-        let result = within(bounds, async {
-            let instance = pre.instantiate_async(&mut session.store).await?;
-            let $guest = instance.slipway_plugin_target();
-            let $store = &mut session.store;
-            $call.await
-        })
-        .await;
-        (session, result)
-    }};
+    ($plugin:expr, $context:expr, $name:literal, |$g:ident, $s:ident| $call:expr) => {
+        call_export!(
+            $plugin,
+            $context,
+            $name,
+            Pre::Target,
+            slipway_plugin_target,
+            |$g, $s| $call
+        )
+    };
 }
 
 impl Plugin {
@@ -127,27 +111,33 @@ impl Plugin {
     ) -> Result<Result<Vec<Rendered>, TargetError>, CallError> {
         let (session, result) =
             target_call!(self, context, "render", |g, s| g.call_render(s, service));
-        let objects = match session.finish(result)? {
-            Ok(objects) => objects,
-            Err(e) => {
-                return Ok(Err(match e {
-                    wit::Error::InvalidSettings(d) => TargetError::InvalidSettings(diagnostics(d)),
-                    wit::Error::InvalidService(d) => TargetError::InvalidService(diagnostics(d)),
-                    wit::Error::Other(m) => TargetError::Other(m),
-                }));
-            }
-        };
-        let mut rendered = Vec::with_capacity(objects.len());
-        for o in objects {
-            let body =
-                plugin_json(&o.body, "a rendered object").map_err(|e| session.bad_result(e))?;
-            rendered.push(Rendered {
-                kind: o.kind,
-                name: o.name,
-                body,
-            });
-        }
-        Ok(Ok(rendered))
+        session.conclude(result, |rendered| {
+            let objects = match rendered {
+                Ok(objects) => objects,
+                Err(e) => {
+                    return Ok(Err(match e {
+                        wit::Error::InvalidSettings(d) => {
+                            TargetError::InvalidSettings(diagnostics(d))
+                        }
+                        wit::Error::InvalidService(d) => {
+                            TargetError::InvalidService(diagnostics(d))
+                        }
+                        wit::Error::Other(m) => TargetError::Other(m),
+                    }));
+                }
+            };
+            objects
+                .into_iter()
+                .map(|o| {
+                    Ok(Rendered {
+                        body: plugin_json(&o.body, "a rendered object")?,
+                        kind: o.kind,
+                        name: o.name,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map(Ok)
+        })
     }
 
     /// Judges the service's health from observed objects.

@@ -1,5 +1,38 @@
 //! Typed calls into each plugin kind, one module per kind with the same shape:
 //! the kind's public types, `describe` at load, and one method per export.
+//! Every export runs through one path, [`run_export!`]: a fresh instance in
+//! the call's session, under its CPU deadline and wall-clock cap.
+
+/// Runs an export on a fresh instance of `$pre` in `$session`, under the
+/// call's bounds; `$exports` is the generated accessor of the kind's
+/// interface. Answers the export's result, for the session to conclude.
+macro_rules! run_export {
+    ($session:expr, $pre:expr, $exports:ident, |$guest:ident, $store:ident| $call:expr) => {{
+        let bounds = $session.bounds();
+        $crate::plugin::within(bounds, async {
+            let instance = $pre.instantiate_async(&mut $session.store).await?;
+            let $guest = instance.$exports();
+            let $store = &mut $session.store;
+            $call.await
+        })
+        .await
+    }};
+}
+
+/// Runs export `$name` of `$plugin`, a plugin of the kind whose instance
+/// pre is `$variant`, in a new session for `$context`. Answers the session
+/// and the export's result; a plugin of another kind is refused.
+macro_rules! call_export {
+    ($plugin:expr, $context:expr, $name:literal, $variant:path, $exports:ident, |$guest:ident, $store:ident| $call:expr) => {{
+        let pre = match &$plugin.pre {
+            $variant(pre) => pre,
+            _ => return Err($plugin.wrong_kind($name)),
+        };
+        let mut session = $plugin.session($context, $name).await;
+        let result = run_export!(session, pre, $exports, |$guest, $store| $call);
+        (session, result)
+    }};
+}
 
 mod deploy_target;
 mod node_type;

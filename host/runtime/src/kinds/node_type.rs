@@ -7,7 +7,7 @@ use crate::bindings::node::exports::slipway::plugin::node as wit;
 use crate::bindings::types;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Plugin, Pre, Session, within};
+use crate::plugin::{Plugin, Pre, Session};
 
 /// A port of a node type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,22 +120,24 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &crate::bindings::node::NodeTypePre<crate::state::CallState>,
 ) -> Result<crate::plugin::Description, CallError> {
-    let bounds = session.bounds();
-    let result = within(bounds, async {
-        let instance = pre.instantiate_async(&mut session.store).await?;
-        instance
-            .slipway_plugin_node()
-            .call_describe(&mut session.store)
-            .await
+    let result = run_export!(session, pre, slipway_plugin_node, |g, s| g.call_describe(s));
+    session.conclude(result, |raw| {
+        info(raw).map(crate::plugin::Description::Node)
     })
-    .await;
-    let raw = match result {
-        Ok(raw) => raw,
-        Err(err) => return session.finish(Err(err)),
+}
+
+/// Runs one export of a node type on a fresh instance.
+macro_rules! node_call {
+    ($plugin:expr, $context:expr, $name:literal, |$g:ident, $s:ident| $call:expr) => {
+        call_export!(
+            $plugin,
+            $context,
+            $name,
+            Pre::Node,
+            slipway_plugin_node,
+            |$g, $s| $call
+        )
     };
-    info(raw)
-        .map(crate::plugin::Description::Node)
-        .map_err(|e| session.bad_result(e))
 }
 
 fn info(raw: wit::Info) -> Result<NodeInfo, String> {
@@ -158,34 +160,15 @@ fn port(p: wit::Port) -> Port {
 }
 
 impl Plugin {
-    fn node_pre(
-        &self,
-        function: &'static str,
-    ) -> Result<&crate::bindings::node::NodeTypePre<crate::state::CallState>, CallError> {
-        match &self.pre {
-            Pre::Node(pre) => Ok(pre),
-            _ => Err(self.wrong_kind(function)),
-        }
-    }
-
     /// Checks a node config; an empty list means it is valid.
     pub async fn validate(
         &self,
         context: &CallContext,
         config: &serde_json::Value,
     ) -> Result<Vec<Diagnostic>, CallError> {
-        let pre = self.node_pre("validate")?;
-        let mut session = self.session(context, "validate").await;
         let config = config.to_string();
-        let bounds = session.bounds();
-        let result = within(bounds, async {
-            let instance = pre.instantiate_async(&mut session.store).await?;
-            instance
-                .slipway_plugin_node()
-                .call_validate(&mut session.store, &config)
-                .await
-        })
-        .await;
+        let (session, result) = node_call!(self, context, "validate", |g, s| g
+            .call_validate(s, &config));
         session.finish(result).map(diagnostics)
     }
 
@@ -195,29 +178,16 @@ impl Plugin {
         context: &CallContext,
         config: &serde_json::Value,
     ) -> Result<Result<Translation, Vec<Diagnostic>>, CallError> {
-        let pre = self.node_pre("translate")?;
-        let mut session = self.session(context, "translate").await;
         let config = config.to_string();
-        let bounds = session.bounds();
-        let result = within(bounds, async {
-            let instance = pre.instantiate_async(&mut session.store).await?;
-            instance
-                .slipway_plugin_node()
-                .call_translate(&mut session.store, &config)
-                .await
+        let (session, result) = node_call!(self, context, "translate", |g, s| g
+            .call_translate(s, &config));
+        session.conclude(result, |translated| match translated {
+            Ok(t) => Ok(Ok(Translation {
+                node: plugin_json(&t.node, "the translated node")?,
+                outputs: t.outputs,
+            })),
+            Err(problems) => Ok(Err(diagnostics(problems))),
         })
-        .await;
-        match result {
-            Ok(Ok(t)) => match plugin_json(&t.node, "the translated node") {
-                Ok(node) => Ok(Ok(Translation {
-                    node,
-                    outputs: t.outputs,
-                })),
-                Err(e) => Err(session.bad_result(e)),
-            },
-            Ok(Err(problems)) => Ok(Err(diagnostics(problems))),
-            Err(err) => session.finish(Err(err)),
-        }
     }
 
     /// Handles one message with a translated node (its JSON text).
@@ -227,19 +197,10 @@ impl Plugin {
         node: &str,
         input: Message,
     ) -> Result<Result<Output, NodeError>, CallError> {
-        let pre = self.node_pre("invoke")?;
-        let mut session = self.session(context, "invoke").await;
         let input = types::Message::from(input);
         let node = node.to_owned();
-        let bounds = session.bounds();
-        let result = within(bounds, async {
-            let instance = pre.instantiate_async(&mut session.store).await?;
-            instance
-                .slipway_plugin_node()
-                .call_invoke(&mut session.store, &node, &input)
-                .await
-        })
-        .await;
+        let (session, result) = node_call!(self, context, "invoke", |g, s| g
+            .call_invoke(s, &node, &input));
         session.finish(result).map(|r| {
             r.map(|o| Output {
                 port: o.port,

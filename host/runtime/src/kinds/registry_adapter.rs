@@ -7,7 +7,7 @@ use crate::bindings::registry::RegistryAdapterPre;
 use crate::bindings::registry::exports::slipway::plugin::registry as wit;
 use crate::context::CallContext;
 use crate::error::CallError;
-use crate::plugin::{Description, Plugin, Pre, Session, within};
+use crate::plugin::{Description, Plugin, Pre, Session};
 use crate::state::CallState;
 
 /// What a registry adapter says about itself.
@@ -122,40 +122,25 @@ pub(crate) async fn describe(
     mut session: Session,
     pre: &RegistryAdapterPre<CallState>,
 ) -> Result<Description, CallError> {
-    let bounds = session.bounds();
-    let result = within(bounds, async {
-        let instance = pre.instantiate_async(&mut session.store).await?;
-        instance
-            .slipway_plugin_registry()
-            .call_describe(&mut session.store)
-            .await
+    let result = run_export!(session, pre, slipway_plugin_registry, |g, s| g
+        .call_describe(s));
+    session.conclude(result, |raw| {
+        super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
+            .map(Description::Registry)
     })
-    .await;
-    let raw = match result {
-        Ok(raw) => raw,
-        Err(err) => return session.finish(Err(err)),
-    };
-    super::AdapterInfo::new(raw.name, raw.version, raw.description, &raw.settings_schema)
-        .map(Description::Registry)
-        .map_err(|e| session.bad_result(e))
 }
 
 /// Runs one export of a registry adapter on a fresh instance.
 macro_rules! registry_call {
-    ($plugin:expr, $context:expr, $name:literal, |$guest:ident, $store:ident| $call:expr) => {{
-        let pre = match &$plugin.pre {
-            Pre::Registry(pre) => pre,
-            _ => return Err($plugin.wrong_kind($name)),
-        };
-        let mut session = $plugin.session($context, $name).await;
-        let bounds = session.bounds();
-        let result = within(bounds, async {
-            let instance = pre.instantiate_async(&mut session.store).await?;
-            let $guest = instance.slipway_plugin_registry();
-            let $store = &mut session.store;
-            $call.await
-        })
-        .await;
+    ($plugin:expr, $context:expr, $name:literal, |$g:ident, $s:ident| $call:expr) => {{
+        let (session, result) = call_export!(
+            $plugin,
+            $context,
+            $name,
+            Pre::Registry,
+            slipway_plugin_registry,
+            |$g, $s| $call
+        );
         session.finish(result)
     }};
 }
