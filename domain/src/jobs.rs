@@ -228,8 +228,29 @@ impl Jobs {
             }
             let job = self
                 .write(job.id, |job| {
+                    // A pause or stop asked before the stop takes effect now.
+                    match job.request.take() {
+                        Some(Requested {
+                            request: JobRequest::Pause,
+                            by,
+                            ..
+                        }) => {
+                            job.status = JobStatus::Paused;
+                            job.message = format!("paused by {by} (a server stop cut its step off)");
+                            return;
+                        }
+                        Some(Requested {
+                            request: JobRequest::Stop,
+                            by,
+                            ..
+                        }) => {
+                            job.status = JobStatus::Stopped;
+                            job.message = format!("stopped by {by} (a server stop cut its step off)");
+                            return;
+                        }
+                        None => {}
+                    }
                     job.interruptions += 1;
-                    job.request = None;
                     if job.interruptions >= MAX_INTERRUPTIONS {
                         // In flight at every one of the last starts: it may be
                         // what stops the server, so it is not run again.
@@ -255,7 +276,9 @@ impl Jobs {
             if job.status == JobStatus::Interrupted {
                 requeued += 1;
             }
-            if let Some(work) = works.get(&job.kind) {
+            if matches!(job.status, JobStatus::Interrupted | JobStatus::Failed)
+                && let Some(work) = works.get(&job.kind)
+            {
                 work.interrupted(&job);
             }
         }
@@ -666,6 +689,36 @@ mod tests {
                 JobStatus::Failed
             ]
         );
+    }
+
+    #[test]
+    fn a_pause_or_stop_asked_before_a_server_stop_is_taken_at_the_next_start() {
+        let (_dir, store, jobs) = setup();
+        let work = Counting::new();
+        let mut ids = Vec::new();
+        for (subject, request) in [(1, JobRequest::Pause), (2, JobRequest::Stop)] {
+            let job = store
+                .create_job(7, JobKind::BuildRelease, subject, json!({"to": 3}))
+                .unwrap();
+            store
+                .update_job(job.id, |job| job.status = JobStatus::Running)
+                .unwrap();
+            jobs.request(7, job.id, request, "ada").unwrap();
+            ids.push(job.id);
+        }
+        assert_eq!(jobs.recover(&works(&work)).unwrap(), 0);
+        let paused = store.job(ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (paused.status, paused.message.as_str()),
+            (
+                JobStatus::Paused,
+                "paused by ada (a server stop cut its step off)"
+            )
+        );
+        let stopped = store.job(ids[1]).unwrap().unwrap();
+        assert_eq!(stopped.status, JobStatus::Stopped);
+        assert_eq!((paused.interruptions, stopped.interruptions), (0, 0));
+        assert!(work.interrupted.lock().unwrap().is_empty());
     }
 
     #[test]
