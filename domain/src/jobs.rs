@@ -50,9 +50,11 @@ pub trait Work: Send + Sync {
     /// Takes `job` one step on from `job.state`.
     fn advance<'a>(&'a self, job: &'a Job) -> Advance<'a>;
 
-    /// A start found `job` in flight and made it interrupted or, cut off too
-    /// often, failed; its subject may show that.
-    fn interrupted(&self, _job: &Job) {}
+    /// The runner changed `job` without a step of it: a start found it in
+    /// flight (interrupted, failed when cut off too often, or paused or
+    /// stopped as asked before), or a request paused or stopped it while it
+    /// waited. Its subject may show that.
+    fn changed(&self, _job: &Job) {}
 }
 
 /// The work for each kind of job.
@@ -105,6 +107,8 @@ impl From<JobError> for Refused {
 /// The runner.
 pub struct Jobs {
     store: Store,
+    /// The work of each kind, once registered.
+    works: std::sync::OnceLock<Works>,
     wake: Notify,
     events: broadcast::Sender<JobEvent>,
     concurrency: usize,
@@ -115,10 +119,23 @@ impl Jobs {
     pub fn new(store: Store, concurrency: usize) -> Jobs {
         Jobs {
             store,
+            works: std::sync::OnceLock::new(),
             wake: Notify::new(),
             events: broadcast::channel(1024).0,
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// Registers the work of each kind; call once, before [`Jobs::recover`]
+    /// and [`Jobs::run`]. A job of a kind with no work fails when claimed.
+    pub fn register(&self, works: Works) {
+        if self.works.set(works).is_err() {
+            tracing::warn!("the jobs' work was registered already; kept the first");
+        }
+    }
+
+    fn work(&self, kind: JobKind) -> Option<&Arc<dyn Work>> {
+        self.works.get().and_then(|works| works.get(&kind))
     }
 
     /// Tells the runner a job was queued.
@@ -173,6 +190,11 @@ impl Jobs {
                 job.message = format!("stopped by {by}");
             }
         })?;
+        if job.status != JobStatus::Running
+            && let Some(work) = self.work(job.kind)
+        {
+            work.changed(&job);
+        }
         Ok(job)
     }
 
@@ -217,7 +239,7 @@ impl Jobs {
     /// failed once it was cut off [`MAX_INTERRUPTIONS`] times; each work
     /// hears of its jobs. Answers how many run again. Call once at start,
     /// before [`Jobs::run`].
-    pub fn recover(&self, works: &Works) -> Result<usize, StoreError> {
+    pub fn recover(&self) -> Result<usize, StoreError> {
         let mut requeued = 0;
         for open in self.store.open_jobs()? {
             let Some(job) = self.store.job(open.id)? else {
@@ -276,10 +298,8 @@ impl Jobs {
             if job.status == JobStatus::Interrupted {
                 requeued += 1;
             }
-            if matches!(job.status, JobStatus::Interrupted | JobStatus::Failed)
-                && let Some(work) = works.get(&job.kind)
-            {
-                work.interrupted(&job);
+            if let Some(work) = self.work(job.kind) {
+                work.changed(&job);
             }
         }
         Ok(requeued)
@@ -288,8 +308,7 @@ impl Jobs {
     /// Works the jobs until the process ends. Each free slot goes to the
     /// oldest waiting job of the organisation with the fewest running, so
     /// one organisation's backlog delays another's job by one job at most.
-    pub async fn run(self: Arc<Self>, works: Works) {
-        let works = Arc::new(works);
+    pub async fn run(self: Arc<Self>) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let running = Arc::new(Running::default());
         loop {
@@ -316,6 +335,14 @@ impl Jobs {
             let job = match claimed {
                 Ok(job) if job.status == JobStatus::Running => job,
                 Ok(_) | Err(JobError::NotFound(_)) => continue,
+                Err(JobError::Store(StoreError::Corrupt { detail, .. })) => {
+                    tracing::error!(job = next.id, %detail, "a job record does not decode; it is not run");
+                    if let Err(err) = self.store.unlist_job(next.id) {
+                        tracing::error!(error = %err, job = next.id, "cannot unlist a job");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
                 Err(err) => {
                     // Logged; the store may recover, so try again a little later.
                     tracing::error!(error = %err, job = next.id, "cannot claim a job");
@@ -324,7 +351,7 @@ impl Jobs {
                     continue;
                 }
             };
-            let Some(work) = works.get(&job.kind).cloned() else {
+            let Some(work) = self.work(job.kind).cloned() else {
                 let kind = job.kind;
                 let _ = self.write(job.id, |job| {
                     job.status = JobStatus::Failed;
@@ -470,7 +497,7 @@ mod tests {
     struct Counting {
         gate: Semaphore,
         advanced: AtomicU32,
-        interrupted: Mutex<Vec<JobStatus>>,
+        changed: Mutex<Vec<JobStatus>>,
     }
 
     impl Counting {
@@ -478,7 +505,7 @@ mod tests {
             Arc::new(Counting {
                 gate: Semaphore::new(0),
                 advanced: AtomicU32::new(0),
-                interrupted: Mutex::new(Vec::new()),
+                changed: Mutex::new(Vec::new()),
             })
         }
     }
@@ -500,14 +527,21 @@ mod tests {
             })
         }
 
-        fn interrupted(&self, job: &Job) {
-            self.interrupted.lock().unwrap().push(job.status);
+        fn changed(&self, job: &Job) {
+            self.changed.lock().unwrap().push(job.status);
         }
     }
 
     fn works(work: &Arc<Counting>) -> Works {
         let work: Arc<dyn Work> = work.clone();
         Works::from([(JobKind::BuildRelease, work)])
+    }
+
+    /// A runner over a fresh store, `work` registered for its jobs.
+    fn setup_with(work: &Arc<Counting>) -> (tempfile::TempDir, Store, Arc<Jobs>) {
+        let (dir, store, jobs) = setup();
+        jobs.register(works(work));
+        (dir, store, jobs)
     }
 
     fn setup() -> (tempfile::TempDir, Store, Arc<Jobs>) {
@@ -533,13 +567,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_advances_step_by_step_from_its_saved_state() {
-        let (_dir, store, jobs) = setup();
         let work = Counting::new();
+        let (_dir, store, jobs) = setup_with(&work);
         let job = store
             .create_job(7, JobKind::BuildRelease, 1, json!({"to": 3}))
             .unwrap();
         let mut events = jobs.subscribe();
-        tokio::spawn(jobs.clone().run(works(&work)));
+        tokio::spawn(jobs.clone().run());
         jobs.wake();
         work.gate.add_permits(3);
         let done = until(&mut events, job.id, JobStatus::Succeeded).await;
@@ -556,13 +590,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_pause_takes_effect_between_steps_and_a_resume_carries_on_from_there() {
-        let (_dir, store, jobs) = setup();
         let work = Counting::new();
+        let (_dir, store, jobs) = setup_with(&work);
         let job = store
             .create_job(7, JobKind::BuildRelease, 1, json!({"to": 4}))
             .unwrap();
         let mut events = jobs.subscribe();
-        tokio::spawn(jobs.clone().run(works(&work)));
+        tokio::spawn(jobs.clone().run());
         jobs.wake();
         until(&mut events, job.id, JobStatus::Running).await;
         // Asked while its first step runs: it takes effect after it.
@@ -600,13 +634,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_ends_a_job_between_steps_or_at_once_when_it_waits() {
-        let (_dir, store, jobs) = setup();
         let work = Counting::new();
+        let (_dir, store, jobs) = setup_with(&work);
         let running = store
             .create_job(7, JobKind::BuildRelease, 1, json!({"to": 5}))
             .unwrap();
         let mut events = jobs.subscribe();
-        tokio::spawn(jobs.clone().run(works(&work)));
+        tokio::spawn(jobs.clone().run());
         jobs.wake();
         until(&mut events, running.id, JobStatus::Running).await;
         jobs.request(7, running.id, JobRequest::Stop, "ada")
@@ -616,7 +650,7 @@ mod tests {
         assert_eq!(stopped.steps, 1);
 
         // A paused job stops at once, and never runs again.
-        let (_dir, store, jobs) = setup();
+        let (_dir, store, jobs) = setup_with(&work);
         let paused = store
             .create_job(7, JobKind::BuildRelease, 2, json!({"to": 5}))
             .unwrap();
@@ -627,7 +661,7 @@ mod tests {
             (ended.status, ended.message.as_str()),
             (JobStatus::Stopped, "stopped by ada")
         );
-        tokio::spawn(jobs.clone().run(works(&work)));
+        tokio::spawn(jobs.clone().run());
         jobs.wake();
         work.gate.add_permits(10);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -637,8 +671,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_cut_off_by_a_stop_resumes_where_it_was_and_fails_when_cut_off_too_often() {
-        let (_dir, store, jobs) = setup();
         let work = Counting::new();
+        let (_dir, store, jobs) = setup_with(&work);
         let job = store
             .create_job(7, JobKind::BuildRelease, 1, json!({"to": 9}))
             .unwrap();
@@ -650,13 +684,13 @@ mod tests {
                 job.state = json!({"n": 7, "to": 9});
             })
             .unwrap();
-        assert_eq!(jobs.recover(&works(&work)).unwrap(), 1);
+        assert_eq!(jobs.recover().unwrap(), 1);
         let interrupted = store.job(job.id).unwrap().unwrap();
         assert_eq!(interrupted.status, JobStatus::Interrupted);
         assert_eq!(interrupted.interruptions, 1);
 
         let mut events = jobs.subscribe();
-        tokio::spawn(jobs.clone().run(works(&work)));
+        tokio::spawn(jobs.clone().run());
         jobs.wake();
         work.gate.add_permits(2);
         let done = until(&mut events, job.id, JobStatus::Succeeded).await;
@@ -670,7 +704,7 @@ mod tests {
             store
                 .update_job(again.id, |job| job.status = JobStatus::Running)
                 .unwrap();
-            jobs.recover(&works(&work)).unwrap();
+            jobs.recover().unwrap();
         }
         let failed = store.job(again.id).unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
@@ -681,7 +715,7 @@ mod tests {
             )
         );
         assert_eq!(
-            *work.interrupted.lock().unwrap(),
+            *work.changed.lock().unwrap(),
             [
                 JobStatus::Interrupted,
                 JobStatus::Interrupted,
@@ -693,8 +727,8 @@ mod tests {
 
     #[test]
     fn a_pause_or_stop_asked_before_a_server_stop_is_taken_at_the_next_start() {
-        let (_dir, store, jobs) = setup();
         let work = Counting::new();
+        let (_dir, store, jobs) = setup_with(&work);
         let mut ids = Vec::new();
         for (subject, request) in [(1, JobRequest::Pause), (2, JobRequest::Stop)] {
             let job = store
@@ -706,7 +740,7 @@ mod tests {
             jobs.request(7, job.id, request, "ada").unwrap();
             ids.push(job.id);
         }
-        assert_eq!(jobs.recover(&works(&work)).unwrap(), 0);
+        assert_eq!(jobs.recover().unwrap(), 0);
         let paused = store.job(ids[0]).unwrap().unwrap();
         assert_eq!(
             (paused.status, paused.message.as_str()),
@@ -718,7 +752,11 @@ mod tests {
         let stopped = store.job(ids[1]).unwrap().unwrap();
         assert_eq!(stopped.status, JobStatus::Stopped);
         assert_eq!((paused.interruptions, stopped.interruptions), (0, 0));
-        assert!(work.interrupted.lock().unwrap().is_empty());
+        assert_eq!(
+            *work.changed.lock().unwrap(),
+            [JobStatus::Paused, JobStatus::Stopped],
+            "the work hears of both"
+        );
     }
 
     #[test]

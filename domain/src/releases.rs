@@ -345,7 +345,13 @@ impl Work for Releases {
                 }
             };
             match job.kind {
-                JobKind::BuildRelease if release.status.is_waiting() => self.build(release).await,
+                // Running too when the last start cut it off before its
+                // release showed the interruption.
+                JobKind::BuildRelease
+                    if release.status.is_waiting() || release.status.is_running() =>
+                {
+                    self.build(release).await
+                }
                 JobKind::DeleteRelease if release.status == Status::Deleting => {
                     Step::Done(self.delete_image(release).await)
                 }
@@ -358,34 +364,46 @@ impl Work for Releases {
         })
     }
 
-    /// A build cut off in flight shows on its release: interrupted and
-    /// queued again, or failed; a deletion given up leaves the image.
-    fn interrupted(&self, job: &Job) {
+    /// What the runner did to a build shows on its release: interrupted
+    /// (queued again, or paused), failed, or stopped; a deletion given up or
+    /// stopped leaves the image.
+    fn changed(&self, job: &Job) {
         let Ok(Some(mut release)) = self.store.release(job.subject) else {
             return;
         };
-        let failed = job.status == JobStatus::Failed;
-        let error = job.error.clone().unwrap_or_default();
-        match job.kind {
-            JobKind::BuildRelease if release.status.is_running() => {
+        let why = job.error.clone().unwrap_or_else(|| job.message.clone());
+        match (job.kind, job.status) {
+            (JobKind::BuildRelease, status)
+                if !release.status.is_final() && !release.status.is_deleted() =>
+            {
                 if let Some(stage) = release.stages.last_mut()
                     && stage.ended_ms.is_none()
                 {
                     stage.ended_ms = Some(now_ms());
                 }
                 release.interruptions = job.interruptions;
-                if failed {
-                    release.status = Status::Failed;
-                    release.note(format!("failed: {error}"));
-                    release.error = Some(error);
-                } else {
-                    release.status = Status::Interrupted;
-                    release.note("interrupted by a server stop; queued again");
+                match status {
+                    JobStatus::Interrupted => {
+                        release.status = Status::Interrupted;
+                        release.note("interrupted by a server stop; queued again");
+                    }
+                    JobStatus::Paused => {
+                        release.status = Status::Interrupted;
+                        release.note(job.message.clone());
+                    }
+                    JobStatus::Failed | JobStatus::Stopped => {
+                        release.status = Status::Failed;
+                        release.note(format!("failed: {why}"));
+                        release.error = Some(why);
+                    }
+                    _ => return,
                 }
             }
-            JobKind::DeleteRelease if failed && release.status == Status::Deleting => {
+            (JobKind::DeleteRelease, JobStatus::Failed | JobStatus::Stopped)
+                if release.status == Status::Deleting =>
+            {
                 release.status = Status::Deleted;
-                release.note(format!("deleted; the image stays in the registry: {error}"));
+                release.note(format!("deleted; the image stays in the registry: {why}"));
                 self.unpin(&release);
             }
             _ => return,
@@ -396,7 +414,7 @@ impl Work for Releases {
             .map(|l| l.message.clone())
             .unwrap_or_default();
         if let Err(err) = self.save(&release, &message) {
-            tracing::error!(error = %err, release = release.id, "cannot record an interruption");
+            tracing::error!(error = %err, release = release.id, "cannot record a job's change");
         }
     }
 }

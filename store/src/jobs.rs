@@ -420,6 +420,13 @@ impl Store {
             .collect()
     }
 
+    /// Takes job `id` off the open index, whatever its record says (a
+    /// record that no longer decodes would otherwise be picked for ever).
+    pub fn unlist_job(&self, id: u64) -> Result<(), StoreError> {
+        self.open_jobs.remove(key(id))?;
+        Ok(())
+    }
+
     /// An organisation's jobs, oldest first.
     pub fn organisation_jobs(&self, organisation: u64) -> Result<Vec<Job>, StoreError> {
         let mut jobs = Vec::new();
@@ -457,6 +464,10 @@ impl Store {
                 "deleting" => (JobKind::DeleteRelease, JobStatus::Queued),
                 _ => continue,
             };
+            // Run again after a crash part way: one job per release still.
+            if self.job_of(kind, id)?.is_some() {
+                continue;
+            }
             let mut job = self.new_job(organisation, kind, id)?;
             job.status = status;
             job.interruptions = release["interruptions"].as_u64().unwrap_or(0) as u32;

@@ -105,6 +105,8 @@ pub struct Store {
     subject_jobs: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
+    /// Added to generated ids: see [`schema::id_floor`].
+    id_floor: u64,
 }
 
 impl Store {
@@ -115,7 +117,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         schema::finish_rewrite(dir)?;
         let store = Store::open_as_is(dir)?;
-        if schema::migrate(&store)? == schema::Migrated::Rewrite {
+        schema::migrate(&store)?;
+        if schema::rewrite_pending(&store)? {
             drop(store);
             schema::rewrite(dir)?;
             return Store::open_as_is(dir);
@@ -147,6 +150,7 @@ impl Store {
             organisation_releases: db.open_tree("organisation_releases")?,
             release_images: db.open_tree("release_images")?,
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
+            id_floor: schema::id_floor(&db.open_tree("meta")?)?,
             db,
         };
         Ok(store)
@@ -160,7 +164,7 @@ impl Store {
 
     /// A fresh unique id.
     fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()? + 1)
+        Ok(self.id_floor + self.db.generate_id()? + 1)
     }
 }
 
@@ -398,8 +402,9 @@ mod tests {
     fn migrating_from_version_3_seals_registry_secrets_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let secret = "plain-secret-3f9c1a7e";
-        {
+        let before = {
             let store = Store::open(dir.path()).unwrap();
+            let made = store.create_organisation("acme").unwrap().organisation;
             // As version 3 wrote a registry: its secrets in plain JSON.
             let raw = serde_json::json!({
                 "settings": {"adapter": "distribution", "version": "^1",
@@ -410,8 +415,15 @@ mod tests {
             store.registries.insert(key(7), encode(&raw)).unwrap();
             schema::set_version(&store, 3);
             store.flush().unwrap();
-        }
+            made
+        };
         let store = Store::open(dir.path()).unwrap();
+        // Ids go on past those in use: sled's counter does not travel with
+        // the trees.
+        let after = store.create_organisation("beta").unwrap().organisation;
+        assert!(after.id > before.id, "{} reused", after.id);
+        assert_eq!(store.organisation(before.id).unwrap().unwrap().name, "acme");
+        assert!(!schema::rewrite_pending(&store).unwrap());
         let stored = store.registry(7).unwrap().unwrap();
         assert_eq!(stored.settings.secrets["password"], secret);
         let raw = store.registries.get(key(7)).unwrap().unwrap();

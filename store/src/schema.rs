@@ -9,19 +9,17 @@ pub const SCHEMA_VERSION: u32 = 7;
 
 const KEY: &[u8] = b"schema-version";
 
-/// What migrating left to do.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Migrated {
-    /// Nothing.
-    Done,
-    /// Write the database afresh: older values (plain secrets) are still in
-    /// its log.
-    Rewrite,
-}
+/// Set while the database is to be written afresh (older values, plain
+/// secrets, are still in its log); written with the migration that needs
+/// it, so a crash before the rewrite ends leaves it to the next open.
+const REWRITE: &[u8] = b"rewrite-pending";
+
+/// Added to every id the database generates, so ids go on from where they
+/// were before a rewrite (sled's id counter is not part of an export).
+pub(super) const ID_FLOOR: &[u8] = b"id-floor";
 
 /// Brings the database to [`SCHEMA_VERSION`], one step at a time.
-pub(super) fn migrate(store: &Store) -> Result<Migrated, StoreError> {
-    let mut migrated = Migrated::Done;
+pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let mut version = match store.meta.get(KEY)? {
         Some(bytes) => {
             u32::from_be_bytes(bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
@@ -43,7 +41,13 @@ pub(super) fn migrate(store: &Store) -> Result<Migrated, StoreError> {
         match version {
             // 2 indexed the release queue, which 7 replaces with jobs.
             3 => store.requeue_packaged_releases()?,
-            4 if store.seal_registry_secrets()? => migrated = Migrated::Rewrite,
+            4 => {
+                // Marked first: a crash while sealing still rewrites.
+                store.meta.insert(REWRITE, &[])?;
+                if !store.seal_registry_secrets()? {
+                    store.meta.remove(REWRITE)?;
+                }
+            }
             5 => store.name_releases()?,
             6 => store.index_releases()?,
             7 => store.give_releases_jobs()?,
@@ -52,7 +56,13 @@ pub(super) fn migrate(store: &Store) -> Result<Migrated, StoreError> {
         store.meta.insert(KEY, &version.to_be_bytes())?;
         tracing::info!(version, "database schema migrated");
     }
-    Ok(migrated)
+    store.db.flush()?;
+    Ok(())
+}
+
+/// Whether the database is to be written afresh before use.
+pub(super) fn rewrite_pending(store: &Store) -> Result<bool, StoreError> {
+    Ok(store.meta.contains_key(REWRITE)?)
 }
 
 /// Where a rewrite builds the new database, and where the old one waits
@@ -77,16 +87,32 @@ pub(super) fn rewrite(dir: &Path) -> Result<(), StoreError> {
     }
     {
         let from = sled::Config::new().path(dir).open()?;
+        let floor = id_floor(&from.open_tree("meta")?)?;
+        // Past every id the old database gave out.
+        let next_floor = floor + from.generate_id()? + 1;
         let to = sled::Config::new().path(&fresh).open()?;
         to.import(from.export());
+        let meta = to.open_tree("meta")?;
+        meta.insert(ID_FLOOR, &next_floor.to_be_bytes())?;
+        meta.remove(REWRITE)?;
         to.flush()?;
     }
     let key = dir.join(super::seal::KEY_FILE);
     if key.exists() {
-        std::fs::copy(&key, fresh.join(super::seal::KEY_FILE)).map_err(io)?;
+        let copy = fresh.join(super::seal::KEY_FILE);
+        std::fs::copy(&key, &copy).map_err(io)?;
+        std::fs::File::open(&copy)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
     }
     std::fs::rename(dir, &old).map_err(io)?;
     std::fs::rename(&fresh, dir).map_err(io)?;
+    // The renames on disk before the old copy, the key's only other one, goes.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+    }
     std::fs::remove_dir_all(&old).map_err(io)?;
     tracing::info!("database written afresh");
     Ok(())
@@ -95,16 +121,28 @@ pub(super) fn rewrite(dir: &Path) -> Result<(), StoreError> {
 /// Ends a rewrite a crash cut off: the old database back when the new one
 /// never took its place, the old one removed when it did.
 pub(super) fn finish_rewrite(dir: &Path) -> Result<(), StoreError> {
-    let (_, old) = rewrite_dirs(dir);
+    let (fresh, old) = rewrite_dirs(dir);
+    let io = |err: std::io::Error| StoreError::Seal(format!("rewriting {}: {err}", dir.display()));
+    if fresh.exists() && (dir.exists() || !old.exists()) {
+        // A copy never put in place (the marker makes the rewrite again).
+        std::fs::remove_dir_all(&fresh).map_err(io)?;
+    }
     if !old.exists() {
         return Ok(());
     }
-    let io = |err: std::io::Error| StoreError::Seal(format!("rewriting {}: {err}", dir.display()));
     if dir.exists() {
         std::fs::remove_dir_all(&old).map_err(io)
     } else {
         std::fs::rename(&old, dir).map_err(io)
     }
+}
+
+/// The floor added to generated ids, from the `meta` tree.
+pub(super) fn id_floor(meta: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(meta
+        .get(ID_FLOOR)?
+        .and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
 }
 
 /// The stored version (for tests and diagnostics).

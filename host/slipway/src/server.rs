@@ -60,6 +60,7 @@ impl AppState {
             user_code,
             jobs.clone(),
         ));
+        jobs.register(releases.works());
         Arc::new(AppState {
             store,
             plugins,
@@ -106,7 +107,7 @@ impl AppState {
     /// load and before the jobs run.
     pub fn recover(&self) -> anyhow::Result<usize> {
         self.releases.recover()?;
-        Ok(self.jobs.recover(&self.releases.works())?)
+        Ok(self.jobs.recover()?)
     }
 
     /// Loads the plugins, recovers and works the jobs; run it in a task of
@@ -121,7 +122,7 @@ impl AppState {
             );
         }
         tracing::info!("plugins loaded; ready");
-        self.jobs.clone().run(self.releases.works()).await;
+        self.jobs.clone().run().await;
         Ok(())
     }
 }

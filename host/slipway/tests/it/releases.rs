@@ -956,3 +956,59 @@ async fn releases_of_a_long_chain_or_an_exploding_subflow_fail_and_stay_failed()
         assert_eq!(server.settled(id).await["status"], "failed");
     }
 }
+
+#[tokio::test]
+async fn a_release_whose_build_the_runner_stops_or_gives_up_on_never_stays_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let made = store.bootstrap("acme", None).unwrap().unwrap();
+    let org = made.organisation.id;
+    // Queued, and stopped by a request before it ran.
+    let stopped = store
+        .create_release(org, common::new_release("orders", 1))
+        .unwrap();
+    // Queued, claimed, and cut off before it showed `packaging`, at each
+    // of its last starts.
+    let cut_off = store
+        .create_release(org, common::new_release("orders", 1))
+        .unwrap();
+    let state = common::loaded(store).await;
+    tokio::spawn(state.jobs.clone().run());
+    let job = |id| {
+        state
+            .store
+            .job_of(slipway_store::JobKind::BuildRelease, id)
+            .unwrap()
+            .unwrap()
+    };
+    // The runner is idle (nothing woke it), so the request finds it waiting.
+    state
+        .jobs
+        .request(
+            org,
+            job(stopped.id).id,
+            slipway_store::JobRequest::Stop,
+            "ada",
+        )
+        .unwrap();
+    for _ in 0..3 {
+        state
+            .store
+            .update_job(job(cut_off.id).id, |j| {
+                j.status = slipway_store::JobStatus::Running
+            })
+            .unwrap();
+        state.recover().unwrap();
+    }
+    for (id, error) in [
+        (stopped.id, "stopped by ada".to_string()),
+        (
+            cut_off.id,
+            "interrupted 3 times: a server stop cut it off in flight at each of its last 3 starts, so it is not run again".to_string(),
+        ),
+    ] {
+        let release = state.store.release(id).unwrap().unwrap();
+        assert_eq!(release.status, Status::Failed, "release {id}");
+        assert_eq!(release.error.as_deref(), Some(error.as_str()));
+    }
+}
