@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use slipway_store::{
@@ -107,8 +107,9 @@ impl From<JobError> for Refused {
 /// The runner.
 pub struct Jobs {
     store: Store,
-    /// The work of each kind, once registered.
-    works: std::sync::OnceLock<Works>,
+    /// The work of each kind, once registered; weak, as the works hold the
+    /// runner to wake it.
+    works: std::sync::OnceLock<HashMap<JobKind, Weak<dyn Work>>>,
     wake: Notify,
     events: broadcast::Sender<JobEvent>,
     concurrency: usize,
@@ -129,13 +130,17 @@ impl Jobs {
     /// Registers the work of each kind; call once, before [`Jobs::recover`]
     /// and [`Jobs::run`]. A job of a kind with no work fails when claimed.
     pub fn register(&self, works: Works) {
+        let works = works
+            .iter()
+            .map(|(kind, work)| (*kind, Arc::downgrade(work)))
+            .collect();
         if self.works.set(works).is_err() {
             tracing::warn!("the jobs' work was registered already; kept the first");
         }
     }
 
-    fn work(&self, kind: JobKind) -> Option<&Arc<dyn Work>> {
-        self.works.get().and_then(|works| works.get(&kind))
+    fn work(&self, kind: JobKind) -> Option<Arc<dyn Work>> {
+        self.works.get()?.get(&kind)?.upgrade()
     }
 
     /// Tells the runner a job was queued.
@@ -351,7 +356,7 @@ impl Jobs {
                     continue;
                 }
             };
-            let Some(work) = self.work(job.kind).cloned() else {
+            let Some(work) = self.work(job.kind) else {
                 let kind = job.kind;
                 let _ = self.write(job.id, |job| {
                     job.status = JobStatus::Failed;
