@@ -54,9 +54,9 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
             _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;
+        store.db.flush()?;
         tracing::info!(version, "database schema migrated");
     }
-    store.db.flush()?;
     Ok(())
 }
 

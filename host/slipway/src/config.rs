@@ -118,7 +118,7 @@ impl CallLimits {
             max_concurrent_calls: self.max_concurrent,
             max_calls_per_tenant: self.max_per_organisation,
             memory_budget_mib: self.memory_budget_mib,
-            tenant_memory_mib: self.organisation_memory_mib.min(self.memory_budget_mib),
+            tenant_memory_mib: self.organisation_memory_mib,
             ..base
         }
     }

@@ -26,13 +26,7 @@ async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
-    store
-        .create_integration(made.organisation.id, "orders")
-        .unwrap();
-    let canvas = serde_json::from_value(flow(".items | add")).unwrap();
-    store
-        .add_canvas(made.organisation.id, "orders", &canvas)
-        .unwrap();
+    add_orders(&store, made.organisation.id);
     let broken = serde_json::from_value(flow(".items |")).unwrap();
     store
         .add_canvas(made.organisation.id, "orders", &broken)
@@ -45,6 +39,13 @@ async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
         admin: made.token,
         _dir: dir,
     }
+}
+
+/// The integration `orders` of `org`, whose version 1 sums the items.
+fn add_orders(store: &Store, org: u64) {
+    store.create_integration(org, "orders").unwrap();
+    let canvas = serde_json::from_value(flow(".items | add")).unwrap();
+    store.add_canvas(org, "orders", &canvas).unwrap();
 }
 
 fn flow(expression: &str) -> Value {
@@ -832,13 +833,7 @@ async fn event_streams_are_capped_per_organisation_and_kept_alive() {
     let (mut ids, mut tokens) = (Vec::new(), Vec::new());
     for name in ["hog", "other"] {
         let made = store.create_organisation(name).unwrap();
-        store
-            .create_integration(made.organisation.id, "orders")
-            .unwrap();
-        let canvas = serde_json::from_value(flow(".items | add")).unwrap();
-        store
-            .add_canvas(made.organisation.id, "orders", &canvas)
-            .unwrap();
+        add_orders(&store, made.organisation.id);
         // No worker runs here: the release stays queued and its stream open.
         let release = store
             .create_release(made.organisation.id, common::new_release("orders", 1))
