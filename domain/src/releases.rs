@@ -25,7 +25,7 @@ use crate::image::user_code::UserCodeCompiler;
 use crate::image::{self, ImageMeta};
 use crate::jobs::{Advance, Jobs, Step, Work, Works};
 use crate::plugins::Plugins;
-use crate::registry::{Deleted, Registries, Registry};
+use crate::registry::{Deleted, Registries, Registry, RegistryFailure};
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::SubflowRef;
 use slipway_flow::package::Packager;
@@ -540,6 +540,12 @@ impl From<String> for StageError {
     }
 }
 
+impl From<RegistryFailure> for StageError {
+    fn from(failure: RegistryFailure) -> StageError {
+        StageError::Failed(failure.to_string())
+    }
+}
+
 impl From<Stopped> for StageError {
     fn from(stopped: Stopped) -> StageError {
         StageError::Stopped(stopped)
@@ -776,7 +782,8 @@ impl Releases {
             match self
                 .registries
                 .delete(&registry, &target, &image.digest)
-                .await?
+                .await
+                .map_err(|e| e.to_string())?
             {
                 Deleted::Deleted => format!("deleted, and {} from the registry", image.pinned()),
                 Deleted::Absent => "deleted; the image was no longer in the registry".into(),

@@ -26,6 +26,33 @@ use crate::plugins::OrganisationPlugins;
 pub use slipway_oci::push::Deleted;
 use slipway_store::{AdapterCode, Origin, PushReport, StoreError, StoredSettings};
 
+/// Why a push or a delete through a registry failed, by whom.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryFailure {
+    /// The adapter's code could not be run to the end (a trap, a timeout).
+    #[error("the registry adapter's {hook} failed: {message}")]
+    AdapterFailed {
+        /// Which of its calls.
+        hook: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The adapter refused the image.
+    #[error("the registry adapter's {hook} refused: {message}")]
+    AdapterRefused {
+        /// Which of its calls.
+        hook: &'static str,
+        /// Its reason.
+        message: String,
+    },
+    /// The registry is on an address the operator's rules do not allow.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The registry, during the distribution protocol.
+    #[error(transparent)]
+    Registry(#[from] PushError),
+}
+
 /// An organisation's registry, as an org-admin (or the configuration file) set it.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -293,12 +320,20 @@ impl Registry {
         image: &Image,
         built: &image::Image,
         index: &BlobIndex,
-    ) -> Result<(String, PushReport), String> {
+    ) -> Result<(String, PushReport), RegistryFailure> {
         let context = self.context(Some(image));
-        let hook = |what: &str, result: Result<Result<(), RegistryError>, _>| match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("the registry adapter's {what} refused: {e}")),
-            Err(e) => Err(format!("the registry adapter's {what} failed: {e}")),
+        let hook = |hook, result: Result<Result<(), RegistryError>, slipway_runtime::CallError>| {
+            match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(RegistryFailure::AdapterRefused {
+                    hook,
+                    message: e.to_string(),
+                }),
+                Err(e) => Err(RegistryFailure::AdapterFailed {
+                    hook,
+                    message: e.to_string(),
+                }),
+            }
         };
         hook(
             "before-push",
@@ -343,8 +378,7 @@ impl Registry {
                     )
                 },
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let report = PushReport {
             uploaded: pushed.uploaded,
             mounted: pushed.mounted,
@@ -364,7 +398,7 @@ impl Registry {
         http: &reqwest::Client,
         image: &Image,
         digest: &str,
-    ) -> Result<Deleted, String> {
+    ) -> Result<Deleted, PushError> {
         let context = self.context(Some(image));
         let source = AdapterCredentials {
             registry: self,
@@ -375,7 +409,6 @@ impl Registry {
         Push::new(http, &image.registry, &image.repository, source)
             .delete_manifest(digest)
             .await
-            .map_err(|e| e.to_string())
     }
 }
 

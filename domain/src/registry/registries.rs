@@ -7,7 +7,7 @@ use slipway_runtime::PluginCache;
 use slipway_runtime::kinds::Image;
 use slipway_store::{Origin, PushReport, Store, StoreError, StoredRegistry, now_ms};
 
-use super::{BlobIndex, Deleted, Registry, RegistrySettings};
+use super::{BlobIndex, Deleted, Registry, RegistryFailure, RegistrySettings};
 use crate::image;
 use crate::plugins::Plugins;
 
@@ -159,8 +159,9 @@ impl Registries {
         registry: &Registry,
         image: &Image,
         built: &image::Image,
-    ) -> Result<(String, PushReport), String> {
-        self.check_reachable(&image.registry)?;
+    ) -> Result<(String, PushReport), RegistryFailure> {
+        self.check_reachable(&image.registry)
+            .map_err(RegistryFailure::NotAllowed)?;
         registry.push(&self.http, image, built, &self.blobs).await
     }
 
@@ -170,9 +171,10 @@ impl Registries {
         registry: &Registry,
         image: &Image,
         digest: &str,
-    ) -> Result<Deleted, String> {
-        self.check_reachable(&image.registry)?;
-        registry.delete(&self.http, image, digest).await
+    ) -> Result<Deleted, RegistryFailure> {
+        self.check_reachable(&image.registry)
+            .map_err(RegistryFailure::NotAllowed)?;
+        Ok(registry.delete(&self.http, image, digest).await?)
     }
 
     /// Records that `organisation` has `digest` in `repository` of
