@@ -42,9 +42,15 @@ pub struct Canvas {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique within the canvas.
+    #[serde(deserialize_with = "crate::text::string")]
     pub id: String,
     /// `name@requirement` of a node-type plugin.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_type: Option<String>,
     /// The plugin's config.
     #[serde(
@@ -64,11 +70,13 @@ pub struct Node {
 #[serde(deny_unknown_fields)]
 pub struct Edge {
     /// The node the message leaves.
+    #[serde(deserialize_with = "crate::text::string")]
     pub from: String,
     /// The output port it leaves by.
-    #[serde(default = "default_port")]
+    #[serde(default = "default_port", deserialize_with = "crate::text::string")]
     pub port: String,
     /// The node it goes to.
+    #[serde(deserialize_with = "crate::text::string")]
     pub to: String,
 }
 

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct SubflowRef {
     /// The integration's name.
+    #[serde(deserialize_with = "crate::text::string")]
     pub integration: String,
     /// Its canvas version.
     #[serde(deserialize_with = "crate::number::u32")]
+    #[cfg_attr(feature = "schema", schema(minimum = 0, maximum = 4294967295_u64, format = Int64))]
     pub version: u32,
 }
 

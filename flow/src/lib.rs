@@ -8,6 +8,7 @@ pub mod number;
 #[cfg(feature = "package")]
 pub mod package;
 pub mod pointer;
+pub mod text;
 
 pub use canvas::Canvas;
 pub use document::{FlowDocument, FlowEdge, FlowNode, PluginRef, SubflowRef};
