@@ -23,6 +23,14 @@ struct Server {
 
 /// A server on a fresh store with `setup` applied before it starts working.
 async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
+    let server = stopped_server(setup);
+    tokio::spawn(server.state.clone().start());
+    server
+}
+
+/// The same, its plugins not loaded and its jobs not run until the test
+/// starts it.
+fn stopped_server(setup: impl FnOnce(&Store, u64)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let made = store.bootstrap("acme", None).unwrap().unwrap();
@@ -33,7 +41,6 @@ async fn server(setup: impl FnOnce(&Store, u64)) -> Server {
         .unwrap();
     setup(&store, made.organisation.id);
     let state = common::state(store);
-    tokio::spawn(state.clone().start());
     Server {
         state,
         admin: made.token,
@@ -297,7 +304,9 @@ async fn release_requests_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_follows_a_release_to_its_end() {
-    let server = server(|_, _| {}).await;
+    // The jobs start once the stream is open, so it sees the release from
+    // the queue to its end however fast that goes.
+    let server = stopped_server(|_, _| {});
     let admin = server.admin.clone();
     let (_, accepted) = server
         .call(
@@ -314,7 +323,8 @@ async fn the_event_stream_follows_a_release_to_its_end() {
     let response = router(server.state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+    tokio::spawn(server.state.clone().start());
+    let body = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
         .await
         .expect("the stream ends when the release is final")
         .unwrap()
@@ -331,10 +341,8 @@ async fn the_event_stream_follows_a_release_to_its_end() {
         })
         .collect();
     assert_eq!(statuses.last().unwrap(), "failed", "{text}");
-    assert!(
-        ["queued", "packaging"].contains(&statuses[0].as_str()),
-        "{statuses:?}"
-    );
+    assert_eq!(statuses[0], "queued", "{statuses:?}");
+    assert!(statuses.len() > 2, "{statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
