@@ -113,6 +113,8 @@ pub struct Jobs {
     wake: Notify,
     events: broadcast::Sender<JobEvent>,
     concurrency: usize,
+    /// Kinds with a bound of their own, apart from the others'.
+    lanes: Vec<(Vec<JobKind>, usize)>,
 }
 
 impl Jobs {
@@ -124,7 +126,16 @@ impl Jobs {
             wake: Notify::new(),
             events: broadcast::channel(1024).0,
             concurrency: concurrency.max(1),
+            lanes: Vec::new(),
         }
+    }
+
+    /// Gives `kinds` a lane of their own, at most `concurrency` at once, so
+    /// jobs that mostly wait (a rollout waiting for health) take no slot of
+    /// those that compute (a build), and the other way round.
+    pub fn with_lane(mut self, kinds: &[JobKind], concurrency: usize) -> Jobs {
+        self.lanes.push((kinds.to_vec(), concurrency.max(1)));
+        self
     }
 
     /// Registers the work of each kind; call once, before [`Jobs::recover`]
@@ -314,20 +325,33 @@ impl Jobs {
     /// oldest waiting job of the organisation with the fewest running, so
     /// one organisation's backlog delays another's job by one job at most.
     pub async fn run(self: Arc<Self>) {
-        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let default = Arc::new(Semaphore::new(self.concurrency));
+        let lanes: Vec<(Vec<JobKind>, Arc<Semaphore>)> = self
+            .lanes
+            .iter()
+            .map(|(kinds, n)| (kinds.clone(), Arc::new(Semaphore::new(*n))))
+            .collect();
+        let lane = |kind: JobKind| {
+            lanes
+                .iter()
+                .find(|(kinds, _)| kinds.contains(&kind))
+                .map_or(&default, |(_, permits)| permits)
+        };
         let running = Arc::new(Running::default());
         loop {
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
             let next = match self.store.open_jobs() {
-                Ok(open) => running.fairest(&open),
+                Ok(open) => running.fairest(&open, |kind| lane(kind).available_permits() > 0),
                 Err(err) => {
                     tracing::error!(error = %err, "cannot read the open jobs");
                     None
                 }
             };
+            // A slot's end or a new job wakes the dispatcher.
             let Some(next) = next else {
-                drop(permit);
                 self.wake.notified().await;
+                continue;
+            };
+            let Ok(permit) = lane(next.kind).clone().try_acquire_owned() else {
                 continue;
             };
             // Claimed here, by the one dispatcher: no job runs twice.
@@ -368,7 +392,7 @@ impl Jobs {
                 running: running.clone(),
                 organisation: job.organisation,
                 jobs: self.clone(),
-                _permit: permit,
+                permit: Some(permit),
             };
             running.add(slot.organisation);
             tokio::spawn(async move {
@@ -446,12 +470,14 @@ struct Slot {
     running: Arc<Running>,
     organisation: u64,
     jobs: Arc<Jobs>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.running.remove(self.organisation);
+        // Freed before the wake, so the dispatcher sees the slot free.
+        self.permit.take();
         self.jobs.wake();
     }
 }
@@ -462,10 +488,10 @@ struct Running(Mutex<HashMap<u64, usize>>);
 
 impl Running {
     /// The oldest waiting job of the organisation running the fewest.
-    fn fairest(&self, open: &[OpenJob]) -> Option<OpenJob> {
+    fn fairest(&self, open: &[OpenJob], free: impl Fn(JobKind) -> bool) -> Option<OpenJob> {
         let running = self.0.lock().expect("running lock");
         open.iter()
-            .filter(|job| job.waiting)
+            .filter(|job| job.waiting && free(job.kind))
             .min_by_key(|job| (running.get(&job.organisation).copied().unwrap_or(0), job.id))
             .copied()
     }

@@ -1,12 +1,15 @@
 //! Slipway's services, which the server composes and its handlers call:
 //! the plugins, the organisations' registries, packaging canvases into
-//! flows, compiling them into images, releases, and the job runner that
-//! builds and deletes them. Nothing here knows of
+//! flows, compiling them into images, releases, deploy targets and the
+//! services on them, and the job runner that builds, deletes and deploys. Nothing here knows of
 //! HTTP serving, status codes or routes.
 
 pub mod canvases;
 pub mod image;
 pub mod jobs;
 pub mod plugins;
+mod refused;
 pub mod registry;
 pub mod releases;
+pub mod services;
+pub mod targets;

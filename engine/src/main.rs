@@ -4,7 +4,11 @@
 //! slipway-engine --bundle DIR                   serve (flow.json, plugins/, code/)
 //! slipway-engine --flow FILE --plugins DIR      serve, code compiled into DIR
 //! slipway-engine precompile --bundle DIR        compile every component into code/
+//! slipway-engine probe http://127.0.0.1:8080/readyz   exit 0 when it answers 2xx or 3xx
 //! ```
+//!
+//! `probe` is the health check of a container running a release image,
+//! which is `FROM scratch` and so has no other HTTP client.
 //!
 //! Logs are JSON lines on standard output; `SLIPWAY_LOG` filters them
 //! (`info` by default).
@@ -35,6 +39,11 @@ enum Command {
     /// Compiles every component the flow names into the code directory, so
     /// the engine starts without compiling.
     Precompile(Source),
+    /// GETs a plain-HTTP URL; exits 0 when it answers 2xx or 3xx within 5 s.
+    Probe {
+        /// `http://host:port/path`.
+        url: String,
+    },
 }
 
 /// Where the flow and its components are.
@@ -127,6 +136,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
     let result = match cli.command {
         Some(Command::Precompile(source)) => runtime.block_on(precompile(source.bundle())),
+        Some(Command::Probe { url }) => probe(&url),
         None => runtime.block_on(run(cli.serve.source.bundle(), &cli.serve)),
     };
     match result {
@@ -135,6 +145,42 @@ fn main() -> ExitCode {
             tracing::error!("{message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A health probe: one HTTP/1.0 GET of `url`, its status line read.
+fn probe(url: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let address = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("`{authority}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{authority}` has no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, TIMEOUT)
+        .map_err(|e| format!("{url}: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = std::str::from_utf8(&head[9..12]).unwrap_or("");
+    match status.as_bytes().first() {
+        Some(b'2' | b'3') => Ok(()),
+        _ => Err(format!("{url} answered {status}")),
     }
 }
 

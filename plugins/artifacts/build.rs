@@ -19,6 +19,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("acr", "registry-adapters"),
     ("ecr", "registry-adapters"),
     ("ocir", "registry-adapters"),
+    ("docker", "deploy-targets"),
 ];
 /// Test guests: hostile and edge-case plugins for the runtime's tests.
 const TEST_GUESTS: &[&str] = &[
@@ -38,7 +39,13 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().expect("workspace root");
-    for dir in ["plugins", "registry-adapters", "tests/guests", "wit"] {
+    for dir in [
+        "plugins",
+        "registry-adapters",
+        "deploy-targets",
+        "tests/guests",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

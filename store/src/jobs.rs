@@ -18,15 +18,29 @@ pub enum JobKind {
     BuildRelease,
     /// Deletes a deleted release's image from its registry.
     DeleteRelease,
+    /// Deploys, starts, stops, restarts or deletes a service (its subject).
+    ServiceOperation,
 }
 
 impl JobKind {
-    /// Its byte in the subject index.
+    /// Every kind.
+    pub const ALL: [JobKind; 3] = [
+        JobKind::BuildRelease,
+        JobKind::DeleteRelease,
+        JobKind::ServiceOperation,
+    ];
+
+    /// Its byte in the subject and open indexes.
     fn tag(self) -> u8 {
         match self {
             JobKind::BuildRelease => 1,
             JobKind::DeleteRelease => 2,
+            JobKind::ServiceOperation => 3,
         }
+    }
+
+    fn tagged(tag: u8) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.tag() == tag)
     }
 }
 
@@ -182,6 +196,8 @@ pub struct OpenJob {
     pub organisation: u64,
     /// Whether it waits for a slot.
     pub waiting: bool,
+    /// What it does.
+    pub kind: JobKind,
 }
 
 /// Why a job was not changed.
@@ -214,6 +230,19 @@ pub(super) struct JobTrees<'a> {
     pub subjects: &'a TransactionalTree,
 }
 
+/// A job-tree failure inside a transaction that aborts with its own
+/// reasons: a record that does not decode becomes `corrupt`.
+pub(super) fn lift<E>(
+    e: ConflictableTransactionError<()>,
+    corrupt: E,
+) -> ConflictableTransactionError<E> {
+    match e {
+        ConflictableTransactionError::Abort(()) => ConflictableTransactionError::Abort(corrupt),
+        ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
+        ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+    }
+}
+
 /// Keys: a job by organisation, and the latest job of a kind for a subject.
 fn organisation_key(organisation: u64, id: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -229,11 +258,12 @@ fn subject_key(kind: JobKind, subject: u64) -> [u8; 9] {
     key
 }
 
-/// The open index's value: the organisation, then whether it waits.
-fn open_value(job: &Job) -> [u8; 9] {
-    let mut value = [0; 9];
+/// The open index's value: the organisation, whether it waits, its kind.
+fn open_value(job: &Job) -> [u8; 10] {
+    let mut value = [0; 10];
     value[..8].copy_from_slice(&job.organisation.to_be_bytes());
     value[8] = job.status.is_waiting() as u8;
+    value[9] = job.kind.tag();
     value
 }
 
@@ -401,16 +431,22 @@ impl Store {
             .iter()
             .map(|entry| {
                 let (id, value) = entry?;
-                match (<[u8; 8]>::try_from(id.as_ref()), value.as_ref()) {
-                    (Ok(id), [organisation @ .., waiting]) if organisation.len() == 8 => {
-                        Ok(OpenJob {
-                            id: u64::from_be_bytes(id),
-                            organisation: u64::from_be_bytes(
-                                organisation.try_into().expect("8 bytes"),
-                            ),
-                            waiting: *waiting == 1,
-                        })
+                // Entries written before schema 8 have no kind: release builds
+                // and deletions, which share a lane.
+                let (organisation, waiting, kind) = match value.as_ref() {
+                    [o @ .., waiting, kind] if o.len() == 8 => {
+                        (o, *waiting, JobKind::tagged(*kind))
                     }
+                    [o @ .., waiting] if o.len() == 8 => (o, *waiting, Some(JobKind::BuildRelease)),
+                    _ => (&[][..], 0, None),
+                };
+                match (<[u8; 8]>::try_from(id.as_ref()), kind) {
+                    (Ok(id), Some(kind)) => Ok(OpenJob {
+                        id: u64::from_be_bytes(id),
+                        organisation: u64::from_be_bytes(organisation.try_into().expect("8 bytes")),
+                        waiting: waiting == 1,
+                        kind,
+                    }),
                     _ => Err(StoreError::Corrupt {
                         tree: "open_jobs",
                         detail: "an entry is not a job id and its organisation".into(),

@@ -15,6 +15,8 @@ mod registries;
 mod releases;
 mod schema;
 mod seal;
+mod services;
+mod targets;
 
 use std::path::Path;
 
@@ -34,6 +36,8 @@ pub use releases::{
 };
 pub use schema::{SCHEMA_VERSION, version as schema_version};
 pub use seal::{KEY_FILE as SEAL_KEY_FILE, KEY_VARIABLE as SEAL_KEY_VARIABLE};
+pub use services::{Revision, ServiceError, ServiceRecord};
+pub use targets::{Connection, StoredTarget, TargetChangeRecord, TargetChoice, TargetError};
 
 /// The database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,9 @@ pub enum StoreError {
     /// The release was deleted; it stays deleted.
     #[error("release {0} was deleted")]
     ReleaseDeleted(u64),
+    /// Services run the release: their ids.
+    #[error("services {0:?} run the release")]
+    ReleaseInUse(Vec<u64>),
     /// Another release of the organisation, not deleted, has the name.
     #[error("the organisation has a release named `{0}` already")]
     ReleaseNameTaken(String),
@@ -103,10 +110,28 @@ pub struct Store {
     organisation_jobs: sled::Tree,
     /// The latest job of each kind for each subject.
     subject_jobs: sled::Tree,
+    /// Deploy targets by organisation and name.
+    targets: sled::Tree,
+    /// Target changes by organisation, name and change id.
+    target_changes: sled::Tree,
+    /// Services by id.
+    services: sled::Tree,
+    /// Service revisions by service id and number.
+    service_revisions: sled::Tree,
+    /// Service ids by organisation, target and name.
+    service_names: sled::Tree,
+    /// Every service by organisation: its id after the organisation's.
+    organisation_services: sled::Tree,
+    /// The ids of the services on each target, by organisation and name.
+    target_services: sled::Tree,
+    /// The ids of the services holding each release (newest or running revision).
+    release_services: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
     /// Added to generated ids: see [`schema::id_floor`].
     id_floor: u64,
+    /// This database's own name: see [`Store::server_id`].
+    server_id: String,
 }
 
 impl Store {
@@ -149,11 +174,27 @@ impl Store {
             release_names: db.open_tree("release_names")?,
             organisation_releases: db.open_tree("organisation_releases")?,
             release_images: db.open_tree("release_images")?,
+            targets: db.open_tree("targets")?,
+            target_changes: db.open_tree("target_changes")?,
+            services: db.open_tree("services")?,
+            service_revisions: db.open_tree("service_revisions")?,
+            service_names: db.open_tree("service_names")?,
+            organisation_services: db.open_tree("organisation_services")?,
+            target_services: db.open_tree("target_services")?,
+            release_services: db.open_tree("release_services")?,
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             id_floor: schema::id_floor(&db.open_tree("meta")?)?,
+            server_id: server_id(&db.open_tree("meta")?)?,
             db,
         };
         Ok(store)
+    }
+
+    /// Eight hex digits that name this database (and so the server using
+    /// it) apart from others: on a Docker Engine that several servers share,
+    /// each one's objects carry its own.
+    pub fn server_id(&self) -> String {
+        self.server_id.clone()
     }
 
     /// Writes everything to disk.
@@ -165,6 +206,25 @@ impl Store {
     /// A fresh unique id.
     fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.id_floor + self.db.generate_id()? + 1)
+    }
+}
+
+/// The database's name in `meta`, made at its first open.
+fn server_id(meta: &sled::Tree) -> Result<String, StoreError> {
+    const KEY: &[u8] = b"server-id";
+    if let Some(id) = meta.get(KEY)? {
+        return Ok(String::from_utf8_lossy(&id).into_owned());
+    }
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    let id = hex::encode(bytes);
+    // Two first opens racing keep whichever was written first.
+    match meta.compare_and_swap(KEY, None as Option<&[u8]>, Some(id.as_bytes()))? {
+        Ok(()) => Ok(id),
+        Err(current) => Ok(current
+            .current
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or(id)),
     }
 }
 

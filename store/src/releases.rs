@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::jobs::{JobKind, JobStatus, JobTrees, Requested};
-use super::{Store, StoreError, aborted, decode, encode, key, name_key};
+use super::jobs::{JobKind, JobStatus, JobTrees, Requested, lift};
+use super::{Store, StoreError, decode, encode, key, name_key};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use slipway_flow::FlowDocument;
 
@@ -456,13 +456,16 @@ impl Store {
             &self.releases,
             &self.release_names,
             &self.release_images,
+            &self.release_services,
             jobs,
             open_jobs,
             organisation_jobs,
             subject_jobs,
         )
             .transaction(
-                |(releases, names, images, jobs, open, job_owners, subjects)| {
+                |(releases, names, images, services, jobs, open, job_owners, subjects)| {
+                    // None: a record that does not decode; some: the services using it.
+                    let abort = ConflictableTransactionError::Abort;
                     let jobs = JobTrees {
                         jobs,
                         open,
@@ -472,10 +475,15 @@ impl Store {
                     let Some(bytes) = releases.get(id)? else {
                         return Ok(None);
                     };
-                    let mut release: Release = serde_json::from_slice(&bytes)
-                        .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                    let mut release: Release =
+                        serde_json::from_slice(&bytes).map_err(|_| abort(None))?;
                     if release.status.is_deleted() {
                         return Ok(None);
+                    }
+                    if let Some(ids) = services.get(id)? {
+                        let ids: Vec<u64> =
+                            serde_json::from_slice(&ids).map_err(|_| abort(None))?;
+                        return Err(abort(Some(ids)));
                     }
                     release.status = if release.image.is_some() {
                         Status::Deleting
@@ -484,7 +492,9 @@ impl Store {
                     };
                     release.note(note);
                     releases.insert(&id, encode(&release))?;
-                    if let Some(mut build) = jobs.of(JobKind::BuildRelease, subject)?
+                    if let Some(mut build) = jobs
+                        .of(JobKind::BuildRelease, subject)
+                        .map_err(|e| lift(e, None))?
                         && !build.status.is_final()
                     {
                         if build.status == JobStatus::Running {
@@ -498,7 +508,7 @@ impl Store {
                             build.message = format!("stopped: {note}");
                         }
                         build.updated_ms = now_ms();
-                        jobs.put(&build)?;
+                        jobs.put(&build).map_err(|e| lift(e, None))?;
                     }
                     if release.status == Status::Deleting {
                         jobs.insert(&super::Job::new(
@@ -506,16 +516,25 @@ impl Store {
                             release.organisation,
                             JobKind::DeleteRelease,
                             subject,
-                        ))?;
+                        ))
+                        .map_err(|e| lift(e, None))?;
                     }
-                    free_name(names, &name_key(release.organisation, &release.name), &id)?;
+                    free_name(names, &name_key(release.organisation, &release.name), &id)
+                        .map_err(|e| lift(e, None))?;
                     if let Some(image) = &release.image {
                         images.remove(image_key(image, &id))?;
                     }
                     Ok(Some(release))
                 },
             )
-            .map_err(|e| aborted("releases", e))?;
+            .map_err(|e| match e {
+                TransactionError::Abort(Some(ids)) => StoreError::ReleaseInUse(ids),
+                TransactionError::Abort(None) => StoreError::Corrupt {
+                    tree: "releases",
+                    detail: "a release does not decode".into(),
+                },
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
         if started.is_some() {
             self.db.flush()?;
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::{Store, StoreError};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 const KEY: &[u8] = b"schema-version";
 
@@ -51,6 +51,7 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
             5 => store.name_releases()?,
             6 => store.index_releases()?,
             7 => store.give_releases_jobs()?,
+            // 8 adds targets and services, in trees of their own.
             _ => {}
         }
         store.meta.insert(KEY, &version.to_be_bytes())?;

@@ -4,30 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Registries, RegistrySettings};
+pub use crate::refused::Refused;
+use crate::refused::invalid;
 use slipway_store::{StoredRegistry, now_ms};
-
-/// Why a registry change was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// The change is wrong where `path` (a JSON pointer into it) points.
-    #[error("{message}")]
-    Invalid {
-        /// JSON pointer to the field.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The adapter or the database failed; nothing changed.
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> Refused {
-    Refused::Invalid {
-        path: path.into(),
-        message: message.into(),
-    }
-}
 
 impl Registries {
     /// Sets `organisation`'s registry to `settings`, as `by` asked, once the

@@ -392,6 +392,18 @@ impl Registry {
         Ok((digest, report))
     }
 
+    /// The credentials the adapter gives for `image`'s repository.
+    pub async fn credentials(&self, image: &Image) -> Result<Credentials, PushError> {
+        let context = self.context(Some(image));
+        let source = AdapterCredentials {
+            registry: self,
+            context: &context,
+            image,
+            mount_from: &[],
+        };
+        Ok(source.fetch().await?.credentials)
+    }
+
     /// Deletes the manifest `digest` of `image`'s repository.
     pub async fn delete(
         &self,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use slipway_oci::push::Credentials;
 use slipway_runtime::PluginCache;
 use slipway_runtime::kinds::Image;
 use slipway_store::{Origin, PushReport, Store, StoreError, StoredRegistry, now_ms};
@@ -175,6 +176,51 @@ impl Registries {
         self.check_reachable(&image.registry)
             .map_err(RegistryFailure::NotAllowed)?;
         Ok(registry.delete(&self.http, image, digest).await?)
+    }
+
+    /// What a Docker Engine pulls `reference` (`registry/repository@digest`)
+    /// with: the organisation's registry adapter's credentials when the
+    /// image is in its registry; none (anonymous) elsewhere.
+    pub async fn pull_credentials(
+        &self,
+        organisation: u64,
+        reference: &str,
+    ) -> Result<Option<bollard::auth::DockerCredentials>, String> {
+        let Some((registry_host, rest)) = reference.split_once('/') else {
+            return Ok(None);
+        };
+        let repository = rest.split(['@', ':']).next().unwrap_or(rest);
+        let Ok(registry) = self.current(organisation) else {
+            return Ok(None);
+        };
+        let image = registry.image(repository, "pull").await?;
+        if image.registry != registry_host {
+            return Ok(None);
+        }
+        self.check_reachable(registry_host)?;
+        let target = Image {
+            registry: registry_host.into(),
+            repository: repository.into(),
+            tag: "pull".into(),
+        };
+        let credentials = registry
+            .credentials(&target)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match credentials {
+            Credentials::Anonymous => None,
+            Credentials::Basic { username, password } => Some(bollard::auth::DockerCredentials {
+                username: Some(username),
+                password: Some(password),
+                serveraddress: Some(registry_host.into()),
+                ..Default::default()
+            }),
+            Credentials::Bearer(token) => Some(bollard::auth::DockerCredentials {
+                registrytoken: Some(token),
+                serveraddress: Some(registry_host.into()),
+                ..Default::default()
+            }),
+        })
     }
 
     /// Records that `organisation` has `digest` in `repository` of

@@ -268,7 +268,7 @@ fn body_json(body: &[u8]) -> Value {
 /// A service from the harness's JSON form: `name`, `image` and optional
 /// `replicas` and `env` (an object).
 fn service(input: &Value) -> Result<Service, HarnessError> {
-    use crate::kinds::{Resources, ServiceType};
+    use crate::kinds::{Resources, Rollout, ServiceKind, ServiceType};
     let text = |key: &str| {
         input[key]
             .as_str()
@@ -280,8 +280,13 @@ fn service(input: &Value) -> Result<Service, HarnessError> {
         memory_bytes: None,
     };
     Ok(Service {
+        id: input["id"].as_u64().unwrap_or(1),
+        revision: 1,
+        namespace: input["namespace"].as_str().unwrap_or("slipway").to_string(),
         name: text("name")?,
+        kind: ServiceKind::LongRunning,
         image: text("image")?,
+        release_image: false,
         replicas: input["replicas"].as_u64().unwrap_or(1) as u32,
         requests: none,
         limits: none,
@@ -300,6 +305,8 @@ fn service(input: &Value) -> Result<Service, HarnessError> {
         host_mounts: Vec::new(),
         storage: Vec::new(),
         labels: Vec::new(),
+        health_check: None,
+        rollout: Rollout::Parallel,
     })
 }
 

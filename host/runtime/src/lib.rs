@@ -47,7 +47,7 @@ pub use context::CallContext;
 pub use egress::Egress;
 pub use error::{CallError, CallFailure, LoadError, LoadFailure};
 pub use kinds::{AdapterInfo, Diagnostic, Message, NodeError, Output};
-pub use manifest::{HostPattern, Kind, Manifest};
+pub use manifest::{HostPattern, Kind, Manifest, ObjectFamily};
 pub use plugin::{Description, Plugin};
 pub use plugin_cache::{CacheScope, PluginCache};
 pub use runtime::{Installed, KEEP_RESIDENT, Runtime, RuntimeConfig, StartError};

@@ -57,6 +57,17 @@ impl fmt::Display for Kind {
     }
 }
 
+/// The objects a deploy target renders, and so the host driver that applies
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectFamily {
+    /// Docker Engine networks, volumes and containers.
+    Docker,
+    /// Kubernetes objects, applied server-side.
+    Kubernetes,
+}
+
 /// A plugin's manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -80,6 +91,10 @@ pub struct Manifest {
     /// Overrides of the host's default limits.
     #[serde(default)]
     pub limits: Limits,
+    /// For a deploy target: the objects it renders. A target without one
+    /// can be called but not deployed to.
+    #[serde(default)]
+    pub objects: Option<ObjectFamily>,
 }
 
 /// Per-call limits a manifest may ask for.
@@ -113,6 +128,11 @@ impl Manifest {
                 "invalid name `{}`: use 1 to 64 lowercase letters, digits and dashes, starting with a letter",
                 manifest.name
             )));
+        }
+        if manifest.objects.is_some() && manifest.kind != Kind::DeployTarget {
+            return Err(ManifestError(
+                "`objects` is for deploy targets only".to_string(),
+            ));
         }
         if let Some(secret) = manifest.secrets.iter().find(|s| s.is_empty()) {
             return Err(ManifestError(format!("invalid secret name `{secret}`")));

@@ -18,6 +18,8 @@ pub const DEFAULT_PORT: u16 = 7420;
 
 /// Releases run at once by default: one per core of a small machine.
 pub const DEFAULT_RELEASE_CONCURRENCY: usize = 2;
+/// Service operations run at once by default (my choice: they mostly wait).
+pub const DEFAULT_DEPLOY_CONCURRENCY: usize = 16;
 /// How long compiling one `rust-code` node may take by default (my choice:
 /// a cold build of the SDK's dependencies takes about a minute on 2 cores).
 pub const DEFAULT_USER_CODE_TIME_LIMIT_SECS: u64 = 300;
@@ -67,6 +69,33 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Limits on plugin calls, shared by every organisation.
     pub calls: CallLimits,
+    /// What services may do on this server's own Docker Engine.
+    pub docker: DockerSettings,
+    /// How many service operations run at once (apart from release jobs:
+    /// they mostly wait for containers to turn healthy).
+    pub deploy_concurrency: usize,
+}
+
+/// The server's own Docker Engine as a deploy target (`local-docker`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DockerSettings {
+    /// Offer it to every organisation when it answers.
+    pub local: bool,
+    /// Host paths (and what is under them) services may mount; none by default.
+    pub host_paths: Vec<PathBuf>,
+    /// Whether services may use the host's network.
+    pub host_network: bool,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            local: true,
+            host_paths: Vec::new(),
+            host_network: false,
+        }
+    }
 }
 
 /// What plugin calls may take of the server: time, memory and slots.
@@ -179,6 +208,8 @@ impl Default for Config {
             header_read_timeout_secs: ConnectionLimits::default().header_read_timeout.as_secs(),
             request_timeout_secs: ConnectionLimits::default().request_timeout.as_secs(),
             calls: CallLimits::default(),
+            docker: DockerSettings::default(),
+            deploy_concurrency: DEFAULT_DEPLOY_CONCURRENCY,
         }
     }
 }
@@ -263,6 +294,18 @@ impl Config {
 
     /// Refuses values that parse but cannot work.
     pub fn check(&self) -> Result<(), String> {
+        if !(1..=256).contains(&self.deploy_concurrency) {
+            return Err(format!(
+                "deploy-concurrency must be between 1 and 256, not {}",
+                self.deploy_concurrency
+            ));
+        }
+        if let Some(path) = self.docker.host_paths.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "docker.host-paths are absolute paths, not `{}`",
+                path.display()
+            ));
+        }
         if !(1..=256).contains(&self.release_concurrency) {
             return Err(format!(
                 "release-concurrency must be between 1 and 256, not {}",

@@ -13,12 +13,14 @@ use slipway_domain::jobs::Jobs;
 use slipway_domain::plugins::Plugins;
 use slipway_domain::registry::Registries;
 use slipway_domain::releases::Releases;
+use slipway_domain::services::Services;
+use slipway_domain::targets::{DockerDriver, DockerPolicy, Targets};
 use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 
 pub use crate::api::router;
 use crate::config::Config;
 pub use slipway_domain::registry::CONFIGURATION;
-use slipway_store::Store;
+use slipway_store::{JobKind, Store};
 
 /// The services, composed once at start; what every request handler shares.
 pub struct AppState {
@@ -30,7 +32,11 @@ pub struct AppState {
     pub registries: Arc<Registries>,
     /// The releases and their events.
     pub releases: Arc<Releases>,
-    /// The job runner: release builds and deletions.
+    /// The organisations' deploy targets.
+    pub targets: Arc<Targets>,
+    /// The services on them.
+    pub services: Arc<Services>,
+    /// The job runner: release builds and deletions, service operations.
     pub jobs: Arc<Jobs>,
     pub(crate) ready: AtomicBool,
 }
@@ -51,7 +57,10 @@ impl AppState {
         );
         let plugins = Arc::new(Plugins::new(runtime));
         let registries = Arc::new(Registries::new(store.clone(), plugins.clone()));
-        let jobs = Arc::new(Jobs::new(store.clone(), config.release_concurrency));
+        let jobs = Arc::new(
+            Jobs::new(store.clone(), config.release_concurrency)
+                .with_lane(&[JobKind::ServiceOperation], config.deploy_concurrency),
+        );
         let releases = Arc::new(Releases::new(
             store.clone(),
             plugins.clone(),
@@ -60,12 +69,39 @@ impl AppState {
             user_code,
             jobs.clone(),
         ));
-        jobs.register(releases.works());
+        let docker = config.docker.local.then(|| {
+            let policy = DockerPolicy {
+                host_paths: config.docker.host_paths.clone(),
+                host_network: config.docker.host_network,
+            };
+            DockerDriver::local(policy, &store.server_id())
+        });
+        let local = match docker {
+            Some(Ok(driver)) => Some(driver),
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "no local Docker Engine: no `local-docker` target");
+                None
+            }
+            None => None,
+        };
+        let targets = Arc::new(Targets::new(store.clone(), plugins.clone(), local));
+        let services = Arc::new(Services::new(
+            store.clone(),
+            targets.clone(),
+            releases.clone(),
+            registries.clone(),
+            jobs.clone(),
+        ));
+        let mut works = releases.works();
+        works.extend(services.works());
+        jobs.register(works);
         Arc::new(AppState {
             store,
             plugins,
             registries,
             releases,
+            targets,
+            services,
             jobs,
             ready: AtomicBool::new(false),
         })
@@ -91,6 +127,7 @@ impl AppState {
                 .with_context(|| format!("the built-in plugin `{name}` does not load"))?;
         }
         self.plugins.load_uploads(&self.store).await?;
+        self.targets.probe_local().await;
         self.ready.store(true, Ordering::Release);
         Ok(())
     }

@@ -7,7 +7,10 @@ use serde::de::DeserializeOwned;
 use crate::bindings::target::exports::slipway::plugin::target as wit;
 use crate::{Diagnostic, Named, config, host};
 
-pub use wit::{Error, Health, Object, Observed, Service};
+pub use wit::{
+    Error, Health, HealthCheck, HostMount, HttpProbe, MountKind, Object, Observed, PortPair, Probe,
+    Resources, Rollout, Service, ServiceKind, ServiceType, Storage,
+};
 
 /// Renders services into a target's objects and judges their health.
 pub trait DeployTarget: Named {

@@ -10,7 +10,10 @@ use crate::error::CallError;
 use crate::plugin::{Description, Plugin, Pre, Session};
 use crate::state::CallState;
 
-pub use wit::{HostMount, MountKind, PortPair, Resources, Service, ServiceType, Storage};
+pub use wit::{
+    HealthCheck, HostMount, HttpProbe, MountKind, PortPair, Probe, Resources, Rollout, Service,
+    ServiceKind, ServiceType, Storage,
+};
 
 /// What a deploy target says about itself.
 pub type TargetInfo = super::AdapterInfo;

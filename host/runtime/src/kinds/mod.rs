@@ -41,8 +41,8 @@ mod registry_adapter;
 use serde::{Deserialize, Serialize};
 
 pub use deploy_target::{
-    Health, HostMount, MountKind, Observed, PortPair, Rendered, Resources, Service, ServiceType,
-    Storage, TargetError, TargetInfo,
+    Health, HealthCheck, HostMount, HttpProbe, MountKind, Observed, PortPair, Probe, Rendered,
+    Resources, Rollout, Service, ServiceKind, ServiceType, Storage, TargetError, TargetInfo,
 };
 pub use node_type::{Message, NodeError, NodeInfo, Output, Port, Translation};
 pub use registry_adapter::{Credentials, Image, PushCredentials, RegistryError, RegistryInfo};

@@ -9,6 +9,8 @@ mod openapi;
 mod plugins;
 mod registry;
 mod releases;
+mod services;
+mod targets;
 mod users;
 
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(registry::routes())
         .merge(releases::routes())
+        .merge(services::routes())
+        .merge(targets::routes())
         .merge(users::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -58,6 +62,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     path: Option<String>,
+    /// Every problem, when there are several.
+    problems: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -68,6 +74,23 @@ impl ApiError {
             code,
             message: message.into(),
             path: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// 422 for every problem found, each a JSON pointer and a message; the
+    /// first is also the error's own `path` and `message`.
+    pub fn problems(problems: Vec<(String, String)>) -> Self {
+        let Some((path, message)) = problems.first().cloned() else {
+            return ApiError::invalid("", "invalid");
+        };
+        ApiError {
+            problems: if problems.len() > 1 {
+                problems
+            } else {
+                Vec::new()
+            },
+            ..ApiError::invalid(path, message)
         }
     }
 
@@ -100,6 +123,13 @@ impl IntoResponse for ApiError {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(path) = self.path {
             error["path"] = json!(path);
+        }
+        if !self.problems.is_empty() {
+            error["problems"] = self
+                .problems
+                .into_iter()
+                .map(|(path, message)| json!({"path": path, "message": message}))
+                .collect();
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }

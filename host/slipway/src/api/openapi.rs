@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{integrations, plugins, registry, releases, users};
+use super::{integrations, plugins, registry, releases, services, targets, users};
 
 /// The body of every error.
 #[derive(Serialize, ToSchema)]
@@ -26,6 +26,18 @@ pub struct ErrorDetail {
     message: String,
     /// JSON pointer to the request body's field at fault, when one is.
     path: Option<String>,
+    /// Every problem, when a body has several (the first is `path` and
+    /// `message` too).
+    problems: Option<Vec<Problem>>,
+}
+
+/// One problem of a request body.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// JSON pointer to the field.
+    path: String,
+    /// What is wrong.
+    message: String,
 }
 
 struct BearerToken;
@@ -43,7 +55,7 @@ impl Modify for BearerToken {
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Slipway API", description = "Integrations, plugins, releases and users of one organisation. Every call but the document itself takes `Authorization: Bearer <token>`."),
+    info(title = "Slipway API", description = "Integrations, plugins, releases, targets, services and users of one organisation. Every call but the document itself takes `Authorization: Bearer <token>`."),
     paths(
         super::me,
         integrations::create, integrations::list, integrations::show, integrations::delete,
@@ -51,6 +63,9 @@ impl Modify for BearerToken {
         plugins::upload, plugins::list, plugins::show, plugins::remove, plugins::grant,
         registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
+        services::create, services::list, services::show, services::revise, services::remove, services::revisions,
+        services::operate, services::operation,
+        targets::set, targets::list, targets::show, targets::remove, targets::changes,
         users::create, users::list, users::remove, users::new_token, users::revoke,
     ),
     components(schemas(ErrorBody, ErrorDetail, slipway_store::Diagnostic)),
@@ -61,6 +76,8 @@ impl Modify for BearerToken {
         (name = "plugins", description = "WebAssembly components: node types, registry adapters, deploy targets"),
         (name = "registry", description = "The registry release images are pushed to, through a registry-adapter plugin"),
         (name = "releases", description = "An integration version on its way to an image"),
+        (name = "services", description = "Something deployed on a target, its revisions and operations"),
+        (name = "targets", description = "Where services run: a deploy-target plugin and how the host reaches it"),
         (name = "users", description = "Users and API tokens (org-admin only)"),
     )
 )]

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, Caller, ErrorBody, Params, Path, Payload, WRITERS};
 use crate::server::AppState;
 use slipway_domain::releases::{Deletion, Refused};
-use slipway_store::{Principal, Release, Status};
+use slipway_store::{Principal, Release, Status, StoreError};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -202,7 +202,8 @@ pub(super) async fn show(
 
 /// Delete a release.
 #[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = REFERENCE)),
-    responses((status = 202, description = "deleting its image from the registry"), (status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, description = "deleting its image from the registry"), (status = 204, description = "deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "services run the release", body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<Arc<AppState>>,
     principal: Caller,
@@ -210,11 +211,22 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     principal.require(WRITERS)?;
     let id = visible(&state, &principal, &reference)?.id;
-    match state
-        .releases
-        .delete(id, &principal.user.name)
-        .map_err(ApiError::internal)?
-    {
+    let deletion = state.releases.delete(id, &principal.user.name);
+    match deletion.map_err(|e| match e {
+        StoreError::ReleaseInUse(services) => ApiError::new(
+            StatusCode::CONFLICT,
+            "in-use",
+            format!(
+                "services {} run the release: delete them or move them to another image first",
+                services
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        other => ApiError::internal(other),
+    })? {
         Deletion::Done => Ok(StatusCode::NO_CONTENT),
         Deletion::Deleting => Ok(StatusCode::ACCEPTED),
     }

@@ -407,6 +407,7 @@ async fn an_uploaded_plugin_works_at_once_and_after_a_restart() {
             "gcr",
             "harbor",
             "ocir",
+            "docker",
             "greeter"
         ]
     );

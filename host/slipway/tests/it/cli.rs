@@ -211,7 +211,8 @@ fn builtins_all_load() {
             "gcr",
             "acr",
             "ecr",
-            "ocir"
+            "ocir",
+            "docker"
         ]
     );
 }

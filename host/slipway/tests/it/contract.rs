@@ -78,7 +78,10 @@ async fn schemathesis_finds_nothing_against_the_document() {
             r#"
 headers = {{ Authorization = "Bearer {TOKEN}" }}
 seed = 20261202
-workers = 2
+# One worker: with two, a run once failed inside Hypothesis itself (a
+# KeyError in its source-line cache, reported as a flaky error on one
+# operation), which a rerun of the same seed did not repeat.
+workers = 1
 generation.max-examples = 20
 
 [[operations]]
@@ -92,10 +95,12 @@ parameters = {{ name = "orders" }}
 # What these accept depends on what is stored, which no schema can say: the
 # integration version a release names, the adapter a registry names and the
 # settings it accepts, the component uploaded, the hosts a plugin's manifest
-# lists. A request the schema allows may be refused there with 422 and the
-# field at fault.
+# lists, the target and release a service names, the plugin a target names
+# and the settings it accepts, an operation already on a service. A request
+# the schema allows may be refused there with 409 or 422 and the field at
+# fault.
 [[operations]]
-include-name = ["POST /api/v1/releases", "PUT /api/v1/registry", "POST /api/v1/plugins", "PUT /api/v1/plugins/{{kind}}/{{name}}/allowed-hosts"]
+include-name = ["POST /api/v1/releases", "PUT /api/v1/registry", "POST /api/v1/plugins", "PUT /api/v1/plugins/{{kind}}/{{name}}/allowed-hosts", "POST /api/v1/services", "PUT /api/v1/services/{{id}}", "POST /api/v1/services/{{id}}/operations", "PUT /api/v1/targets/{{name}}"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 403, 404, 409, 422]
 "#
         ),

@@ -25,12 +25,12 @@ use serde_json::{Value, json};
 use static_engine::static_engine;
 use token_server::TokenIssuer;
 
-const USER: &str = "ci";
-const PASSWORD: &str = "hunter2-registry";
+pub(crate) const USER: &str = "ci";
+pub(crate) const PASSWORD: &str = "hunter2-registry";
 
 /// `slipway serve` as an operator installs it: a configuration file naming
 /// the engine and the registry. Its log goes to a file the test reads.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     url: String,
     log: std::path::PathBuf,
@@ -41,7 +41,7 @@ struct Served {
 const ADMIN: &str = "slw_distribution_test";
 
 impl Served {
-    async fn start(registry: &TestRegistry) -> Served {
+    pub(crate) async fn start(registry: &TestRegistry) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("slipway.toml");
         std::fs::write(
@@ -95,7 +95,7 @@ impl Served {
         served
     }
 
-    async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.url))
@@ -109,7 +109,7 @@ impl Served {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn settled(&self, id: u64) -> Value {
+    pub(crate) async fn settled(&self, id: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             let (_, release) = self
@@ -127,7 +127,7 @@ impl Served {
     }
 
     /// The CLI, as a CI pipeline calls it.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_slipway"))
             .args(args)
             .env("SLIPWAY_SERVER", &self.url)

@@ -17,3 +17,4 @@ mod openapi;
 mod releases;
 mod roles;
 mod server;
+mod services;

@@ -70,6 +70,19 @@ async fn the_document_describes_every_route_and_only_those() {
         "GET /api/v1/releases/{id}",
         "DELETE /api/v1/releases/{id}",
         "GET /api/v1/releases/{id}/events",
+        "GET /api/v1/services",
+        "POST /api/v1/services",
+        "GET /api/v1/services/{id}",
+        "PUT /api/v1/services/{id}",
+        "DELETE /api/v1/services/{id}",
+        "POST /api/v1/services/{id}/operations",
+        "GET /api/v1/services/{id}/operations/{job}",
+        "GET /api/v1/services/{id}/revisions",
+        "GET /api/v1/targets",
+        "GET /api/v1/targets/{name}",
+        "PUT /api/v1/targets/{name}",
+        "DELETE /api/v1/targets/{name}",
+        "GET /api/v1/targets/{name}/changes",
         "GET /api/v1/users",
         "POST /api/v1/users",
         "DELETE /api/v1/users/{id}",
@@ -91,7 +104,8 @@ async fn the_document_describes_every_route_and_only_those() {
             .replace("versions/{version}", "versions/1")
             .replace("{version}", "1.0.0")
             .replace("{name}", "nosuch")
-            .replace("{id}", "999999");
+            .replace("{id}", "999999")
+            .replace("{job}", "999999");
         let (status, body) = common::call(
             &state,
             method,

@@ -1,0 +1,547 @@
+//! Service operations as jobs: each step does one part (prepare, one
+//! replica, one health poll) and saves where it is, so a server stop
+//! resumes the operation where it was, and applying the same revision again
+//! changes nothing that already runs as planned.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use slipway_runtime::kinds::{Health, Rollout, Service};
+use slipway_store::{Job, ServiceRecord, now_ms};
+
+use super::spec::ServiceSpec;
+use super::{OperationRequest, Services, health_words};
+use crate::jobs::{Advance, Step, Work};
+use crate::targets::docker::{DockerDriver, Plan, plan};
+use crate::targets::{Driver, Target};
+
+/// Between two health polls.
+const POLL: Duration = Duration::from_millis(250);
+/// An operation waits this long for health at least; a health check's own
+/// interval and retries can make it longer.
+const MIN_WAIT_MS: u64 = 120_000;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// Applies the newest revision.
+    Deploy,
+    /// Starts what the running revision left stopped.
+    Start,
+    /// Stops the containers or pods, keeping them.
+    Stop,
+    /// Restarts them.
+    Restart,
+    /// Removes everything of the service, then the service.
+    Delete,
+}
+
+/// Where an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Phase {
+    /// Render, check, pull, create the network and volumes.
+    Prepare,
+    /// One replica (sequential) or all of them (parallel).
+    Replicas,
+    /// Poll health until healthy, failed or out of time.
+    Wait,
+    /// Remove what no longer belongs.
+    Clean,
+}
+
+/// The state an operation's next step resumes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationState {
+    /// What it does.
+    pub operation: Operation,
+    /// The revision it applies.
+    pub revision: u32,
+    /// One container at a time.
+    pub sequential: bool,
+    /// Labels it adds.
+    pub labels: BTreeMap<String, String>,
+    phase: Phase,
+    /// Replicas done, in the replicas phase.
+    done: u32,
+    /// What it has changed, in order: the report.
+    pub applied: Vec<String>,
+    /// When waiting for health stops.
+    deadline_ms: Option<u64>,
+    /// The health reached.
+    pub health: Option<String>,
+    /// Who asked.
+    pub by: String,
+}
+
+impl OperationState {
+    /// A new operation's state.
+    pub fn new(
+        operation: Operation,
+        revision: u32,
+        request: OperationRequest,
+        by: &str,
+    ) -> OperationState {
+        OperationState {
+            operation,
+            revision,
+            sequential: request.sequential,
+            labels: request.labels,
+            phase: Phase::Prepare,
+            done: 0,
+            applied: Vec::new(),
+            deadline_ms: None,
+            health: None,
+            by: by.into(),
+        }
+    }
+}
+
+/// What one step needs: the service, its revision rendered, the target.
+struct Context {
+    record: ServiceRecord,
+    spec: ServiceSpec,
+    service: Service,
+    target: Target,
+}
+
+fn next(state: &OperationState, message: impl Into<String>) -> Step {
+    Step::Next {
+        state: serde_json::to_value(state).expect("serializes"),
+        message: message.into(),
+    }
+}
+
+impl Services {
+    fn context(&self, job: &Job, state: &OperationState) -> Result<Context, Step> {
+        let record = match self.store.service(job.subject) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(Step::Stopped("the service was deleted".into())),
+            Err(e) => return Err(Step::Unrecorded(e.to_string())),
+        };
+        let revision = match self.store.service_revision(record.id, state.revision) {
+            Ok(Some(revision)) => revision,
+            Ok(None) => {
+                return Err(Step::Failed(format!(
+                    "revision {} is missing",
+                    state.revision
+                )));
+            }
+            Err(e) => return Err(Step::Unrecorded(e.to_string())),
+        };
+        let spec: ServiceSpec = serde_json::from_value(revision.spec.clone()).map_err(|e| {
+            Step::Failed(format!("revision {} does not decode: {e}", state.revision))
+        })?;
+        let target = self
+            .targets
+            .open(record.organisation, &record.target)
+            .map_err(Step::Failed)?;
+        let rollout = if state.sequential {
+            Rollout::Sequential
+        } else {
+            Rollout::Parallel
+        };
+        let service =
+            self.rendered_service(&target, &record, &revision, &spec, &state.labels, rollout);
+        Ok(Context {
+            record,
+            spec,
+            service,
+            target,
+        })
+    }
+
+    async fn step(&self, job: &Job) -> Step {
+        let mut state: OperationState = match serde_json::from_value(job.state.clone()) {
+            Ok(state) => state,
+            Err(e) => return Step::Failed(format!("the operation's state does not decode: {e}")),
+        };
+        let context = match self.context(job, &state) {
+            Ok(context) => context,
+            Err(step) => return step,
+        };
+        let Driver::Docker(docker) = context.target.driver().clone();
+        match docker_step(self, &docker, &context, &mut state).await {
+            Ok(step) => step,
+            Err(error) => {
+                state.applied.push(format!("failed: {error}"));
+                Step::Failed(if state.applied.len() > 1 {
+                    format!(
+                        "{error} (applied before: {})",
+                        state.applied[..state.applied.len() - 1].join("; ")
+                    )
+                } else {
+                    error
+                })
+            }
+        }
+    }
+}
+
+/// The wait's deadline for `spec`: long enough for its health check to
+/// pass on every replica.
+fn wait_ms(spec: &ServiceSpec) -> u64 {
+    let check = spec.health_check.as_ref().map_or(0, |c| {
+        u64::from(c.interval_s) * u64::from(c.retries + 1) * 1000
+    });
+    MIN_WAIT_MS.max(check * 2)
+}
+
+/// Renders the service and checks what was rendered.
+async fn render(docker: &DockerDriver, context: &Context) -> Result<Plan, String> {
+    let rendered = context.target.render(&context.service).await?;
+    plan(&rendered, &context.service, docker.policy()).map_err(|e| e.to_string())
+}
+
+/// Refuses a service the Docker host cannot hold, naming the shortfall.
+async fn check_capacity(docker: &DockerDriver, context: &Context) -> Result<(), String> {
+    let asked = context.spec.requests();
+    let replicas = u64::from(context.spec.replicas);
+    let (cpu, memory) = (
+        asked.cpu_millis.unwrap_or(0) * replicas,
+        asked.memory_bytes.unwrap_or(0) * replicas,
+    );
+    if cpu == 0 && memory == 0 {
+        return Ok(());
+    }
+    let (has_cpu, has_memory) = docker.capacity().await.map_err(|e| e.to_string())?;
+    let (used_cpu, used_memory) = docker
+        .requested(context.record.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let free_cpu = has_cpu.saturating_sub(used_cpu);
+    let free_memory = has_memory.saturating_sub(used_memory);
+    let mut short = Vec::new();
+    if cpu > free_cpu {
+        short.push(format!(
+            "CPU: {cpu}m requested, {free_cpu}m free of {has_cpu}m"
+        ));
+    }
+    if memory > free_memory {
+        short.push(format!(
+            "memory: {} MiB requested, {} MiB free of {} MiB",
+            memory >> 20,
+            free_memory >> 20,
+            has_memory >> 20
+        ));
+    }
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the Docker host cannot hold {} replicas: {}",
+            context.spec.replicas,
+            short.join("; ")
+        ))
+    }
+}
+
+async fn pull(
+    services: &Services,
+    docker: &DockerDriver,
+    context: &Context,
+) -> Result<Option<String>, String> {
+    let image = &context.service.image;
+    // Release images come from the organisation's registry, with its credentials.
+    let credentials = if context.service.release_image {
+        services
+            .registries
+            .pull_credentials(context.record.organisation, image)
+            .await?
+    } else {
+        None
+    };
+    let pulled = docker
+        .pull(image, credentials)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pulled.then(|| format!("pulled {image}")))
+}
+
+/// The containers of the service that are not in `plan`.
+async fn strays(docker: &DockerDriver, id: u64, plan: &Plan) -> Result<Vec<String>, String> {
+    Ok(docker
+        .containers(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|name| !plan.containers.iter().any(|c| &c.name == name))
+        .collect())
+}
+
+/// One step of an operation on a Docker target.
+async fn docker_step(
+    services: &Services,
+    docker: &DockerDriver,
+    context: &Context,
+    state: &mut OperationState,
+) -> Result<Step, String> {
+    let id = context.record.id;
+    match (state.operation, state.phase) {
+        (Operation::Deploy | Operation::Start, Phase::Prepare) => {
+            let plan = render(docker, context).await?;
+            check_capacity(docker, context).await?;
+            if let Some(pulled) = pull(services, docker, context).await? {
+                state.applied.push(pulled);
+            }
+            let created = docker
+                .prepare(&plan, &context.service)
+                .await
+                .map_err(|e| e.to_string())?;
+            state
+                .applied
+                .extend(created.into_iter().map(|c| format!("created {c}")));
+            state.phase = Phase::Replicas;
+            state.done = 0;
+            Ok(next(state, format!("prepared revision {}", state.revision)))
+        }
+        (Operation::Deploy | Operation::Start, Phase::Replicas) => {
+            let plan = render(docker, context).await?;
+            let strays = strays(docker, id, &plan).await?;
+            let batch: Vec<_> = if state.sequential {
+                plan.containers
+                    .iter()
+                    .filter(|c| c.replica == state.done)
+                    .collect()
+            } else {
+                plan.containers.iter().collect()
+            };
+            for container in &batch {
+                // What publishes host ports cannot run beside what it replaces.
+                let replaced: Vec<&String> = strays
+                    .iter()
+                    .filter(|s| !state.sequential || replica_of(s) == Some(container.replica))
+                    .collect();
+                if container.publishes() {
+                    for old in &replaced {
+                        docker.remove(old).await.map_err(|e| e.to_string())?;
+                        state.applied.push(format!("removed {old}"));
+                    }
+                }
+                if docker
+                    .run(container, &context.service)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    state.applied.push(format!("started {}", container.name));
+                }
+            }
+            if state.sequential {
+                // Each replica is healthy before the one it replaces goes.
+                let container = batch.first().map(|c| c.name.clone());
+                if let Some(name) = container {
+                    wait_container(docker, context, &name).await?;
+                    for old in strays.iter().filter(|s| replica_of(s) == Some(state.done)) {
+                        docker.remove(old).await.map_err(|e| e.to_string())?;
+                        state.applied.push(format!("removed {old}"));
+                    }
+                }
+                state.done += 1;
+                if state.done < context.spec.replicas {
+                    return Ok(next(
+                        state,
+                        format!(
+                            "replica {} of {} replaced",
+                            state.done, context.spec.replicas
+                        ),
+                    ));
+                }
+            }
+            state.phase = Phase::Wait;
+            state.deadline_ms = Some(now_ms() + wait_ms(&context.spec));
+            Ok(next(state, "waiting for health"))
+        }
+        (Operation::Deploy | Operation::Start, Phase::Wait) => {
+            let observed = docker.observe(id).await.map_err(|e| e.to_string())?;
+            let current: Vec<_> = observed
+                .iter()
+                .filter(|o| {
+                    o.state
+                        .as_ref()
+                        .is_some_and(|s| s["revision"] == state.revision)
+                })
+                .cloned()
+                .collect();
+            let health = context.target.assess(&context.service, &current).await;
+            let (word, _) = health_words(&health);
+            state.health = Some(word.clone());
+            match health {
+                Health::Healthy | Health::Degraded(_) => {
+                    state.phase = Phase::Clean;
+                    Ok(next(state, "healthy"))
+                }
+                Health::Failed(reason) => Err(format!("the service failed: {reason}")),
+                Health::Progressing(detail) => {
+                    if state.deadline_ms.is_some_and(|d| now_ms() > d) {
+                        return Err(format!(
+                            "not healthy in {} s: {detail}",
+                            wait_ms(&context.spec) / 1000
+                        ));
+                    }
+                    tokio::time::sleep(POLL).await;
+                    Ok(next(state, format!("{word}: {detail}")))
+                }
+            }
+        }
+        (Operation::Deploy | Operation::Start, Phase::Clean) => {
+            let plan = render(docker, context).await?;
+            for old in strays(docker, id, &plan).await? {
+                docker.remove(&old).await.map_err(|e| e.to_string())?;
+                state.applied.push(format!("removed {old}"));
+            }
+            services
+                .store
+                .set_service_running(id, Some(state.revision))
+                .map_err(|e| e.to_string())?;
+            Ok(Step::Done(format!(
+                "revision {} is {}: {}",
+                state.revision,
+                state.health.as_deref().unwrap_or("healthy"),
+                if state.applied.is_empty() {
+                    "nothing to change".to_string()
+                } else {
+                    state.applied.join("; ")
+                }
+            )))
+        }
+        (Operation::Stop, _) => {
+            let names = docker.containers(id).await.map_err(|e| e.to_string())?;
+            let network =
+                (!context.service.host_network).then(|| context.service.namespace.clone());
+            for name in &names {
+                if let Some(network) = &network {
+                    docker
+                        .disconnect(name, network)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                docker.stop(name).await.map_err(|e| e.to_string())?;
+                state.applied.push(format!("stopped {name}"));
+            }
+            Ok(Step::Done(format!("stopped {} containers", names.len())))
+        }
+        (Operation::Restart, _) => {
+            let plan = render(docker, context).await?;
+            let network = plan.network.clone();
+            let names = docker.containers(id).await.map_err(|e| e.to_string())?;
+            let batch: Vec<&String> = if state.sequential {
+                names.iter().skip(state.done as usize).take(1).collect()
+            } else {
+                names.iter().collect()
+            };
+            for name in &batch {
+                // Off the network first, so its name stops resolving to it.
+                if let Some(network) = &network {
+                    docker
+                        .disconnect(name, network)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                docker.stop(name).await.map_err(|e| e.to_string())?;
+                docker.start(name).await.map_err(|e| e.to_string())?;
+                if state.sequential {
+                    wait_container(docker, context, name).await?;
+                }
+                if let Some(network) = &network {
+                    docker
+                        .reconnect(name, network, &context.service.name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                state.applied.push(format!("restarted {name}"));
+            }
+            state.done += batch.len() as u32;
+            if state.sequential && (state.done as usize) < names.len() {
+                return Ok(next(
+                    state,
+                    format!("restarted {} of {}", state.done, names.len()),
+                ));
+            }
+            // Back to waiting for the whole service.
+            state.operation = Operation::Start;
+            state.phase = Phase::Wait;
+            state.deadline_ms = Some(now_ms() + wait_ms(&context.spec));
+            Ok(next(state, "waiting for health"))
+        }
+        (Operation::Delete, _) => {
+            for name in docker.containers(id).await.map_err(|e| e.to_string())? {
+                docker.remove(&name).await.map_err(|e| e.to_string())?;
+                state.applied.push(format!("removed {name}"));
+            }
+            for volume in docker.volumes(id).await.map_err(|e| e.to_string())? {
+                docker
+                    .remove_volume(&volume)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                state.applied.push(format!("removed volume {volume}"));
+            }
+            if !context.service.host_network {
+                docker
+                    .remove_network_if_unused(&context.service.namespace)
+                    .await;
+            }
+            services
+                .store
+                .delete_service(id)
+                .map_err(|e| e.to_string())?;
+            Ok(Step::Done(format!(
+                "deleted: {}",
+                if state.applied.is_empty() {
+                    "nothing ran".to_string()
+                } else {
+                    state.applied.join("; ")
+                }
+            )))
+        }
+    }
+}
+
+/// The replica index in a container's name (`…-r<revision>-<replica>`).
+fn replica_of(name: &str) -> Option<u32> {
+    name.rsplit('-').next()?.parse().ok()
+}
+
+/// Waits until container `name` is running and healthy (or has no check).
+async fn wait_container(
+    docker: &DockerDriver,
+    context: &Context,
+    name: &str,
+) -> Result<(), String> {
+    let deadline = now_ms() + wait_ms(&context.spec);
+    loop {
+        let observed = docker
+            .observe(context.record.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = observed
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.state.clone());
+        let Some(state) = state else {
+            return Err(format!("{name} is gone"));
+        };
+        match (state["status"].as_str(), state["health"].as_str()) {
+            (Some("running"), Some("healthy" | "none")) => return Ok(()),
+            (Some("exited" | "dead"), _) => {
+                return Err(format!("{name} exited with {}", state["exit-code"]));
+            }
+            _ => {}
+        }
+        if now_ms() > deadline {
+            return Err(format!(
+                "{name} not healthy in {} s",
+                wait_ms(&context.spec) / 1000
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+impl Work for Services {
+    fn advance<'a>(&'a self, job: &'a Job) -> Advance<'a> {
+        Box::pin(self.step(job))
+    }
+}

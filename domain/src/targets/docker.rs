@@ -1,0 +1,911 @@
+//! The Docker driver: applies what a `docker`-family deploy target rendered
+//! to a Docker Engine (bollard), and observes it.
+//!
+//! The objects are parsed strictly and checked against the service before
+//! anything reaches the engine: a plugin names no field the driver does not
+//! know (no privileges, capabilities, devices or namespaces of the host),
+//! runs no image but the service's, mounts no host path the service does not
+//! declare, and names nothing outside the namespace the host gave it. The
+//! host's own labels go on every object, over any the plugin wrote.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service};
+
+/// Labels the host puts on every object it creates.
+pub const SERVICE_LABEL: &str = "slipway.service";
+/// The server that created an object (see [`slipway_store::Store::server_id`]).
+pub const SERVER_LABEL: &str = "slipway.server";
+const REVISION_LABEL: &str = "slipway.revision";
+/// The sha256 of the container as rendered: the same revision applied again
+/// leaves a container with the same hash alone.
+const SPEC_LABEL: &str = "slipway.spec";
+const CPU_REQUEST_LABEL: &str = "slipway.requests.cpu-millis";
+const MEMORY_REQUEST_LABEL: &str = "slipway.requests.memory-bytes";
+
+/// Seconds a container has to stop before it is killed.
+const STOP_SECONDS: i32 = 10;
+
+/// What the operator lets services do on the server's own Docker Engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerPolicy {
+    /// Host paths (and what is under them) services may mount.
+    pub host_paths: Vec<PathBuf>,
+    /// Whether services may use the host's network.
+    pub host_network: bool,
+}
+
+/// A network's or volume's body: checked, its labels not applied (the
+/// host labels what it creates itself).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LabelsBody {
+    #[serde(default, rename = "labels")]
+    _labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ContainerBody {
+    image: String,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    network: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    host_network: bool,
+    #[serde(default)]
+    ports: Vec<PortBody>,
+    #[serde(default)]
+    mounts: Vec<MountBody>,
+    nano_cpus: Option<u64>,
+    cpu_shares: Option<u64>,
+    memory_bytes: Option<u64>,
+    memory_reservation_bytes: Option<u64>,
+    health_check: Option<CheckBody>,
+    restart: Restart,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PortBody {
+    container: u16,
+    host: Option<u16>,
+    protocol: String,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "type"
+)]
+enum MountBody {
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+        expect: String,
+    },
+    Volume {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CheckBody {
+    test: Vec<String>,
+    interval_ms: u32,
+    timeout_ms: u32,
+    retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Restart {
+    No,
+    OnFailure,
+    UnlessStopped,
+}
+
+/// A container, checked, ready to be created.
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    /// Its name.
+    pub name: String,
+    body: ContainerBody,
+    hash: String,
+    /// Its replica index, from the `slipway.replica` label.
+    pub replica: u32,
+}
+
+impl ContainerPlan {
+    /// Whether it publishes ports on the host (and so cannot run beside the
+    /// container it replaces).
+    pub fn publishes(&self) -> bool {
+        self.body.host_network || self.body.ports.iter().any(|p| p.host.is_some())
+    }
+}
+
+/// Everything a service's revision needs on the engine, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The network, if the service is not on the host's.
+    pub network: Option<String>,
+    /// Named volumes.
+    pub volumes: Vec<String>,
+    /// One container per replica.
+    pub containers: Vec<ContainerPlan>,
+}
+
+/// Why a service could not be applied or observed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The plugin rendered something the driver refuses.
+    #[error("the deploy target rendered {0}")]
+    Rendered(String),
+    /// The service asks for what the operator does not allow here.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// A host path is missing or not what the service declares.
+    #[error("{0}")]
+    HostPath(String),
+    /// The engine failed or refused.
+    #[error("the Docker Engine: {0}")]
+    Engine(String),
+}
+
+fn engine(e: bollard::errors::Error) -> DriverError {
+    DriverError::Engine(match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// What a container's mount kind is called on disk.
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::File => "file",
+        MountKind::CharacterDevice => "character-device",
+        MountKind::Directory => "directory",
+        MountKind::Socket => "socket",
+        MountKind::BlockDevice => "block-device",
+    }
+}
+
+/// What is at `path`, by the names of [`kind_name`].
+fn found_kind(path: &Path) -> Result<&'static str, std::io::Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path)?.file_type();
+    Ok(if kind.is_file() {
+        "file"
+    } else if kind.is_dir() {
+        "directory"
+    } else if kind.is_char_device() {
+        "character-device"
+    } else if kind.is_block_device() {
+        "block-device"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "something else"
+    })
+}
+
+/// Checks what `docker`-family `rendered` objects ask of the engine against
+/// `service` and the operator's `policy`.
+pub fn plan(
+    rendered: &[Rendered],
+    service: &Service,
+    policy: &DockerPolicy,
+) -> Result<Plan, DriverError> {
+    let refuse = |what: String| DriverError::Rendered(what);
+    let mut plan = Plan::default();
+    let prefix = format!("{}-", service.namespace);
+    for object in rendered {
+        let named = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(refuse(format!(
+                    "a {} named `{}`, outside the namespace `{}`",
+                    object.kind, object.name, service.namespace
+                )))
+            }
+        };
+        let body = object.body.clone();
+        match object.kind.as_str() {
+            "network" => {
+                named(object.name == service.namespace)?;
+                serde_json::from_value::<LabelsBody>(body)
+                    .map_err(|e| refuse(format!("a network that does not parse: {e}")))?;
+                plan.network = Some(object.name.clone());
+            }
+            "volume" => {
+                named(object.name.starts_with(&prefix))?;
+                serde_json::from_value::<LabelsBody>(body)
+                    .map_err(|e| refuse(format!("a volume that does not parse: {e}")))?;
+                plan.volumes.push(object.name.clone());
+            }
+            "container" => {
+                named(object.name.starts_with(&prefix))?;
+                let body: ContainerBody = serde_json::from_value(body).map_err(|e| {
+                    refuse(format!(
+                        "a container `{}` that does not parse: {e}",
+                        object.name
+                    ))
+                })?;
+                let replica = body
+                    .labels
+                    .get("slipway.replica")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(plan.containers.len() as u32);
+                plan.containers.push(ContainerPlan {
+                    name: object.name.clone(),
+                    hash: hex::encode(Sha256::digest(
+                        serde_json::to_vec(&body).expect("serializes"),
+                    )),
+                    body,
+                    replica,
+                });
+            }
+            other => {
+                return Err(refuse(format!(
+                    "an object of kind `{other}`, not a network, volume or container"
+                )));
+            }
+        }
+    }
+    for container in &plan.containers {
+        let body = &container.body;
+        let name = &container.name;
+        if body.image != service.image {
+            return Err(refuse(format!(
+                "container `{name}` with the image `{}`, not the service's",
+                body.image
+            )));
+        }
+        if body.host_network && !service.host_network {
+            return Err(refuse(format!(
+                "container `{name}` on the host's network, which the service does not ask for"
+            )));
+        }
+        if body.host_network && !policy.host_network {
+            return Err(DriverError::NotAllowed(
+                "this Docker host does not let services use its network".into(),
+            ));
+        }
+        if body.network.is_some() && body.network != plan.network {
+            return Err(refuse(format!(
+                "container `{name}` on a network it did not render"
+            )));
+        }
+        for port in &body.ports {
+            if !matches!(port.protocol.as_str(), "tcp" | "udp") {
+                return Err(refuse(format!(
+                    "container `{name}` with the protocol `{}`",
+                    port.protocol
+                )));
+            }
+        }
+        for mount in &body.mounts {
+            match mount {
+                MountBody::Bind {
+                    source,
+                    target,
+                    expect,
+                    read_only,
+                } => {
+                    let declared = service.host_mounts.iter().any(|m| {
+                        &m.host_path == source
+                            && &m.container_path == target
+                            && kind_name(m.kind) == expect
+                            && (m.read_only || !read_only)
+                    });
+                    if !declared {
+                        return Err(refuse(format!(
+                            "container `{name}` mounting the host path `{source}`, which the service does not declare"
+                        )));
+                    }
+                    let allowed = policy
+                        .host_paths
+                        .iter()
+                        .any(|root| Path::new(source).starts_with(root));
+                    if !allowed || !Path::new(source).is_absolute() || source.contains("/../") {
+                        return Err(DriverError::NotAllowed(format!(
+                            "this Docker host does not let services mount `{source}`"
+                        )));
+                    }
+                }
+                MountBody::Volume { source, .. } => {
+                    if !plan.volumes.contains(source) {
+                        return Err(refuse(format!(
+                            "container `{name}` mounting a volume `{source}` it did not render"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// A Docker Engine and what the operator lets services do on it.
+#[derive(Debug, Clone)]
+pub struct DockerDriver {
+    docker: Docker,
+    policy: DockerPolicy,
+    server: String,
+}
+
+impl DockerDriver {
+    /// The engine `DOCKER_HOST` names, or the local socket; objects are
+    /// labelled as made by `server`.
+    pub fn local(policy: DockerPolicy, server: &str) -> Result<DockerDriver, DriverError> {
+        let docker = Docker::connect_with_local_defaults().map_err(engine)?;
+        Ok(DockerDriver {
+            docker,
+            policy,
+            server: server.into(),
+        })
+    }
+
+    /// Whether the engine answers.
+    pub async fn ping(&self) -> bool {
+        self.docker.ping().await.is_ok()
+    }
+
+    /// The operator's policy.
+    pub fn policy(&self) -> &DockerPolicy {
+        &self.policy
+    }
+
+    /// The engine's CPUs (millicores) and memory (bytes).
+    pub async fn capacity(&self) -> Result<(u64, u64), DriverError> {
+        let info = self.docker.info().await.map_err(engine)?;
+        Ok((
+            info.ncpu.unwrap_or(0).max(0) as u64 * 1000,
+            info.mem_total.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    /// What the running containers of this server's services other than
+    /// `except` request: millicores and bytes.
+    pub async fn requested(&self, except: u64) -> Result<(u64, u64), DriverError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{SERVER_LABEL}={}", self.server)],
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let mut total = (0, 0);
+        for container in self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine)?
+        {
+            let labels = container.labels.unwrap_or_default();
+            if labels.get(SERVICE_LABEL) == Some(&except.to_string()) {
+                continue;
+            }
+            let number = |key: &str| {
+                labels
+                    .get(key)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            total.0 += number(CPU_REQUEST_LABEL);
+            total.1 += number(MEMORY_REQUEST_LABEL);
+        }
+        Ok(total)
+    }
+
+    fn labels(
+        &self,
+        service: &Service,
+        extra: &BTreeMap<String, String>,
+    ) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = extra
+            .iter()
+            .filter(|(k, _)| !k.starts_with("slipway.") || k.as_str() == "slipway.replica")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(SERVER_LABEL.into(), self.server.clone());
+        labels.insert(SERVICE_LABEL.into(), service.id.to_string());
+        labels
+    }
+
+    /// Creates the network and volumes of `plan` that do not exist yet.
+    pub async fn prepare(
+        &self,
+        plan: &Plan,
+        service: &Service,
+    ) -> Result<Vec<String>, DriverError> {
+        let mut created = Vec::new();
+        if let Some(network) = &plan.network {
+            match self.docker.inspect_network(network, None).await {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {
+                    let labels = HashMap::from([(SERVER_LABEL.to_string(), self.server.clone())]);
+                    self.docker
+                        .create_network(NetworkCreateRequest {
+                            name: network.clone(),
+                            driver: Some("bridge".into()),
+                            labels: Some(labels),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(engine)?;
+                    created.push(format!("network {network}"));
+                }
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        for volume in &plan.volumes {
+            match self.docker.inspect_volume(volume).await {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {
+                    self.docker
+                        .create_volume(VolumeCreateRequest {
+                            name: Some(volume.clone()),
+                            labels: Some(self.labels(service, &BTreeMap::new())),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(engine)?;
+                    created.push(format!("volume {volume}"));
+                }
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok(created)
+    }
+
+    /// Pulls `image` unless the engine has it.
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<bool, DriverError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(false);
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut pulling = self.docker.create_image(Some(options), None, credentials);
+        while let Some(progress) = pulling.next().await {
+            progress.map_err(engine)?;
+        }
+        Ok(true)
+    }
+
+    /// Checks every host path `container` mounts is what it declares.
+    fn check_host_paths(container: &ContainerPlan) -> Result<(), DriverError> {
+        for mount in &container.body.mounts {
+            if let MountBody::Bind { source, expect, .. } = mount {
+                match found_kind(Path::new(source)) {
+                    Ok(found) if found == expect => {}
+                    Ok(found) => {
+                        return Err(DriverError::HostPath(format!(
+                            "the host path `{source}` is a {found}, not a {expect}"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(DriverError::HostPath(format!(
+                            "the host path `{source}` cannot be used as a {expect}: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts `container` for `service`, unless it runs as
+    /// planned already; a container of that name from another plan is
+    /// replaced. Answers whether anything changed.
+    pub async fn run(
+        &self,
+        container: &ContainerPlan,
+        service: &Service,
+    ) -> Result<bool, DriverError> {
+        if let Ok(existing) = self.docker.inspect_container(&container.name, None).await {
+            let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
+            let same = labels.get(SPEC_LABEL) == Some(&container.hash);
+            let running = existing.state.and_then(|s| s.running).unwrap_or(false);
+            if same && running {
+                return Ok(false);
+            }
+            if same && service_runs_once(service) {
+                // A run-once container that has ended is not run again.
+                return Ok(false);
+            }
+            if same {
+                self.docker
+                    .start_container(&container.name, None)
+                    .await
+                    .map_err(engine)?;
+                return Ok(true);
+            }
+            self.remove(&container.name).await?;
+        }
+        Self::check_host_paths(container)?;
+        let body = &container.body;
+        let mut labels = self.labels(service, &body.labels);
+        labels.insert(REVISION_LABEL.into(), service.revision.to_string());
+        labels.insert(SPEC_LABEL.into(), container.hash.clone());
+        labels.insert(
+            CPU_REQUEST_LABEL.into(),
+            service.requests.cpu_millis.unwrap_or(0).to_string(),
+        );
+        labels.insert(
+            MEMORY_REQUEST_LABEL.into(),
+            service.requests.memory_bytes.unwrap_or(0).to_string(),
+        );
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = Vec::new();
+        for port in &body.ports {
+            let key = format!("{}/{}", port.container, port.protocol);
+            exposed.push(key.clone());
+            if let Some(host) = port.host {
+                bindings
+                    .entry(key)
+                    .or_default()
+                    .get_or_insert_default()
+                    .push(PortBinding {
+                        host_ip: None,
+                        host_port: Some(host.to_string()),
+                    });
+            }
+        }
+        let mounts = body
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountBody::Bind {
+                    source,
+                    target,
+                    read_only,
+                    ..
+                } => Mount {
+                    typ: Some(MountType::BIND),
+                    source: Some(source.clone()),
+                    target: Some(target.clone()),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                },
+                MountBody::Volume {
+                    source,
+                    target,
+                    read_only,
+                } => Mount {
+                    typ: Some(MountType::VOLUME),
+                    source: Some(source.clone()),
+                    target: Some(target.clone()),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let millis = |ms: u32| i64::from(ms) * 1_000_000;
+        let healthcheck = body.health_check.as_ref().map(|c| HealthConfig {
+            test: Some(c.test.clone()),
+            interval: Some(millis(c.interval_ms)),
+            timeout: Some(millis(c.timeout_ms)),
+            retries: Some(i64::from(c.retries)),
+            start_period: None,
+            start_interval: Some(millis(500)),
+        });
+        let network_mode = if body.host_network {
+            Some("host".to_string())
+        } else {
+            body.network.clone()
+        };
+        let networking_config = body.network.as_ref().map(|network| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.clone(),
+                EndpointSettings {
+                    aliases: Some(body.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
+        let restart = match body.restart {
+            Restart::No => RestartPolicyNameEnum::NO,
+            Restart::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+        };
+        let config = ContainerCreateBody {
+            image: Some(body.image.clone()),
+            env: Some(body.env.clone()),
+            labels: Some(labels),
+            exposed_ports: Some(exposed),
+            healthcheck,
+            host_config: Some(HostConfig {
+                network_mode,
+                port_bindings: Some(bindings),
+                mounts: Some(mounts),
+                nano_cpus: body.nano_cpus.map(|n| n as i64),
+                cpu_shares: body.cpu_shares.map(|n| n as i64),
+                memory: body.memory_bytes.map(|n| n as i64),
+                memory_reservation: body.memory_reservation_bytes.map(|n| n as i64),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart),
+                    maximum_retry_count: None,
+                }),
+                // What no service gets, whatever was rendered.
+                privileged: Some(false),
+                cap_drop: Some(vec!["NET_RAW".into(), "MKNOD".into(), "SYS_CHROOT".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                pids_limit: Some(4096),
+                ..Default::default()
+            }),
+            networking_config,
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&container.name)
+            .build();
+        self.docker
+            .create_container(Some(options), config)
+            .await
+            .map_err(engine)?;
+        self.docker
+            .start_container(&container.name, None)
+            .await
+            .map_err(engine)?;
+        Ok(true)
+    }
+
+    /// Takes container `name` out of its network first (so its DNS alias
+    /// stops answering), then stops and removes it. Absent is removed.
+    pub async fn remove(&self, name: &str) -> Result<(), DriverError> {
+        let existing = match self.docker.inspect_container(name, None).await {
+            Ok(existing) => existing,
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(engine(e)),
+        };
+        let networks = existing
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        for network in networks.keys().filter(|n| n.as_str() != "host") {
+            let request = NetworkDisconnectRequest {
+                container: name.to_string(),
+                force: Some(true),
+            };
+            if let Err(e) = self.docker.disconnect_network(network, request).await
+                && !not_found(&e)
+            {
+                tracing::warn!(container = name, network, error = %e, "cannot disconnect a container");
+            }
+        }
+        self.stop(name).await?;
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Stops container `name`; a stopped or absent one is left as it is.
+    pub async fn stop(&self, name: &str) -> Result<(), DriverError> {
+        let options = StopContainerOptionsBuilder::new().t(STOP_SECONDS).build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Starts container `name` again, back on `network` under `aliases` when
+    /// it was taken off.
+    pub async fn start(&self, name: &str) -> Result<(), DriverError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Puts container `name` back on `network` under its alias, after a
+    /// stop took it off.
+    pub async fn reconnect(
+        &self,
+        name: &str,
+        network: &str,
+        alias: &str,
+    ) -> Result<(), DriverError> {
+        let request = NetworkConnectRequest {
+            container: name.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![alias.to_string()]),
+                ..Default::default()
+            }),
+        };
+        match self.docker.connect_network(network, request).await {
+            Ok(()) => Ok(()),
+            // Already on it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Takes container `name` off `network`, so its alias stops answering.
+    pub async fn disconnect(&self, name: &str, network: &str) -> Result<(), DriverError> {
+        let request = NetworkDisconnectRequest {
+            container: name.to_string(),
+            force: Some(true),
+        };
+        match self.docker.disconnect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403 | 500,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// The containers of service `id`, every revision's, by name.
+    pub async fn containers(&self, id: u64) -> Result<Vec<String>, DriverError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{SERVICE_LABEL}={id}"),
+                format!("{SERVER_LABEL}={}", self.server),
+            ],
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut names: Vec<String> = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine)?
+            .into_iter()
+            .filter_map(|c| c.names?.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// What the engine says of service `id`'s containers, as a deploy target
+    /// reads it: `status`, `health`, `exit-code`, `restarts`, `revision`,
+    /// `error`, and the host ports published.
+    pub async fn observe(&self, id: u64) -> Result<Vec<Observed>, DriverError> {
+        let mut observed = Vec::new();
+        for name in self.containers(id).await? {
+            let inspected = match self.docker.inspect_container(&name, None).await {
+                Ok(inspected) => inspected,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(engine(e)),
+            };
+            let state = inspected.state.unwrap_or_default();
+            let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+            let ports: Vec<String> = inspected
+                .network_settings
+                .and_then(|n| n.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(port, bindings)| {
+                    bindings
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(move |b| Some(format!("{}->{port}", b.host_port?)))
+                })
+                .collect();
+            observed.push(Observed {
+                kind: "container".into(),
+                name,
+                state: Some(serde_json::json!({
+                    "status": state.status.map(|s| s.to_string()).unwrap_or_default(),
+                    "health": state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "none".into()),
+                    "exit-code": state.exit_code.unwrap_or(0),
+                    "restarts": inspected.restart_count.unwrap_or(0),
+                    "oom-killed": state.oom_killed.unwrap_or(false),
+                    "error": state.error.unwrap_or_default(),
+                    "revision": labels.get(REVISION_LABEL).and_then(|r| r.parse::<u32>().ok()),
+                    "replica": labels.get("slipway.replica").and_then(|r| r.parse::<u32>().ok()),
+                    "ports": ports,
+                })),
+            });
+        }
+        Ok(observed)
+    }
+
+    /// Removes network `name` unless containers are still on it.
+    pub async fn remove_network_if_unused(&self, name: &str) {
+        let used = match self.docker.inspect_network(name, None).await {
+            Ok(network) => network.containers.is_some_and(|c| !c.is_empty()),
+            Err(_) => return,
+        };
+        if !used && let Err(e) = self.docker.remove_network(name).await {
+            tracing::warn!(network = name, error = %e, "cannot remove a network");
+        }
+    }
+
+    /// Removes volume `name`; absent is removed.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DriverError> {
+        let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// The volumes of service `id`.
+    pub async fn volumes(&self, id: u64) -> Result<Vec<String>, DriverError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{SERVICE_LABEL}={id}"),
+                format!("{SERVER_LABEL}={}", self.server),
+            ],
+        )]);
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(engine)?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+}
+
+fn service_runs_once(service: &Service) -> bool {
+    service.kind == slipway_runtime::kinds::ServiceKind::RunOnce
+}

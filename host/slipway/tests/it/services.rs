@@ -1,0 +1,392 @@
+//! Services on the server's own Docker Engine (`local-docker`): a release
+//! deployed as a service of two replicas, healthy, answering on the ports it
+//! publishes, held against deletion while it runs, restarted one container
+//! at a time, and deleted with every container, volume and network it made.
+//! And what the API refuses, each problem at its pointer.
+
+use crate::common;
+use crate::distribution::Served;
+use crate::releasing::canvas;
+use slipway_test_support::registry::TestRegistry;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+/// Removes what a service's namespace holds on the engine, and the images
+/// it pulled, however the test ends.
+struct Leftovers(String, Vec<String>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let filter = format!("name=^{}-", self.0);
+        for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        for volume in docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}-", self.0),
+        ])
+        .split_whitespace()
+        {
+            docker(&["volume", "rm", "-f", volume]);
+        }
+        docker(&["network", "rm", &self.0]);
+        for image in &self.1 {
+            docker(&["rmi", "-f", image]);
+        }
+    }
+}
+
+/// The names of the engine's containers in `namespace`.
+fn containers(namespace: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("name=^{namespace}-"))
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Two free ports in a row on this machine.
+fn free_port_pair() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        if port < 65535 && std::net::TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Served {
+    /// Runs an operation on service `id` and waits for its job to end.
+    async fn operate(&self, id: u64, body: Value) -> Value {
+        let (status, job) = self
+            .call("POST", &format!("/api/v1/services/{id}/operations"), body)
+            .await;
+        assert_eq!(status, 202, "{job}");
+        self.operation_ended(id, job["id"].as_u64().unwrap()).await
+    }
+
+    async fn operation_ended(&self, id: u64, job: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (_, job) = self
+                .call(
+                    "GET",
+                    &format!("/api/v1/services/{id}/operations/{job}"),
+                    Value::Null,
+                )
+                .await;
+            if ["succeeded", "failed", "stopped"].contains(&job["status"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operation did not end: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn post_orders(port: u16, items: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/orders"))
+        .body(json!({ "items": items }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    let server = Served::start(&registry).await;
+    server
+        .call("POST", "/api/v1/integrations", json!({"name": "orders"}))
+        .await;
+    let (status, body) = server
+        .call("POST", "/api/v1/integrations/orders/versions", canvas(50))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, release) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            common::release_body("orders", 1),
+        )
+        .await;
+    let release = server.settled(release["id"].as_u64().unwrap()).await;
+    assert_eq!(release["status"], "ready", "{release}");
+    let name = release["name"].as_str().unwrap().to_string();
+
+    // The server's Docker Engine is a target without any setting.
+    let (status, target) = server
+        .call("GET", "/api/v1/targets/local-docker", Value::Null)
+        .await;
+    assert_eq!(status, 200, "{target}");
+    assert_eq!(target["resolved"], "docker@1.0.0");
+    let namespace = target["namespace"].as_str().unwrap().to_string();
+    let pinned = format!(
+        "{}/flows/orders@{}",
+        registry.address,
+        release["image"]["digest"].as_str().unwrap()
+    );
+    let _leftovers = Leftovers(namespace.clone(), vec![pinned]);
+
+    let port = free_port_pair();
+    let (status, service) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({
+                "name": "orders",
+                "target": "local-docker",
+                "release": name,
+                "replicas": 2,
+                "service_type": "NodePort",
+                "ports": [{"container": 8080, "service": port}],
+                "requests": {"cpu": "50m", "memory": "16Mi"},
+                "limits": {"cpu": "1", "memory": "256Mi"},
+                "env": {"SLIPWAY_LOG": "warn"},
+                "log_dir": "/logs",
+                "labels": {"team": "payments"},
+                "health_check": {"http": {"path": "/readyz", "port": 8080}, "interval_s": 1},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{service}");
+    let id = service["id"].as_u64().unwrap();
+    let digest = release["image"]["digest"].as_str().unwrap();
+    assert!(
+        service["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@{digest}")),
+        "pinned by digest: {service}"
+    );
+    assert_eq!(service["revision"], 1);
+    assert_eq!(service["running"], Value::Null);
+
+    // Deployed: both replicas healthy, each on its own published port.
+    let job = server.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let applied = job["state"]["applied"].as_array().unwrap();
+    assert!(
+        applied
+            .iter()
+            .filter(|a| a.as_str().unwrap().starts_with("started "))
+            .count()
+            == 2,
+        "{job}"
+    );
+    let (_, shown) = server
+        .call("GET", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(shown["running"], 1, "{shown}");
+    let observed = &shown["observed"];
+    assert_eq!(
+        (observed["ready"].as_u64(), observed["health"].as_str()),
+        (Some(2), Some("healthy")),
+        "{shown}"
+    );
+    for replica in 0..2 {
+        let answer = post_orders(port + replica, json!([40, 30])).await;
+        assert_eq!(answer, json!({"total": 70, "size": "large"}));
+    }
+    let names = containers(&namespace);
+    assert_eq!(
+        names,
+        [
+            format!("{namespace}-orders-r1-0"),
+            format!("{namespace}-orders-r1-1")
+        ]
+    );
+    let labels = Command::new("docker")
+        .args(["inspect", "--format", "{{json .Config.Labels}}", &names[0]])
+        .output()
+        .unwrap();
+    let labels: Value = serde_json::from_slice(&labels.stdout).unwrap();
+    assert_eq!(labels["team"], "payments", "{labels}");
+    assert_eq!(labels["slipway.service"], id.to_string());
+
+    // Deploying the same revision again changes nothing.
+    let again = server.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to change"),
+        "{again}"
+    );
+
+    // The release runs: it cannot be deleted.
+    let (status, refused) = server
+        .call("DELETE", &format!("/api/v1/releases/{name}"), Value::Null)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&id.to_string()),
+        "{refused}"
+    );
+
+    // A sequential restart goes one container at a time and ends healthy.
+    let restarted = server
+        .operate(
+            id,
+            json!({"operation": "restart", "containers": "sequential"}),
+        )
+        .await;
+    assert_eq!(restarted["status"], "succeeded", "{restarted}");
+    assert_eq!(
+        restarted["steps"].as_u64().map(|s| s >= 2),
+        Some(true),
+        "{restarted}"
+    );
+    assert_eq!(post_orders(port, json!([1])).await["total"], 1);
+
+    // Deleted: nothing of it stays on the engine, and the release is free.
+    let (status, job) = server
+        .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = server
+        .operation_ended(id, job["id"].as_u64().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(containers(&namespace), Vec::<String>::new());
+    let volumes = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter"])
+        .arg(format!("name={namespace}-"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&volumes.stdout).trim(),
+        "",
+        "the log volume went too"
+    );
+    let (status, _) = server
+        .call("GET", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .call("DELETE", &format!("/api/v1/releases/{name}"), Value::Null)
+        .await;
+    assert!(status == 202 || status == 204, "{status}");
+}
+
+#[tokio::test]
+async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = slipway_store::Store::open(dir.path()).unwrap();
+    let token = store.bootstrap("acme", None).unwrap().unwrap().token;
+    let state = common::loaded(store).await;
+    let post = |body: Value| {
+        let state = state.clone();
+        let token = token.clone();
+        async move {
+            common::call(
+                &state,
+                "POST",
+                "/api/v1/services",
+                Some(&token),
+                "application/json",
+                body.to_string(),
+            )
+            .await
+        }
+    };
+
+    let (status, body) = post(json!({
+        "name": "Bad Name",
+        "target": "local-docker",
+        "image": "example/app:1",
+        "ports": [{"container": 0, "service": 80}],
+        "mounts": [{"kind": "pipe", "host_path": "/a", "container_path": "/b"}],
+    }))
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["path"], "/mounts/0/kind", "{body}");
+
+    let (status, body) = post(json!({
+        "name": "Bad Name",
+        "target": "local-docker",
+        "image": "example/app:1",
+        "replicas": 100,
+        "ports": [{"container": 0, "service": 80}],
+        "requests": {"memory": "2Gi"},
+        "limits": {"memory": "1Gi"},
+    }))
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let paths: Vec<&str> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/name",
+            "/replicas",
+            "/requests/memory",
+            "/ports/0/container"
+        ],
+        "{body}"
+    );
+
+    let (status, body) =
+        post(json!({"name": "web", "target": "nowhere", "image": "example/app:1"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["path"], "/target");
+    let (status, body) =
+        post(json!({"name": "web", "target": "local-docker", "release": "no-such-release"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["path"], "/release");
+
+    // A key in the wrong case is unknown, not ignored.
+    let (status, body) =
+        post(json!({"name": "web", "target": "local-docker", "image": "a", "Replicas": 2})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["path"], "/Replicas");
+
+    // Nothing was stored.
+    let (status, list) = common::call(
+        &state,
+        "GET",
+        "/api/v1/services",
+        Some(&token),
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([]));
+}
