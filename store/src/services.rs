@@ -295,8 +295,9 @@ impl Store {
             &self.services,
             &self.service_revisions,
             &self.release_services,
+            &self.releases,
         )
-            .transaction(|(services, revisions, on_release)| {
+            .transaction(|(services, revisions, on_release, releases)| {
                 let Some(mut service) = read::<ServiceRecord>(services, &key(id))? else {
                     return Err(Abort::Abort(Refusal::Missing(id)));
                 };
@@ -307,8 +308,12 @@ impl Store {
                     }
                 };
                 let newest = revision(Some(service.revision))?;
+                let now_running = revision(running)?;
+                // A release deleted while it was being deployed is not recorded as running.
+                let release = now_running.as_ref().and_then(|r| r.release);
+                live_release(releases, service.organisation, release)?;
                 let before = held(&[newest.as_ref(), revision(service.running)?.as_ref()]);
-                let after = held(&[newest.as_ref(), revision(running)?.as_ref()]);
+                let after = held(&[newest.as_ref(), now_running.as_ref()]);
                 for release in before.iter().filter(|r| !after.contains(r)) {
                     list_change(on_release, &key(*release), id, false)?;
                 }
@@ -327,12 +332,6 @@ impl Store {
 
     /// Removes a service and its revisions, once nothing of it runs.
     pub fn delete_service(&self, id: u64) -> Result<(), ServiceError> {
-        let revisions: Vec<sled::IVec> = self
-            .service_revisions
-            .scan_prefix(key(id))
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)?;
         (
             &self.services,
             &self.service_revisions,
@@ -362,8 +361,9 @@ impl Store {
                 )?;
                 names.remove(service_name_key(org, &service.target, &service.name))?;
                 owners.remove(&owner_key(org, id))?;
-                for revision in &revisions {
-                    stored.remove(revision)?;
+                // Every revision, read in the transaction: one made meanwhile too.
+                for revision in 1..=service.revision {
+                    stored.remove(&revision_key(id, revision))?;
                 }
                 services.remove(&key(id))?;
                 Ok(())

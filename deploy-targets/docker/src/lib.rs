@@ -3,6 +3,10 @@
 //! name is their DNS alias. Storage directories and the log directory are
 //! named volumes that outlive the containers.
 //!
+//! Names are `<namespace>_<service>_r<revision>_<replica>` for containers
+//! and `<namespace>_<service>_<storage>` for volumes: `_` is in no DNS
+//! label, so no two services' names meet.
+//!
 //! Published ports follow Docker Compose's rule for scaled services: replica
 //! `i` of a `load-balancer` or `node-port` service publishes the service port
 //! plus `i` on the host; `cluster-ip` publishes nothing.
@@ -40,13 +44,13 @@ const REPLICA: &str = "slipway.replica";
 /// The container name of `service`'s replica `i` at its revision.
 fn container_name(service: &Service, i: u32) -> String {
     format!(
-        "{}-{}-r{}-{i}",
+        "{}_{}_r{}_{i}",
         service.namespace, service.name, service.revision
     )
 }
 
 fn volume_name(service: &Service, storage: &str) -> String {
-    format!("{}-{}-{storage}", service.namespace, service.name)
+    format!("{}_{}_{storage}", service.namespace, service.name)
 }
 
 /// The volume holding the log directory.

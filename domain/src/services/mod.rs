@@ -361,6 +361,10 @@ impl Services {
         by: &str,
     ) -> Result<Job, Refused> {
         let record = self.owned(organisation, id)?;
+        let problems = spec::label_problems(&request.labels, "/labels");
+        if !problems.is_empty() {
+            return Err(Refused::Invalid(problems));
+        }
         let revision = match operation {
             Operation::Deploy => record.revision,
             _ => record.running.unwrap_or(record.revision),

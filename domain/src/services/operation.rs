@@ -19,8 +19,11 @@ use crate::targets::{Driver, Target};
 /// Between two health polls.
 const POLL: Duration = Duration::from_millis(250);
 /// An operation waits this long for health at least; a health check's own
-/// interval and retries can make it longer.
+/// interval and retries can make it longer, up to [`MAX_WAIT_MS`].
 const MIN_WAIT_MS: u64 = 120_000;
+/// The longest an operation waits for health (my choice), so a service that
+/// never turns healthy gives its slot back.
+const MAX_WAIT_MS: u64 = 15 * 60_000;
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +190,7 @@ fn wait_ms(spec: &ServiceSpec) -> u64 {
     let check = spec.health_check.as_ref().map_or(0, |c| {
         u64::from(c.interval_s) * u64::from(c.retries + 1) * 1000
     });
-    MIN_WAIT_MS.max(check * 2)
+    MIN_WAIT_MS.max(check * 2).min(MAX_WAIT_MS)
 }
 
 /// Renders the service and checks what was rendered.
@@ -245,15 +248,16 @@ async fn pull(
     context: &Context,
 ) -> Result<Option<String>, String> {
     let image = &context.service.image;
-    // Release images come from the organisation's registry, with its credentials.
-    let credentials = if context.service.release_image {
-        services
-            .registries
-            .pull_credentials(context.record.organisation, image)
-            .await?
-    } else {
-        None
-    };
+    // The daemon connects where the reference says: the same rules as the
+    // server's own requests. Pulled every time, with the organisation's
+    // credentials where the image is in its registry, so the registry
+    // decides who may run it, not what the engine happens to hold.
+    let host = image.split('/').next().unwrap_or_default();
+    services.registries.check_reachable(host)?;
+    let credentials = services
+        .registries
+        .pull_credentials(context.record.organisation, image)
+        .await?;
     let pulled = docker
         .pull(image, credentials)
         .await
@@ -499,9 +503,9 @@ async fn docker_step(
     }
 }
 
-/// The replica index in a container's name (`…-r<revision>-<replica>`).
+/// The replica index in a container's name (`…_r<revision>_<replica>`).
 fn replica_of(name: &str) -> Option<u32> {
-    name.rsplit('-').next()?.parse().ok()
+    name.rsplit('_').next()?.parse().ok()
 }
 
 /// Waits until container `name` is running and healthy (or has no check).

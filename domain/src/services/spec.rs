@@ -341,6 +341,55 @@ pub struct ServiceSpec {
     pub health_check: Option<HealthCheck>,
 }
 
+/// Whether `image` names its registry host (with a `.` or a `:`, or
+/// `localhost`) and a repository: never an engine's image id or a short
+/// name the engine would complete, so what runs is what the registry serves.
+fn qualified(image: &str) -> bool {
+    let valid = !image.is_empty()
+        && image.len() <= MAX_IMAGE
+        && !image.chars().any(|c| c.is_whitespace() || c.is_control());
+    let Some((host, repository)) = image.split_once('/') else {
+        return false;
+    };
+    valid
+        && (host.contains('.') || host.contains(':') || host == "localhost")
+        && !repository.is_empty()
+        && !host.starts_with("sha256")
+}
+
+/// Every problem of `labels` at `at` (`/labels`): at most 64, keys of 1 to
+/// 63 letters, digits, `-`, `_`, `.` and `/` not starting with `slipway.`,
+/// values of at most 63 letters, digits, `-`, `_` and `.`.
+pub fn label_problems(labels: &BTreeMap<String, String>, at: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if labels.len() > MAX_LABELS {
+        problems.push(problem(at, format!("at most {MAX_LABELS} labels")));
+    }
+    for (key, value) in labels {
+        let at = format!("{at}/{}", slipway_flow::pointer::escape(key));
+        if key.is_empty()
+            || key.len() > 63
+            || key.starts_with("slipway.")
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            problems.push(problem(&at, "a label key is 1 to 63 letters, digits, `-`, `_`, `.` and `/`, not starting with `slipway.`"));
+        }
+        if value.len() > 63
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            problems.push(problem(
+                at,
+                "a label value is at most 63 letters, digits, `-`, `_` and `.`",
+            ));
+        }
+    }
+    problems
+}
+
 /// Whether `name` is a DNS label (RFC 1123): 1 to 63 lowercase letters,
 /// digits and `-`, starting and ending with a letter or digit.
 pub fn is_dns_label(name: &str) -> bool {
@@ -430,14 +479,10 @@ impl ServiceSpec {
                 "/release",
                 "give a `release` (its id or name) or an `image` reference",
             )),
-            (None, Some(image))
-                if image.is_empty()
-                    || image.len() > MAX_IMAGE
-                    || image.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-            {
+            (None, Some(image)) if !qualified(image) => {
                 problems.push(problem(
                     "/image",
-                    "an image reference is 1 to 1024 characters without spaces",
+                    "an image reference names its registry, as `registry.example:5000/team/app:1` or `…@sha256:…` (1 to 1024 characters, no spaces)",
                 ));
             }
             _ => {}
@@ -536,7 +581,7 @@ impl ServiceSpec {
         if self.mounts.len() > MAX_MOUNTS {
             problems.push(problem("/mounts", format!("at most {MAX_MOUNTS} mounts")));
         }
-        let mut targets: Vec<&str> = Vec::new();
+        let mut targets: Vec<&str> = self.log_dir.iter().map(String::as_str).collect();
         for (i, mount) in self.mounts.iter().enumerate() {
             if !absolute_path(&mount.host_path) {
                 problems.push(problem(
@@ -596,31 +641,7 @@ impl ServiceSpec {
                 ));
             }
         }
-        if self.labels.len() > MAX_LABELS {
-            problems.push(problem("/labels", format!("at most {MAX_LABELS} labels")));
-        }
-        for (key, value) in &self.labels {
-            let at = format!("/labels/{}", slipway_flow::pointer::escape(key));
-            if key.is_empty()
-                || key.len() > 63
-                || key.starts_with("slipway.")
-                || !key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            {
-                problems.push(problem(&at, "a label key is 1 to 63 letters, digits, `-`, `_`, `.` and `/`, not starting with `slipway.`"));
-            }
-            if value.len() > 63
-                || !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                problems.push(problem(
-                    at,
-                    "a label value is at most 63 letters, digits, `-`, `_` and `.`",
-                ));
-            }
-        }
+        problems.extend(label_problems(&self.labels, "/labels"));
         if let Some(check) = &self.health_check {
             match (&check.http, &check.command) {
                 (Some(http), None) => {
@@ -814,7 +835,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_its_pointer() {
         let found = paths(json!({
-            "image": "example/app:1",
+            "image": "registry.example/app:1",
             "replicas": 65,
             "requests": {"cpu": "2", "memory": "lots"},
             "limits": {"cpu": "1"},
@@ -839,6 +860,28 @@ mod tests {
                 "/health_check/http/path"
             ]
         );
+    }
+
+    #[test]
+    fn images_name_their_registry() {
+        for image in [
+            "registry.example/app:1",
+            "127.0.0.1:5000/a/b@sha256:00",
+            "localhost/app",
+        ] {
+            assert!(qualified(image), "{image}");
+        }
+        for image in [
+            "3f",
+            "sha256:3f2a",
+            "nginx",
+            "nginx:1",
+            "library/nginx",
+            "a b/c",
+            "registry.example/",
+        ] {
+            assert!(!qualified(image), "{image}");
+        }
     }
 
     #[test]

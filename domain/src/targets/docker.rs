@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service};
+use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service, ServiceType};
 
 /// Labels the host puts on every object it creates.
 pub const SERVICE_LABEL: &str = "slipway.service";
@@ -40,6 +40,18 @@ const MEMORY_REQUEST_LABEL: &str = "slipway.requests.memory-bytes";
 
 /// Seconds a container has to stop before it is killed.
 const STOP_SECONDS: i32 = 10;
+/// Host ports below this are not published for services (my choice: a
+/// shared engine's well-known ports are the operator's).
+const MIN_HOST_PORT: u16 = 1024;
+/// Host paths no service mounts, whatever the operator allows.
+const NEVER_MOUNTED: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+];
 
 /// What the operator lets services do on the server's own Docker Engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -184,6 +196,22 @@ fn engine(e: bollard::errors::Error) -> DriverError {
     })
 }
 
+/// An engine error's first line, at most 200 characters: what the engine
+/// says of a registry it reached goes no further.
+fn short(e: bollard::errors::Error) -> String {
+    let text = match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        bollard::errors::Error::DockerStreamError { error } => error,
+        other => other.to_string(),
+    };
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
 fn not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -233,14 +261,14 @@ pub fn plan(
 ) -> Result<Plan, DriverError> {
     let refuse = |what: String| DriverError::Rendered(what);
     let mut plan = Plan::default();
-    let prefix = format!("{}-", service.namespace);
+    let prefix = format!("{}_{}_", service.namespace, service.name);
     for object in rendered {
         let named = |ok: bool| {
             if ok {
                 Ok(())
             } else {
                 Err(refuse(format!(
-                    "a {} named `{}`, outside the namespace `{}`",
+                    "a {} named `{}`, outside the service's names (`{prefix}...`, a network `{}`)",
                     object.kind, object.name, service.namespace
                 )))
             }
@@ -288,9 +316,44 @@ pub fn plan(
             }
         }
     }
+    let mut replicas: Vec<u32> = plan.containers.iter().map(|c| c.replica).collect();
+    replicas.sort_unstable();
+    if replicas != (0..service.replicas).collect::<Vec<_>>() {
+        return Err(refuse(format!(
+            "containers for replicas {replicas:?}, not one for each of the service's {}",
+            service.replicas
+        )));
+    }
     for container in &plan.containers {
         let body = &container.body;
         let name = &container.name;
+        let limits = &service.limits;
+        let asked = (
+            limits.cpu_millis.map(|m| u64::from(m) * 1_000_000),
+            limits.memory_bytes,
+            service.requests.memory_bytes,
+        );
+        if (
+            body.nano_cpus,
+            body.memory_bytes,
+            body.memory_reservation_bytes,
+        ) != asked
+        {
+            return Err(refuse(format!(
+                "container `{name}` with other CPU or memory limits than the service's"
+            )));
+        }
+        if body.cpu_shares.is_some_and(|s| !(2..=262_144).contains(&s)) {
+            return Err(refuse(format!(
+                "container `{name}` with CPU shares past 2 to 262144"
+            )));
+        }
+        if !body.host_network && body.network.as_deref() != Some(service.namespace.as_str()) {
+            return Err(refuse(format!(
+                "container `{name}` off the target's network `{}`",
+                service.namespace
+            )));
+        }
         if body.image != service.image {
             return Err(refuse(format!(
                 "container `{name}` with the image `{}`, not the service's",
@@ -312,11 +375,34 @@ pub fn plan(
                 "container `{name}` on a network it did not render"
             )));
         }
+        let published = matches!(
+            service.service_type,
+            ServiceType::LoadBalancer | ServiceType::NodePort
+        );
         for port in &body.ports {
-            if !matches!(port.protocol.as_str(), "tcp" | "udp") {
+            let declared = service
+                .ports
+                .iter()
+                .find(|p| p.container == port.container && p.protocol == port.protocol);
+            let Some(declared) = declared else {
                 return Err(refuse(format!(
-                    "container `{name}` with the protocol `{}`",
-                    port.protocol
+                    "container `{name}` with a port {}/{} the service does not declare",
+                    port.container, port.protocol
+                )));
+            };
+            // Compose's rule for scaled services, and nothing else.
+            let expected = published
+                .then(|| u32::from(declared.service) + container.replica)
+                .and_then(|p| u16::try_from(p).ok());
+            if port.host != expected {
+                return Err(refuse(format!(
+                    "container `{name}` publishing {:?} for port {}, not {expected:?}",
+                    port.host, port.container
+                )));
+            }
+            if port.host.is_some_and(|p| p < MIN_HOST_PORT) {
+                return Err(DriverError::NotAllowed(format!(
+                    "this Docker host publishes no port under {MIN_HOST_PORT} for a service"
                 )));
             }
         }
@@ -328,21 +414,22 @@ pub fn plan(
                     expect,
                     read_only,
                 } => {
+                    // Declared read-only, mounted read-only.
                     let declared = service.host_mounts.iter().any(|m| {
                         &m.host_path == source
                             && &m.container_path == target
                             && kind_name(m.kind) == expect
-                            && (m.read_only || !read_only)
+                            && (!m.read_only || *read_only)
                     });
                     if !declared {
                         return Err(refuse(format!(
                             "container `{name}` mounting the host path `{source}`, which the service does not declare"
                         )));
                     }
-                    let allowed = policy
-                        .host_paths
-                        .iter()
-                        .any(|root| Path::new(source).starts_with(root));
+                    let path = Path::new(source);
+                    let allowed = policy.host_paths.iter().any(|root| path.starts_with(root))
+                        && !NEVER_MOUNTED.iter().any(|never| path.starts_with(never))
+                        && !source.ends_with(".sock");
                     if !allowed || !Path::new(source).is_absolute() || source.contains("/../") {
                         return Err(DriverError::NotAllowed(format!(
                             "this Docker host does not let services mount `{source}`"
@@ -449,6 +536,25 @@ impl DockerDriver {
         labels
     }
 
+    /// Refuses an object named as `service`'s that this server did not make
+    /// for it.
+    fn owns(
+        &self,
+        labels: &HashMap<String, String>,
+        service: &Service,
+        name: &str,
+    ) -> Result<(), DriverError> {
+        let ours = labels.get(SERVER_LABEL) == Some(&self.server)
+            && labels.get(SERVICE_LABEL) == Some(&service.id.to_string());
+        if ours {
+            Ok(())
+        } else {
+            Err(DriverError::NotAllowed(format!(
+                "`{name}` exists on the engine and is not this service's: remove or rename it"
+            )))
+        }
+    }
+
     /// Creates the network and volumes of `plan` that do not exist yet.
     pub async fn prepare(
         &self,
@@ -458,7 +564,14 @@ impl DockerDriver {
         let mut created = Vec::new();
         if let Some(network) = &plan.network {
             match self.docker.inspect_network(network, None).await {
-                Ok(_) => {}
+                Ok(existing) => {
+                    let labels = existing.labels.unwrap_or_default();
+                    if labels.get(SERVER_LABEL) != Some(&self.server) {
+                        return Err(DriverError::NotAllowed(format!(
+                            "the network `{network}` exists on the engine and is not this server's"
+                        )));
+                    }
+                }
                 Err(e) if not_found(&e) => {
                     let labels = HashMap::from([(SERVER_LABEL.to_string(), self.server.clone())]);
                     self.docker
@@ -477,7 +590,7 @@ impl DockerDriver {
         }
         for volume in &plan.volumes {
             match self.docker.inspect_volume(volume).await {
-                Ok(_) => {}
+                Ok(existing) => self.owns(&existing.labels, service, volume)?,
                 Err(e) if not_found(&e) => {
                     self.docker
                         .create_volume(VolumeCreateRequest {
@@ -495,27 +608,40 @@ impl DockerDriver {
         Ok(created)
     }
 
-    /// Pulls `image` unless the engine has it.
+    /// Pulls `image`, even when the engine has it (the registry decides who
+    /// may run it); answers whether the engine's image changed.
     pub async fn pull(
         &self,
         image: &str,
         credentials: Option<DockerCredentials>,
     ) -> Result<bool, DriverError> {
-        if self.docker.inspect_image(image).await.is_ok() {
-            return Ok(false);
-        }
+        let id =
+            |inspected: Result<bollard::models::ImageInspect, _>| inspected.ok().and_then(|i| i.id);
+        let before = id(self.docker.inspect_image(image).await);
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
         let mut pulling = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pulling.next().await {
-            progress.map_err(engine)?;
+            progress.map_err(|e| {
+                DriverError::Engine(format!("pulling {image} failed: {}", short(e)))
+            })?;
         }
-        Ok(true)
+        Ok(id(self.docker.inspect_image(image).await) != before)
     }
 
-    /// Checks every host path `container` mounts is what it declares.
+    /// Checks every host path `container` mounts is what it declares, and
+    /// is reached through no symbolic link.
     fn check_host_paths(container: &ContainerPlan) -> Result<(), DriverError> {
         for mount in &container.body.mounts {
             if let MountBody::Bind { source, expect, .. } = mount {
+                let resolved = std::fs::canonicalize(source).map_err(|e| {
+                    DriverError::HostPath(format!("the host path `{source}` cannot be used: {e}"))
+                })?;
+                if resolved != Path::new(source) {
+                    return Err(DriverError::HostPath(format!(
+                        "the host path `{source}` goes through a symbolic link (to `{}`): name the path itself",
+                        resolved.display()
+                    )));
+                }
                 match found_kind(Path::new(source)) {
                     Ok(found) if found == expect => {}
                     Ok(found) => {
@@ -544,9 +670,17 @@ impl DockerDriver {
     ) -> Result<bool, DriverError> {
         if let Ok(existing) = self.docker.inspect_container(&container.name, None).await {
             let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
+            self.owns(&labels, service, &container.name)?;
             let same = labels.get(SPEC_LABEL) == Some(&container.hash);
             let running = existing.state.and_then(|s| s.running).unwrap_or(false);
-            if same && running {
+            let on_network = match &container.body.network {
+                Some(network) => existing
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .is_some_and(|n| n.contains_key(network)),
+                None => true,
+            };
+            if same && running && on_network {
                 return Ok(false);
             }
             if same && service_runs_once(service) {
@@ -554,10 +688,12 @@ impl DockerDriver {
                 return Ok(false);
             }
             if same {
-                self.docker
-                    .start_container(&container.name, None)
-                    .await
-                    .map_err(engine)?;
+                // Stopped (a stop took it off its network first).
+                if let (Some(network), false) = (&container.body.network, on_network) {
+                    self.reconnect(&container.name, network, &service.name)
+                        .await?;
+                }
+                self.start(&container.name).await?;
                 return Ok(true);
             }
             self.remove(&container.name).await?;
@@ -626,7 +762,9 @@ impl DockerDriver {
             interval: Some(millis(c.interval_ms)),
             timeout: Some(millis(c.timeout_ms)),
             retries: Some(i64::from(c.retries)),
-            start_period: None,
+            // While it starts, probed every half second: healthy as soon as it
+            // answers, not an interval later; failures count after it.
+            start_period: Some(millis(c.interval_ms.saturating_mul(c.retries))),
             start_interval: Some(millis(500)),
         });
         let network_mode = if body.host_network {
@@ -908,4 +1046,165 @@ impl DockerDriver {
 
 fn service_runs_once(service: &Service) -> bool {
     service.kind == slipway_runtime::kinds::ServiceKind::RunOnce
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use slipway_runtime::kinds::{HostMount, Resources, Rollout, ServiceKind, ServiceType};
+
+    fn service() -> Service {
+        let none = Resources {
+            cpu_millis: None,
+            memory_bytes: None,
+        };
+        Service {
+            id: 7,
+            revision: 1,
+            namespace: "sw1_o1_local".into(),
+            name: "web".into(),
+            kind: ServiceKind::LongRunning,
+            image: "registry.example/web@sha256:ab".into(),
+            release_image: false,
+            replicas: 1,
+            requests: none,
+            limits: none,
+            env: Vec::new(),
+            log_dir: None,
+            ports: Vec::new(),
+            host_network: false,
+            service_type: ServiceType::ClusterIp,
+            host_mounts: vec![HostMount {
+                kind: MountKind::Directory,
+                host_path: "/srv/data".into(),
+                container_path: "/data".into(),
+                read_only: true,
+            }],
+            storage: Vec::new(),
+            labels: Vec::new(),
+            health_check: None,
+            rollout: Rollout::Parallel,
+        }
+    }
+
+    fn container(body: serde_json::Value) -> Vec<Rendered> {
+        let mut base = json!({
+            "image": "registry.example/web@sha256:ab",
+            "network": "sw1_o1_local",
+            "aliases": ["web"],
+            "restart": "on-failure",
+        });
+        for (k, v) in body.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        vec![
+            Rendered {
+                kind: "network".into(),
+                name: "sw1_o1_local".into(),
+                body: json!({}),
+            },
+            Rendered {
+                kind: "container".into(),
+                name: "sw1_o1_local_web_r1_0".into(),
+                body: base,
+            },
+        ]
+    }
+
+    fn allowing(paths: &[&str]) -> DockerPolicy {
+        DockerPolicy {
+            host_paths: paths.iter().map(PathBuf::from).collect(),
+            host_network: false,
+        }
+    }
+
+    fn refusal(rendered: &[Rendered], policy: &DockerPolicy) -> String {
+        plan(rendered, &service(), policy).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn what_a_plugin_renders_runs_only_as_the_service_declares() {
+        let policy = allowing(&["/srv"]);
+        let planned = plan(&container(json!({})), &service(), &policy).unwrap();
+        assert_eq!(planned.containers.len(), 1);
+        assert_eq!(planned.network.as_deref(), Some("sw1_o1_local"));
+
+        // A field the driver does not know never reaches the engine.
+        let privileged = refusal(&container(json!({"privileged": true})), &policy);
+        assert!(
+            privileged.contains("unknown field `privileged`"),
+            "{privileged}"
+        );
+        // Another image than the service's.
+        let image = refusal(&container(json!({"image": "evil/miner"})), &policy);
+        assert!(image.contains("not the service's"), "{image}");
+        // A host path the service does not declare, or declared read-only
+        // and mounted writable.
+        let root = json!([{"type": "bind", "source": "/", "target": "/host", "read-only": false, "expect": "directory"}]);
+        assert!(refusal(&container(json!({"mounts": root})), &policy).contains("does not declare"));
+        let writable = json!([{"type": "bind", "source": "/srv/data", "target": "/data", "read-only": false, "expect": "directory"}]);
+        assert!(
+            refusal(&container(json!({"mounts": writable})), &policy).contains("does not declare")
+        );
+        // The declared one, where the operator allows it, and not elsewhere.
+        let declared = json!([{"type": "bind", "source": "/srv/data", "target": "/data", "read-only": true, "expect": "directory"}]);
+        assert!(plan(&container(json!({"mounts": declared})), &service(), &policy).is_ok());
+        let elsewhere = refusal(
+            &container(json!({"mounts": declared})),
+            &allowing(&["/home"]),
+        );
+        assert!(
+            elsewhere.contains("does not let services mount"),
+            "{elsewhere}"
+        );
+        // The host's network, which the service does not ask for.
+        let host = refusal(
+            &container(json!({"host-network": true, "network": null})),
+            &policy,
+        );
+        assert!(host.contains("host's network"), "{host}");
+        // A volume it did not render (another service's, say).
+        let volume = json!([{"type": "volume", "source": "sw1_o1_local_db_data", "target": "/d", "read-only": false}]);
+        assert!(refusal(&container(json!({"mounts": volume})), &policy).contains("did not render"));
+    }
+
+    #[test]
+    fn names_stay_inside_the_services_namespace() {
+        let policy = allowing(&[]);
+        let mut rendered = container(json!({}));
+        rendered[1].name = "sw1_o2_local_web_r1_0".into();
+        assert!(refusal(&rendered, &policy).contains("outside the service's names"));
+        let mut rendered = container(json!({}));
+        rendered[0].name = "bridge".into();
+        assert!(refusal(&rendered, &policy).contains("outside the service's names"));
+        let mut rendered = container(json!({}));
+        rendered.push(Rendered {
+            kind: "plugin".into(),
+            name: "sw1_o1_local_x".into(),
+            body: json!({}),
+        });
+        assert!(refusal(&rendered, &policy).contains("not a network, volume or container"));
+        // Another service's names on the same target.
+        let mut rendered = container(json!({}));
+        rendered[1].name = "sw1_o1_local_webx_r1_0".into();
+        assert!(refusal(&rendered, &policy).contains("outside the service's names"));
+    }
+
+    #[test]
+    fn a_plugin_neither_adds_containers_nor_changes_limits_or_ports() {
+        let policy = allowing(&[]);
+        let mut rendered = container(json!({}));
+        let mut second = rendered[1].clone();
+        second.name = "sw1_o1_local_web_r1_1".into();
+        second.body["labels"] = json!({"slipway.replica": "1"});
+        rendered.push(second);
+        assert!(refusal(&rendered, &policy).contains("not one for each"));
+        let unlimited = refusal(&container(json!({"memory-bytes": 1u64 << 40})), &policy);
+        assert!(unlimited.contains("limits"), "{unlimited}");
+        let bridge = refusal(&container(json!({"network": null})), &policy);
+        assert!(bridge.contains("off the target's network"), "{bridge}");
+        let port = json!([{"container": 8080, "host": 80, "protocol": "tcp"}]);
+        assert!(refusal(&container(json!({"ports": port})), &policy).contains("does not declare"));
+    }
 }

@@ -225,13 +225,18 @@ impl Targets {
         Ok(targets)
     }
 
-    /// The changes of target `name`, oldest first.
+    /// The changes of target `name`, oldest first; none when the
+    /// organisation has no such target and never had one.
     pub fn changes(
         &self,
         organisation: u64,
         name: &str,
-    ) -> Result<Vec<TargetChangeRecord>, StoreError> {
-        self.store.target_changes(organisation, name)
+    ) -> Result<Option<Vec<TargetChangeRecord>>, StoreError> {
+        let changes = self.store.target_changes(organisation, name)?;
+        if changes.is_empty() && self.get(organisation, name)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(changes))
     }
 
     /// Deletes target `name` unless services are on it.
@@ -375,7 +380,7 @@ impl Targets {
         connection: &Connection,
     ) -> Option<String> {
         match connection {
-            Connection::Docker { .. } => Some(format!("sw{}-o{organisation}-{name}", self.server)),
+            Connection::Docker { .. } => Some(format!("sw{}_o{organisation}_{name}", self.server)),
             Connection::Kubernetes { namespace, .. } => Some(namespace.clone()),
         }
     }

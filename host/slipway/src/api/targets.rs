@@ -155,17 +155,19 @@ pub(super) async fn remove(
     }
 }
 
-/// Every change of a target, oldest first (secrets by name only).
+/// Every change of a target, oldest first (secrets by name only); a
+/// deleted target keeps its history.
 #[utoipa::path(get, path = "/api/v1/targets/{name}/changes", tag = "targets", params(("name" = String, Path, description = NAME)),
-    responses((status = 200, body = Vec<TargetChangeRecord>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<TargetChangeRecord>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn changes(
     State(state): State<Arc<AppState>>,
     principal: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TargetChangeRecord>>, ApiError> {
-    let changes = state
+    state
         .targets
         .changes(principal.organisation.id, &name)
-        .map_err(ApiError::internal)?;
-    Ok(Json(changes))
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no target `{name}`")))
 }

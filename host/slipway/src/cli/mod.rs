@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod deploy;
 mod plugin;
 mod remote;
 
@@ -53,6 +54,12 @@ enum Command {
     /// The organisation's users and their tokens.
     #[command(subcommand)]
     User(admin::User),
+    /// Deploy targets: list, show, set, delete.
+    #[command(subcommand)]
+    Target(deploy::Target),
+    /// Services: create, revise, list, show, and deploy, start, stop, restart, delete.
+    #[command(subcommand)]
+    Service(deploy::Service),
     /// Print a completion script for a shell, e.g. `slipway completions bash > /etc/bash_completion.d/slipway`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -86,6 +93,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             admin::registry(args.target.connect()?, command, args.json).await
         }
         Command::User(command) => admin::user(args.target.connect()?, command, args.json).await,
+        Command::Target(command) => {
+            deploy::target(args.target.connect()?, command, args.json).await
+        }
+        Command::Service(command) => {
+            deploy::service(args.target.connect()?, command, args.json).await
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -48,6 +48,47 @@ async fn fixture() -> (Fixture, tempfile::TempDir) {
         .create_release(org, common::new_release("orders", 1))
         .unwrap();
     let state = common::loaded(store).await;
+    // A target and two services; one has an operation queued (the jobs do
+    // not run here), so the other takes operations.
+    let docker =
+        json!({"plugin": "docker", "connection": {"driver": "docker", "endpoint": "local"}});
+    state
+        .targets
+        .set(
+            org,
+            "spare",
+            serde_json::from_value(docker).unwrap(),
+            "admin",
+        )
+        .await
+        .unwrap();
+    let service = |name: &str| {
+        let spec = slipway_domain::services::spec::ServiceSpec::parse(
+            json!({"name": name, "target": "local-docker", "image": "registry.example/app:1"}),
+        )
+        .unwrap();
+        state
+            .services
+            .create(
+                org,
+                slipway_domain::services::NewService::from_spec(spec).unwrap(),
+                "admin",
+            )
+            .unwrap()
+            .id
+    };
+    let (idle, busy) = (service("idle"), service("busy"));
+    let operation = state
+        .services
+        .operate(
+            org,
+            busy,
+            slipway_domain::services::Operation::Stop,
+            Default::default(),
+            "admin",
+        )
+        .unwrap()
+        .id;
     let greeter =
         std::fs::read(slipway_plugin_artifacts::test_guest("greeter-v1").unwrap()).unwrap();
     let plugin = state.plugins.runtime().load(&greeter).await.unwrap();
@@ -63,6 +104,10 @@ async fn fixture() -> (Fixture, tempfile::TempDir) {
         vars: vec![
             ("{release}", release.id.to_string()),
             ("{user}", target.id.to_string()),
+            ("{spare}", "spare".to_string()),
+            ("{service}", idle.to_string()),
+            ("{busy}", busy.to_string()),
+            ("{operation}", operation.to_string()),
         ],
     };
     (fixture, dir)
@@ -152,6 +197,54 @@ fn endpoints() -> Vec<(&'static str, &'static str, Value, Allowed)> {
         ),
         ("GET", "/api/v1/releases/{release}", json!(null), Everyone),
         ("DELETE", "/api/v1/releases/{release}", json!(null), Writers),
+        ("GET", "/api/v1/targets", json!(null), Everyone),
+        ("GET", "/api/v1/targets/{spare}", json!(null), Everyone),
+        (
+            "GET",
+            "/api/v1/targets/{spare}/changes",
+            json!(null),
+            Everyone,
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/edge",
+            json!({"plugin": "docker", "connection": {"driver": "docker", "endpoint": "local"}}),
+            Admins,
+        ),
+        ("DELETE", "/api/v1/targets/{spare}", json!(null), Admins),
+        ("GET", "/api/v1/services", json!(null), Everyone),
+        (
+            "POST",
+            "/api/v1/services",
+            json!({"name": "new", "target": "local-docker", "image": "registry.example/app:2"}),
+            Writers,
+        ),
+        ("GET", "/api/v1/services/{service}", json!(null), Everyone),
+        (
+            "PUT",
+            "/api/v1/services/{service}",
+            json!({"image": "registry.example/app:2", "replicas": 2}),
+            Writers,
+        ),
+        (
+            "GET",
+            "/api/v1/services/{service}/revisions",
+            json!(null),
+            Everyone,
+        ),
+        (
+            "POST",
+            "/api/v1/services/{service}/operations",
+            json!({"operation": "stop"}),
+            Writers,
+        ),
+        (
+            "GET",
+            "/api/v1/services/{busy}/operations/{operation}",
+            json!(null),
+            Everyone,
+        ),
+        ("DELETE", "/api/v1/services/{service}", json!(null), Writers),
         ("GET", "/api/v1/users", json!(null), Admins),
         (
             "POST",

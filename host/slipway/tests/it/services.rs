@@ -28,7 +28,7 @@ impl Drop for Leftovers {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()
         };
-        let filter = format!("name=^{}-", self.0);
+        let filter = format!("name=^{}_", self.0);
         for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
             docker(&["rm", "-f", id]);
         }
@@ -37,7 +37,7 @@ impl Drop for Leftovers {
             "ls",
             "-q",
             "--filter",
-            &format!("name={}-", self.0),
+            &format!("name={}_", self.0),
         ])
         .split_whitespace()
         {
@@ -54,7 +54,7 @@ impl Drop for Leftovers {
 fn containers(namespace: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
-        .arg(format!("name=^{namespace}-"))
+        .arg(format!("name=^{namespace}_"))
         .output()
         .unwrap();
     let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -220,8 +220,8 @@ async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
     assert_eq!(
         names,
         [
-            format!("{namespace}-orders-r1-0"),
-            format!("{namespace}-orders-r1-1")
+            format!("{namespace}_orders_r1_0"),
+            format!("{namespace}_orders_r1_1")
         ]
     );
     let labels = Command::new("docker")
@@ -256,20 +256,58 @@ async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
         "{refused}"
     );
 
-    // A sequential restart goes one container at a time and ends healthy.
-    let restarted = server
-        .operate(
-            id,
-            json!({"operation": "restart", "containers": "sequential"}),
-        )
-        .await;
-    assert_eq!(restarted["status"], "succeeded", "{restarted}");
-    assert_eq!(
-        restarted["steps"].as_u64().map(|s| s >= 2),
-        Some(true),
-        "{restarted}"
+    // An operator restarts it from the CLI, one container at a time,
+    // following each step; it ends healthy.
+    let out = server.cli(&[
+        "service",
+        "restart",
+        &id.to_string(),
+        "--sequential",
+        "--follow",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("restarted 1 of 2"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("[succeeded] revision 1 is healthy"),
+        "{text}"
     );
     assert_eq!(post_orders(port, json!([1])).await["total"], 1);
+    let out = server.cli(&["target", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.starts_with("local-docker\tdocker@1.0.0"), "{listed}");
+
+    // Stopped, then started again: back on its network, healthy.
+    let stopped = server.operate(id, json!({"operation": "stop"})).await;
+    assert_eq!(stopped["status"], "succeeded", "{stopped}");
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .is_err()
+    );
+    let started = server.operate(id, json!({"operation": "start"})).await;
+    assert_eq!(started["status"], "succeeded", "{started}");
+    assert_eq!(post_orders(port + 1, json!([2])).await["total"], 2);
+    let network = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .NetworkSettings.Networks}}",
+            &names[0],
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&network.stdout).contains(&namespace),
+        "on its network again"
+    );
 
     // Deleted: nothing of it stays on the engine, and the release is free.
     let (status, job) = server
@@ -326,7 +364,7 @@ async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
     let (status, body) = post(json!({
         "name": "Bad Name",
         "target": "local-docker",
-        "image": "example/app:1",
+        "image": "registry.example/app:1",
         "ports": [{"container": 0, "service": 80}],
         "mounts": [{"kind": "pipe", "host_path": "/a", "container_path": "/b"}],
     }))
@@ -337,7 +375,7 @@ async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
     let (status, body) = post(json!({
         "name": "Bad Name",
         "target": "local-docker",
-        "image": "example/app:1",
+        "image": "registry.example/app:1",
         "replicas": 100,
         "ports": [{"container": 0, "service": 80}],
         "requests": {"memory": "2Gi"},
@@ -363,7 +401,7 @@ async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
     );
 
     let (status, body) =
-        post(json!({"name": "web", "target": "nowhere", "image": "example/app:1"})).await;
+        post(json!({"name": "web", "target": "nowhere", "image": "registry.example/app:1"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["path"], "/target");
     let (status, body) =
