@@ -1,0 +1,274 @@
+//! Deploying a release as a service of two replicas on this machine's
+//! Docker Engine, beside the Docker CLI doing the same in the same run: a
+//! network and two `docker run`s. Timed twice each way:
+//!
+//! - until both run: Slipway with no health check (running is healthy),
+//!   the CLI until the engine says both are running;
+//! - until both are ready: Slipway with a health check on `/readyz` every
+//!   second (the engine's own check, which is how Slipway knows), the CLI
+//!   polling `/readyz` on each container's address every 20 ms (the CLI's
+//!   `--health-cmd` runs in a shell, which `FROM scratch` images lack).
+//!
+//! The image is pulled before either is timed.
+//!
+//! Needs `docker-registry` (Debian), Docker, and what
+//! `tests/support/src/static_engine.rs` needs.
+//! `cargo bench --workspace --bench deploy`
+
+use slipway_test_support::registry;
+use slipway_test_support::static_engine;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use registry::TestRegistry;
+use serde_json::json;
+use slipway::config::Config;
+use slipway::server::AppState;
+use slipway_domain::registry::RegistrySettings;
+use slipway_domain::services::spec::ServiceSpec;
+use slipway_domain::services::{NewService, Operation, OperationRequest};
+use slipway_runtime::{Runtime, RuntimeConfig};
+use slipway_store::{JobStatus, Status, Store, StoredRegistry, now_ms};
+
+/// Deploys timed each way.
+const RUNS: usize = 7;
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker run` twice on a new network, then waits for both running, or
+/// for both to answer `/readyz`.
+async fn baseline(image: &str, run: usize, ready: bool) -> Duration {
+    let network = format!("slipway-bench-{}-{run}-{ready}", std::process::id());
+    let names: Vec<String> = (0..2).map(|i| format!("{network}-{i}")).collect();
+    let started = Instant::now();
+    docker(&["network", "create", "--label", "slipway.bench=1", &network]);
+    for name in &names {
+        docker(&[
+            "run",
+            "-d",
+            "--label",
+            "slipway.bench=1",
+            "--name",
+            name,
+            "--network",
+            &network,
+            "--network-alias",
+            "orders",
+            image,
+        ]);
+    }
+    let http = reqwest::Client::new();
+    for name in &names {
+        loop {
+            let state = docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Running}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name,
+            ]);
+            let (running, address) = state.split_once(' ').unwrap_or((&state, ""));
+            if running == "true" && !ready {
+                break;
+            }
+            if running == "true" && !address.is_empty() {
+                let answer = http
+                    .get(format!("http://{address}:8080/readyz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await;
+                if answer.is_ok_and(|a| a.status().is_success()) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let took = started.elapsed();
+    for name in &names {
+        docker(&["rm", "-f", name]);
+    }
+    docker(&["network", "rm", &network]);
+    took
+}
+
+struct Bench {
+    state: Arc<AppState>,
+    org: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(registry: &TestRegistry) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let org = store
+            .bootstrap("bench", None)
+            .unwrap()
+            .unwrap()
+            .organisation
+            .id;
+        store.create_integration(org, "orders").unwrap();
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().join("code-cache")),
+            egress: slipway_runtime::Egress::loopback(),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            engine_binary: Some(static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"))),
+            ..Config::default()
+        };
+        let state = AppState::new(store, runtime, &config);
+        state.load_plugins().await.unwrap();
+        tokio::spawn(state.clone().start());
+        let settings: RegistrySettings = serde_json::from_value(json!({
+            "adapter": "distribution",
+            "settings": {"url": format!("http://{}", registry.address), "namespace": "flows"}
+        }))
+        .unwrap();
+        let stored = StoredRegistry {
+            settings: settings.to_stored(),
+            resolved: None,
+            code: None,
+            changed_by: "bench".into(),
+            changed_ms: now_ms(),
+        };
+        state.store.put_registry(org, &stored).unwrap();
+        Bench {
+            state,
+            org,
+            _dir: dir,
+        }
+    }
+
+    /// Releases the flow; answers the release's name and pinned image.
+    async fn release(&self) -> (String, String) {
+        let store = &self.state.store;
+        let canvas = serde_json::from_value(json!({
+            "nodes": [
+                {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
+                {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}}
+            ],
+            "edges": [{"from": "in", "to": "sum"}]
+        }))
+        .unwrap();
+        let version = store.add_canvas(self.org, "orders", &canvas).unwrap();
+        let release = store
+            .create_release(
+                self.org,
+                slipway_store::NewRelease::proposed("orders", version),
+            )
+            .unwrap();
+        self.state.jobs.wake();
+        loop {
+            let release = store.release(release.id).unwrap().unwrap();
+            match release.status {
+                Status::Ready => {
+                    return (release.name, release.image.unwrap().pinned());
+                }
+                Status::Failed => panic!("the release failed: {:?}", release.error),
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    async fn operate(&self, service: u64, operation: Operation) -> Duration {
+        let started = Instant::now();
+        let job = self
+            .state
+            .services
+            .operate(
+                self.org,
+                service,
+                operation,
+                OperationRequest::default(),
+                "bench",
+            )
+            .unwrap();
+        loop {
+            let job = self.state.store.job(job.id).unwrap().unwrap();
+            match job.status {
+                JobStatus::Succeeded => return started.elapsed(),
+                JobStatus::Failed | JobStatus::Stopped => {
+                    panic!("{operation:?} ended {:?}: {:?}", job.status, job.error)
+                }
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// Creates the service and deploys it: the call to both healthy, with
+    /// or without a health check on `/readyz`.
+    async fn deploy(&self, release: &str, run: usize, checked: bool) -> Duration {
+        let mut spec = json!({
+            "name": format!("orders-{run}-{checked}"),
+            "target": "local-docker",
+            "release": release,
+            "replicas": 2,
+        });
+        if checked {
+            spec["health_check"] = json!({"http": {"path": "/readyz", "port": 8080}, "interval_s": 1, "timeout_s": 3, "retries": 3});
+        }
+        let spec = ServiceSpec::parse(spec).unwrap();
+        let started = Instant::now();
+        let service = self
+            .state
+            .services
+            .create(self.org, NewService::from_spec(spec).unwrap(), "bench")
+            .unwrap();
+        self.operate(service.id, Operation::Deploy).await;
+        let took = started.elapsed();
+        self.operate(service.id, Operation::Delete).await;
+        took
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"));
+    let registry = TestRegistry::anonymous();
+    let bench = Bench::start(&registry).await;
+    let (release, image) = bench.release().await;
+    docker(&["pull", "-q", &image]);
+    let mut rows = Vec::new();
+    for (label, ready) in [("both running", false), ("both ready", true)] {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for run in 0..RUNS {
+            ours.push(bench.deploy(&release, run, ready).await);
+            theirs.push(baseline(&image, run, ready).await);
+        }
+        rows.push((label, median(ours), median(theirs)));
+    }
+    docker(&["rmi", "-f", &image]);
+    println!("two replicas, from the call, median of {RUNS}");
+    println!("| until | Slipway | Docker CLI (baseline) | ratio |");
+    println!("|---|---:|---:|---:|");
+    for (label, ours, theirs) in rows {
+        println!(
+            "| {label} | {} | {} | {:.2}× |",
+            ms(ours),
+            ms(theirs),
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
+}
