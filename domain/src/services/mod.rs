@@ -34,6 +34,12 @@ pub enum Refused {
     /// Another operation is on the service: its job.
     #[error("job {0} is working on the service; wait for it, or stop it")]
     Busy(u64),
+    /// As many log streams as the server serves at once are open.
+    #[error("{MAX_LOG_STREAMS} log streams are open: try again later")]
+    TooManyStreams,
+    /// The target cannot be reached or read.
+    #[error("{0}")]
+    Target(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -158,6 +164,13 @@ pub struct OperationRequest {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Log streams the server serves at once (my choice).
+pub const MAX_LOG_STREAMS: usize = 256;
+/// The most lines a log read starts from.
+pub const MAX_LOG_TAIL: u32 = 10_000;
+/// Longer log lines are cut to this many bytes.
+const MAX_LOG_LINE: usize = 16 << 10;
+
 /// The organisations' services.
 pub struct Services {
     store: Store,
@@ -165,6 +178,7 @@ pub struct Services {
     releases: Arc<Releases>,
     registries: Arc<Registries>,
     jobs: Arc<Jobs>,
+    log_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
@@ -182,7 +196,63 @@ impl Services {
             releases,
             registries,
             jobs,
+            log_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_STREAMS)),
         }
+    }
+
+    /// The output of every container of service `id`, each line after its
+    /// container's name in brackets: the last `tail` lines of each (at most
+    /// [`MAX_LOG_TAIL`]), then, when `follow`, what they write until they
+    /// stop or the reader goes.
+    pub async fn logs(
+        &self,
+        organisation: u64,
+        id: u64,
+        tail: u32,
+        follow: bool,
+    ) -> Result<futures::stream::BoxStream<'static, String>, Refused> {
+        use futures::StreamExt;
+        let record = self.owned(organisation, id)?;
+        let permit = self
+            .log_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refused::TooManyStreams)?;
+        let target = self
+            .targets
+            .open(organisation, &record.target)
+            .map_err(Refused::Target)?;
+        let Driver::Docker(docker) = target.driver().clone();
+        let names = docker
+            .containers(id)
+            .await
+            .map_err(|e| Refused::Target(e.to_string()))?;
+        let tail = tail.min(MAX_LOG_TAIL);
+        let streams = names.into_iter().map(|name| {
+            docker
+                .logs(&name, tail, follow)
+                .map(move |chunk| match chunk {
+                    Ok(text) => {
+                        let mut line = format!("[{name}] {}", text.trim_end_matches('\n'));
+                        if line.len() > MAX_LOG_LINE {
+                            let mut end = MAX_LOG_LINE;
+                            while !line.is_char_boundary(end) {
+                                end -= 1;
+                            }
+                            line.truncate(end);
+                        }
+                        line
+                    }
+                    Err(e) => format!("[{name}] (the log stopped: {e})"),
+                })
+                .boxed()
+        });
+        // The permit goes when the stream does.
+        let merged = futures::stream::select_all(streams).map(move |line| {
+            let _held = &permit;
+            line
+        });
+        Ok(merged.boxed())
     }
 
     /// The work the job runner calls for service operations.

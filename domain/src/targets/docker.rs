@@ -997,6 +997,26 @@ impl DockerDriver {
         Ok(observed)
     }
 
+    /// What container `name` wrote to standard output and error, a chunk
+    /// (usually a line) at a time: its last `tail` lines, then, when
+    /// `follow`, what it writes until it stops.
+    pub fn logs(
+        &self,
+        name: &str,
+        tail: u32,
+        follow: bool,
+    ) -> impl futures::Stream<Item = Result<String, DriverError>> + Send + 'static {
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail.to_string())
+            .build();
+        self.docker
+            .logs(name, Some(options))
+            .map(|chunk| chunk.map(|c| c.to_string()).map_err(engine))
+    }
+
     /// Removes network `name` unless containers are still on it.
     pub async fn remove_network_if_unused(&self, name: &str) {
         let used = match self.docker.inspect_network(name, None).await {

@@ -64,7 +64,7 @@ impl Modify for BearerToken {
         registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
         services::create, services::list, services::show, services::revise, services::remove, services::revisions,
-        services::operate, services::operation,
+        services::operate, services::operation, services::logs,
         targets::set, targets::list, targets::show, targets::remove, targets::changes,
         users::create, users::list, users::remove, users::new_token, users::revoke,
     ),

@@ -11,9 +11,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, Caller, ErrorBody, Path, Payload, WRITERS};
+use super::{ApiError, Caller, ErrorBody, Params, Path, Payload, WRITERS};
 use crate::server::AppState;
 use slipway_domain::services::spec::{Problem, ServiceSpec};
 use slipway_domain::services::{NewService, Operation, OperationRequest, Refused, ServiceView};
@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             get(show).put(revise).delete(remove),
         )
         .route("/api/v1/services/{id}/revisions", get(revisions))
+        .route("/api/v1/services/{id}/logs", get(logs))
         .route("/api/v1/services/{id}/operations", post(operate))
         .route("/api/v1/services/{id}/operations/{job}", get(operation))
 }
@@ -70,6 +71,12 @@ fn refused(e: Refused) -> ApiError {
             "busy",
             format!("operation {job} is working on the service; wait for it to end"),
         ),
+        Refused::TooManyStreams => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            Refused::TooManyStreams.to_string(),
+        ),
+        Refused::Target(message) => ApiError::new(StatusCode::BAD_GATEWAY, "target", message),
         Refused::Store(e) => ApiError::internal(e),
     }
 }
@@ -182,6 +189,50 @@ pub(super) async fn remove(
         )
         .map_err(refused)?;
     Ok(accepted(job))
+}
+
+/// Which logs to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct LogQuery {
+    /// Keep the stream open for what the containers write next.
+    #[serde(default)]
+    follow: bool,
+    /// Start from each container's last this many lines (100 when left out).
+    #[param(minimum = 0, maximum = 10000)]
+    tail: Option<u32>,
+}
+
+/// What the service's containers write, each line after its container's
+/// name in brackets (plain text; `follow=true` keeps it open).
+#[utoipa::path(get, path = "/api/v1/services/{id}/logs", tag = "services", params(("id" = u64, Path, description = ID), LogQuery),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 502, description = "the target cannot be read", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn logs(
+    State(state): State<Arc<AppState>>,
+    principal: Caller,
+    Path(id): Path<u64>,
+    Params(query): Params<LogQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    use futures::StreamExt;
+    let tail = query.tail.unwrap_or(100);
+    if tail > slipway_domain::services::MAX_LOG_TAIL {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            format!("tail is at most {}", slipway_domain::services::MAX_LOG_TAIL),
+        ));
+    }
+    let lines = state
+        .services
+        .logs(principal.organisation.id, id, tail, query.follow)
+        .await
+        .map_err(refused)?;
+    let body = axum::body::Body::from_stream(
+        lines.map(|line| Ok::<_, std::convert::Infallible>(format!("{line}\n"))),
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body))
 }
 
 /// Every revision of a service, oldest first.

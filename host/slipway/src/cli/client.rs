@@ -196,6 +196,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Copies a plain-text answer to standard output as it arrives, until
+    /// the server ends it.
+    pub async fn print_stream(&self, path: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let response = self
+            .http
+            .get(format!("{}{path}", self.login.server))
+            .bearer_auth(&self.login.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.login.server))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(ApiFailure::from_body(status, &body).into());
+        }
+        let mut stream = response.bytes_stream();
+        let mut out = std::io::stdout();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.context("the stream was cut off")?)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the first event of `buffer` ends (after its blank line).
 fn find_blank_line(buffer: &[u8]) -> Option<usize> {
     buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)

@@ -83,6 +83,18 @@ pub enum Service {
     Stop(Operate),
     /// Restart the containers.
     Restart(Operate),
+    /// Print what the service's containers write, each line after its
+    /// container's name.
+    Logs {
+        /// The service's id.
+        id: u64,
+        /// Keep printing what they write next, until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Start from each container's last this many lines.
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+    },
     /// Remove everything of the service from its target, then the service.
     Delete {
         /// The service's id.
@@ -249,6 +261,14 @@ pub async fn service(client: Client, command: Service, as_json: bool) -> anyhow:
         Service::Show { id } => {
             let service = client.get(&format!("/api/v1/services/{id}")).await?;
             show(as_json, &service, print_service);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Service::Logs { id, follow, tail } => {
+            client
+                .print_stream(&format!(
+                    "/api/v1/services/{id}/logs?tail={tail}&follow={follow}"
+                ))
+                .await?;
             return Ok(ExitCode::SUCCESS);
         }
         Service::Delete { id, follow } => {

@@ -32,13 +32,13 @@ pub(crate) const PASSWORD: &str = "hunter2-registry";
 /// the engine and the registry. Its log goes to a file the test reads.
 pub(crate) struct Served {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: std::path::PathBuf,
     http: reqwest::Client,
     dir: tempfile::TempDir,
 }
 
-const ADMIN: &str = "slw_distribution_test";
+pub(crate) const ADMIN: &str = "slw_distribution_test";
 
 impl Served {
     pub(crate) async fn start(registry: &TestRegistry) -> Served {

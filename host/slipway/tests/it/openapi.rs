@@ -78,6 +78,7 @@ async fn the_document_describes_every_route_and_only_those() {
         "POST /api/v1/services/{id}/operations",
         "GET /api/v1/services/{id}/operations/{job}",
         "GET /api/v1/services/{id}/revisions",
+        "GET /api/v1/services/{id}/logs",
         "GET /api/v1/targets",
         "GET /api/v1/targets/{name}",
         "PUT /api/v1/targets/{name}",

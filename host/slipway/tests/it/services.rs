@@ -170,7 +170,7 @@ async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
                 "ports": [{"container": 8080, "service": port}],
                 "requests": {"cpu": "50m", "memory": "16Mi"},
                 "limits": {"cpu": "1", "memory": "256Mi"},
-                "env": {"SLIPWAY_LOG": "warn"},
+                "env": {"SLIPWAY_LOG": "info"},
                 "log_dir": "/logs",
                 "labels": {"team": "payments"},
                 "health_check": {"http": {"path": "/readyz", "port": 8080}, "interval_s": 1},
@@ -231,6 +231,26 @@ async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
     let labels: Value = serde_json::from_slice(&labels.stdout).unwrap();
     assert_eq!(labels["team"], "payments", "{labels}");
     assert_eq!(labels["slipway.service"], id.to_string());
+
+    // What each container writes, after its name; the CLI prints the same.
+    let logs = reqwest::Client::new()
+        .get(format!("{}/api/v1/services/{id}/logs?tail=50", server.url))
+        .bearer_auth(crate::distribution::ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in &names {
+        assert!(
+            logs.lines().any(|l| l.starts_with(&format!("[{name}] "))),
+            "{logs}"
+        );
+    }
+    let out = server.cli(&["service", "logs", &id.to_string(), "--tail", "5"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("[{}] ", names[1])));
 
     // Deploying the same revision again changes nothing.
     let again = server.operate(id, json!({"operation": "deploy"})).await;
