@@ -478,13 +478,8 @@ impl Services {
             Ok(target) => target,
             Err(e) => return unknown(e),
         };
-        let Some(running) = record.running else {
-            return ObservedState {
-                health: "progressing".into(),
-                detail: Some("not deployed yet".into()),
-                ..unknown(String::new())
-            };
-        };
+        // What runs, or what the newest deploy left when none succeeded yet.
+        let running = record.running.unwrap_or(record.revision);
         let Ok(Some(revision)) = self.store.service_revision(record.id, running) else {
             return unknown("the running revision is missing".into());
         };

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -36,6 +37,8 @@ const REVISION_LABEL: &str = "slipway.revision";
 /// leaves a container with the same hash alone.
 const SPEC_LABEL: &str = "slipway.spec";
 const CPU_REQUEST_LABEL: &str = "slipway.requests.cpu-millis";
+/// On a container whose service restarts it when its health check fails.
+const RESTART_LABEL: &str = "slipway.restart-unhealthy";
 const MEMORY_REQUEST_LABEL: &str = "slipway.requests.memory-bytes";
 
 /// Seconds a container has to stop before it is killed.
@@ -455,6 +458,9 @@ pub struct DockerDriver {
     docker: Docker,
     policy: DockerPolicy,
     server: String,
+    /// Restarts the driver made of unhealthy containers, by name: the engine
+    /// counts only those of its restart policy. Kept while the server runs.
+    restarted: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl DockerDriver {
@@ -466,6 +472,7 @@ impl DockerDriver {
             docker,
             policy,
             server: server.into(),
+            restarted: Arc::default(),
         })
     }
 
@@ -703,6 +710,13 @@ impl DockerDriver {
         let mut labels = self.labels(service, &body.labels);
         labels.insert(REVISION_LABEL.into(), service.revision.to_string());
         labels.insert(SPEC_LABEL.into(), container.hash.clone());
+        let restarts = service
+            .health_check
+            .as_ref()
+            .is_some_and(|c| c.restart_on_failure);
+        if restarts && !service_runs_once(service) {
+            labels.insert(RESTART_LABEL.into(), "true".into());
+        }
         labels.insert(
             CPU_REQUEST_LABEL.into(),
             service.requests.cpu_millis.unwrap_or(0).to_string(),
@@ -852,12 +866,62 @@ impl DockerDriver {
             }
         }
         self.stop(name).await?;
+        self.restarted.lock().expect("restarts lock").remove(name);
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(engine(e)),
         }
+    }
+
+    /// Restarts this server's containers whose health check fails and whose
+    /// service asks for it (seed 003: a node restarts when its health check
+    /// fails); the engine's restart policy restarts only what exits.
+    /// Answers the containers restarted.
+    pub async fn restart_unhealthy(&self) -> Result<Vec<String>, DriverError> {
+        let filters = HashMap::from([
+            (
+                "label".to_string(),
+                vec![
+                    format!("{SERVER_LABEL}={}", self.server),
+                    format!("{RESTART_LABEL}=true"),
+                ],
+            ),
+            ("health".to_string(), vec!["unhealthy".to_string()]),
+        ]);
+        let options = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let mut restarted = Vec::new();
+        for container in self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine)?
+        {
+            let Some(name) = container.names.and_then(|n| n.into_iter().next()) else {
+                continue;
+            };
+            let name = name.trim_start_matches('/').to_string();
+            let options = bollard::query_parameters::RestartContainerOptionsBuilder::new()
+                .t(STOP_SECONDS)
+                .build();
+            match self.docker.restart_container(&name, Some(options)).await {
+                Ok(()) => {
+                    *self
+                        .restarted
+                        .lock()
+                        .expect("restarts lock")
+                        .entry(name.clone())
+                        .or_default() += 1;
+                    restarted.push(name);
+                }
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok(restarted)
     }
 
     /// Stops container `name`; a stopped or absent one is left as it is.
@@ -959,6 +1023,13 @@ impl DockerDriver {
     pub async fn observe(&self, id: u64) -> Result<Vec<Observed>, DriverError> {
         let mut observed = Vec::new();
         for name in self.containers(id).await? {
+            let supervised = self
+                .restarted
+                .lock()
+                .expect("restarts lock")
+                .get(&name)
+                .copied()
+                .unwrap_or(0);
             let inspected = match self.docker.inspect_container(&name, None).await {
                 Ok(inspected) => inspected,
                 Err(e) if not_found(&e) => continue,
@@ -985,7 +1056,7 @@ impl DockerDriver {
                     "status": state.status.map(|s| s.to_string()).unwrap_or_default(),
                     "health": state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "none".into()),
                     "exit-code": state.exit_code.unwrap_or(0),
-                    "restarts": inspected.restart_count.unwrap_or(0),
+                    "restarts": inspected.restart_count.unwrap_or(0).max(0) as u64 + supervised,
                     "oom-killed": state.oom_killed.unwrap_or(false),
                     "error": state.error.unwrap_or_default(),
                     "revision": labels.get(REVISION_LABEL).and_then(|r| r.parse::<u32>().ok()),

@@ -29,6 +29,9 @@ pub use docker::{DockerDriver, DockerPolicy, DriverError};
 use crate::plugins::Plugins;
 use crate::services::spec::is_dns_label;
 
+/// How often unhealthy containers are looked for (my choice).
+pub const SUPERVISE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The target every organisation has when the server's Docker Engine answers.
 pub const LOCAL_DOCKER: &str = "local-docker";
 
@@ -168,6 +171,28 @@ impl Targets {
         }
         self.local_answers
             .store(answers, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Restarts unhealthy containers that ask for it, every
+    /// [`SUPERVISE_EVERY`], until the targets are dropped.
+    pub async fn supervise(targets: std::sync::Weak<Targets>) {
+        loop {
+            tokio::time::sleep(SUPERVISE_EVERY).await;
+            let Some(targets) = targets.upgrade() else {
+                return;
+            };
+            let Some(docker) = targets.local() else {
+                continue;
+            };
+            match docker.restart_unhealthy().await {
+                Ok(restarted) => {
+                    for name in restarted {
+                        tracing::warn!(container = %name, "restarted: its health check failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot look for unhealthy containers"),
+            }
+        }
     }
 
     fn local(&self) -> Option<&DockerDriver> {

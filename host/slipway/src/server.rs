@@ -159,6 +159,7 @@ impl AppState {
             );
         }
         tracing::info!("plugins loaded; ready");
+        tokio::spawn(Targets::supervise(Arc::downgrade(&self.targets)));
         self.jobs.clone().run().await;
         Ok(())
     }

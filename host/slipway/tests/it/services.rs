@@ -448,3 +448,82 @@ async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_health_check_fails_is_restarted_until_it_is_failed() {
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    let server = Served::start(&registry).await;
+    server
+        .call("POST", "/api/v1/integrations", json!({"name": "orders"}))
+        .await;
+    server
+        .call("POST", "/api/v1/integrations/orders/versions", canvas(50))
+        .await;
+    let (_, release) = server
+        .call(
+            "POST",
+            "/api/v1/releases",
+            common::release_body("orders", 1),
+        )
+        .await;
+    let release = server.settled(release["id"].as_u64().unwrap()).await;
+    assert_eq!(release["status"], "ready", "{release}");
+
+    // A target of its own whose plugin fails a service after one restart.
+    let (status, target) = server
+        .call(
+            "PUT",
+            "/api/v1/targets/flaky",
+            json!({"plugin": "docker", "settings": {"max-restarts": 1}, "connection": {"driver": "docker", "endpoint": "local"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{target}");
+    let namespace = target["namespace"].as_str().unwrap().to_string();
+    let pinned = format!(
+        "{}/flows/orders@{}",
+        registry.address,
+        release["image"]["digest"].as_str().unwrap()
+    );
+    let _leftovers = Leftovers(namespace.clone(), vec![pinned]);
+    let (status, service) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({
+                "name": "orders",
+                "target": "flaky",
+                "release": release["name"],
+                // Nothing listens on port 9: the check fails every time.
+                "health_check": {"command": ["/slipway-engine", "probe", "http://127.0.0.1:9/"], "interval_s": 1, "retries": 1},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{service}");
+    let id = service["id"].as_u64().unwrap();
+
+    // The server restarts the unhealthy container; past the target's limit
+    // the deploy fails, saying so.
+    let job = server.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("restarted 2 times"),
+        "{job}"
+    );
+    let (_, shown) = server
+        .call("GET", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert!(
+        shown["observed"]["restarts"].as_u64().unwrap() >= 2,
+        "{shown}"
+    );
+
+    let (status, job) = server
+        .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = server
+        .operation_ended(id, job["id"].as_u64().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(containers(&namespace), Vec::<String>::new());
+}
