@@ -20,6 +20,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("ecr", "registry-adapters"),
     ("ocir", "registry-adapters"),
     ("docker", "deploy-targets"),
+    ("kubernetes", "deploy-targets"),
 ];
 /// Test guests: hostile and edge-case plugins for the runtime's tests.
 const TEST_GUESTS: &[&str] = &[

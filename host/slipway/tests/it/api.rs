@@ -408,6 +408,7 @@ async fn an_uploaded_plugin_works_at_once_and_after_a_restart() {
             "harbor",
             "ocir",
             "docker",
+            "kubernetes",
             "greeter"
         ]
     );

@@ -212,7 +212,8 @@ fn builtins_all_load() {
             "acr",
             "ecr",
             "ocir",
-            "docker"
+            "docker",
+            "kubernetes"
         ]
     );
 }
