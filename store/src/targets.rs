@@ -184,6 +184,22 @@ impl Store {
     /// Creates or replaces a target and records the change, in one
     /// transaction, on disk before it returns.
     pub fn put_target(&self, organisation: u64, target: &StoredTarget) -> Result<(), StoreError> {
+        self.write_target(organisation, target, true).map(|_| ())
+    }
+
+    /// Records `target` unless the organisation has one of its name (an
+    /// org-admin's, set meanwhile, is never overwritten); answers whether
+    /// it did.
+    pub fn add_target(&self, organisation: u64, target: &StoredTarget) -> Result<bool, StoreError> {
+        self.write_target(organisation, target, false)
+    }
+
+    fn write_target(
+        &self,
+        organisation: u64,
+        target: &StoredTarget,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
         let mut sealed = target.clone();
         for (secret, value) in sealed.secrets.iter_mut() {
             *value = self
@@ -192,8 +208,11 @@ impl Store {
         }
         let named = name_key(organisation, &target.name);
         let change = change_key(organisation, &target.name, self.next_id()?);
-        (&self.targets, &self.target_changes)
+        let written = (&self.targets, &self.target_changes)
             .transaction(|(targets, changes)| {
+                if !replace && targets.get(named.as_slice())?.is_some() {
+                    return Ok(false);
+                }
                 let from = targets
                     .insert(named.as_slice(), encode(&sealed))?
                     .and_then(|bytes| serde_json::from_slice::<StoredTarget>(&bytes).ok());
@@ -204,11 +223,11 @@ impl Store {
                     to: Some(TargetChoice::from(target)),
                 };
                 changes.insert(change.as_slice(), encode(&record))?;
-                Ok(())
+                Ok(true)
             })
             .map_err(|e| super::aborted("targets", e))?;
         self.db.flush()?;
-        Ok(())
+        Ok(written)
     }
 
     /// Deletes a target no service is on, recording who did, in one
@@ -275,4 +294,49 @@ impl Store {
 /// The key of a target's service list.
 pub(super) fn target_services_key(organisation: u64, target: &str) -> Vec<u8> {
     name_key(organisation, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registries::Origin;
+
+    fn target(plugin: &str, secret: &str) -> StoredTarget {
+        StoredTarget {
+            name: "edge".into(),
+            plugin: plugin.into(),
+            version: "^1".into(),
+            settings: serde_json::json!({}),
+            connection: Connection::Docker {
+                endpoint: "local".into(),
+            },
+            secrets: BTreeMap::from([("token".to_string(), secret.to_string())]),
+            resolved: format!("{plugin}@1.0.0"),
+            code: AdapterCode {
+                sha256: "00".into(),
+                origin: Origin::BuiltIn,
+            },
+            changed_by: "admin".into(),
+            changed_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_target_set_meanwhile_is_not_overwritten_by_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.add_target(1, &target("docker", "a")).unwrap());
+        assert!(!store.add_target(1, &target("other", "b")).unwrap());
+        let kept = store.target(1, "edge").unwrap().unwrap();
+        assert_eq!(
+            (kept.plugin.as_str(), kept.secrets["token"].as_str()),
+            ("docker", "a")
+        );
+        assert_eq!(store.target_changes(1, "edge").unwrap().len(), 1);
+        // Another organisation's target of the same name is its own.
+        assert_eq!(store.target(2, "edge").unwrap(), None);
+        // Secrets are sealed on disk, opened when read.
+        let raw = store.targets.get(name_key(1, "edge")).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("\"token\":\"a\""));
+    }
 }

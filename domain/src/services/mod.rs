@@ -306,11 +306,11 @@ impl Services {
         }
         let (image, release) = self.image(organisation, &new.spec)?;
         // The built-in target is made a record of when first used, so the
-        // store can hold its services.
+        // store can hold its services; one an org-admin set is kept.
         if self.store.target(organisation, &new.target)?.is_none()
             && let Some(builtin) = self.targets.get(organisation, &new.target)?
         {
-            self.store.put_target(organisation, &builtin)?;
+            self.store.add_target(organisation, &builtin)?;
         }
         let record = self.store.create_service(
             organisation,
