@@ -287,6 +287,9 @@ impl DeployTarget for Docker {
                     }
                     match (status, health) {
                         ("running", "healthy" | "none") => ready += 1,
+                        // The host saw it answer its HTTP probe before the
+                        // engine's first check.
+                        ("running", "starting") if state["ready-probe"] == "ok" => ready += 1,
                         ("running", "unhealthy") => waiting.push(format!("{name} is unhealthy")),
                         ("running", _) => waiting.push(format!("{name} is starting")),
                         ("exited" | "dead", _)

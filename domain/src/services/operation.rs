@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use slipway_runtime::kinds::{Health, Rollout, Service};
+use slipway_runtime::kinds::{Health, Observed, Probe, Rollout, Service};
 use slipway_store::{Job, ServiceRecord, now_ms};
 
 use super::spec::ServiceSpec;
@@ -17,7 +17,7 @@ use crate::targets::docker::{DockerDriver, Plan, plan};
 use crate::targets::{Driver, Target};
 
 /// Between two health polls.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 /// An operation waits this long for health at least; a health check's own
 /// interval and retries can make it longer, up to [`MAX_WAIT_MS`].
 const MIN_WAIT_MS: u64 = 120_000;
@@ -360,7 +360,7 @@ async fn docker_step(
         }
         (Operation::Deploy | Operation::Start, Phase::Wait) => {
             let observed = docker.observe(id).await.map_err(|e| e.to_string())?;
-            let current: Vec<_> = observed
+            let mut current: Vec<_> = observed
                 .iter()
                 .filter(|o| {
                     o.state
@@ -369,6 +369,7 @@ async fn docker_step(
                 })
                 .cloned()
                 .collect();
+            probe_starting(docker, context, &mut current).await;
             let health = context.target.assess(&context.service, &current).await;
             let (word, _) = health_words(&health);
             state.health = Some(word.clone());
@@ -508,6 +509,28 @@ fn replica_of(name: &str) -> Option<u32> {
     name.rsplit('_').next()?.parse().ok()
 }
 
+/// Marks the observed containers whose engine health check has not passed
+/// yet but that answer the service's HTTP probe from the host
+/// (`ready-probe: ok`), so a deploy sees them ready without waiting a whole
+/// check interval; the engine's check stays what later judges them.
+async fn probe_starting(docker: &DockerDriver, context: &Context, observed: &mut [Observed]) {
+    let Some(Probe::Http(http)) = context.service.health_check.as_ref().map(|c| &c.probe) else {
+        return;
+    };
+    for o in observed.iter_mut() {
+        let Some(state) = o.state.as_mut() else {
+            continue;
+        };
+        let starting = state["status"] == "running" && state["health"] == "starting";
+        let address = state["address"].as_str().map(str::to_string);
+        if let (true, Some(address)) = (starting, address)
+            && docker.answers(&address, http.port, &http.path).await
+        {
+            state["ready-probe"] = "ok".into();
+        }
+    }
+}
+
 /// Waits until container `name` is running and healthy (or has no check).
 async fn wait_container(
     docker: &DockerDriver,
@@ -527,6 +550,19 @@ async fn wait_container(
         let Some(state) = state else {
             return Err(format!("{name} is gone"));
         };
+        let mut once = [Observed {
+            kind: "container".into(),
+            name: name.to_string(),
+            state: Some(state.clone()),
+        }];
+        probe_starting(docker, context, &mut once).await;
+        if once[0]
+            .state
+            .as_ref()
+            .is_some_and(|s| s["ready-probe"] == "ok")
+        {
+            return Ok(());
+        }
         match (state["status"].as_str(), state["health"].as_str()) {
             (Some("running"), Some("healthy" | "none")) => return Ok(()),
             (Some("exited" | "dead"), _) => {

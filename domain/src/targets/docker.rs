@@ -1037,6 +1037,14 @@ impl DockerDriver {
             };
             let state = inspected.state.unwrap_or_default();
             let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+            let address = inspected
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .and_then(|n| {
+                    n.values()
+                        .find_map(|e| e.ip_address.clone().filter(|a| !a.is_empty()))
+                });
             let ports: Vec<String> = inspected
                 .network_settings
                 .and_then(|n| n.ports)
@@ -1062,6 +1070,7 @@ impl DockerDriver {
                     "revision": labels.get(REVISION_LABEL).and_then(|r| r.parse::<u32>().ok()),
                     "replica": labels.get("slipway.replica").and_then(|r| r.parse::<u32>().ok()),
                     "ports": ports,
+                    "address": address,
                 })),
             });
         }
@@ -1086,6 +1095,28 @@ impl DockerDriver {
         self.docker
             .logs(name, Some(options))
             .map(|chunk| chunk.map(|c| c.to_string()).map_err(engine))
+    }
+
+    /// Whether a container at `address` answers GET `path` on `port` with
+    /// 2xx or 3xx within a second: readiness seen from the host while the
+    /// engine's health check has not run yet.
+    pub async fn answers(&self, address: &str, port: u16, path: &str) -> bool {
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        let url = format!("http://{}{path}", std::net::SocketAddr::new(ip, port));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(1))
+            .build();
+        match client {
+            Ok(client) => client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success() || r.status().is_redirection()),
+            Err(_) => false,
+        }
     }
 
     /// Removes network `name` unless containers are still on it.
