@@ -144,6 +144,23 @@ fn list_change(tree: &TransactionalTree, key: &[u8], id: u64, add: bool) -> Resu
     Ok(())
 }
 
+/// Moves service `id`'s holds from the releases in `before` to those in
+/// `after`.
+fn move_holds(
+    on_release: &TransactionalTree,
+    id: u64,
+    before: &[u64],
+    after: &[u64],
+) -> Result<(), Abort> {
+    for release in before.iter().filter(|r| !after.contains(r)) {
+        list_change(on_release, &key(*release), id, false)?;
+    }
+    for release in after.iter().filter(|r| !before.contains(r)) {
+        list_change(on_release, &key(*release), id, true)?;
+    }
+    Ok(())
+}
+
 /// The releases a service holds: those of its newest and running revisions.
 fn held(revisions: &[Option<&Revision>]) -> Vec<u64> {
     let mut ids: Vec<u64> = revisions
@@ -269,13 +286,12 @@ impl Store {
                 service.revision = next.revision;
                 service.updated_ms = now_ms();
                 let before = held(&[newest.as_ref(), running.as_ref()]);
-                let after = held(&[Some(&next), running.as_ref()]);
-                for release in before.iter().filter(|r| !after.contains(r)) {
-                    list_change(on_release, &key(*release), id, false)?;
-                }
-                for release in after.iter().filter(|r| !before.contains(r)) {
-                    list_change(on_release, &key(*release), id, true)?;
-                }
+                move_holds(
+                    on_release,
+                    id,
+                    &before,
+                    &held(&[Some(&next), running.as_ref()]),
+                )?;
                 revisions.insert(&revision_key(id, next.revision), encode(&next))?;
                 services.insert(&key(id), encode(&service))?;
                 Ok(service)
@@ -313,13 +329,12 @@ impl Store {
                 let release = now_running.as_ref().and_then(|r| r.release);
                 live_release(releases, service.organisation, release)?;
                 let before = held(&[newest.as_ref(), revision(service.running)?.as_ref()]);
-                let after = held(&[newest.as_ref(), now_running.as_ref()]);
-                for release in before.iter().filter(|r| !after.contains(r)) {
-                    list_change(on_release, &key(*release), id, false)?;
-                }
-                for release in after.iter().filter(|r| !before.contains(r)) {
-                    list_change(on_release, &key(*release), id, true)?;
-                }
+                move_holds(
+                    on_release,
+                    id,
+                    &before,
+                    &held(&[newest.as_ref(), now_running.as_ref()]),
+                )?;
                 service.running = running;
                 service.updated_ms = now_ms();
                 services.insert(&key(id), encode(&service))?;

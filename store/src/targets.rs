@@ -226,7 +226,9 @@ impl Store {
                 Ok(true)
             })
             .map_err(|e| super::aborted("targets", e))?;
-        self.db.flush()?;
+        if written {
+            self.db.flush()?;
+        }
         Ok(written)
     }
 

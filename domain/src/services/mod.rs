@@ -301,17 +301,14 @@ impl Services {
         if !problems.is_empty() {
             return Err(Refused::Invalid(problems));
         }
-        if self.targets.get(organisation, &new.target)?.is_none() {
-            return Err(one("/target", format!("no target `{}`", new.target)));
-        }
+        let target = self
+            .targets
+            .get(organisation, &new.target)?
+            .ok_or_else(|| one("/target", format!("no target `{}`", new.target)))?;
         let (image, release) = self.image(organisation, &new.spec)?;
         // The built-in target is made a record of when first used, so the
-        // store can hold its services; one an org-admin set is kept.
-        if self.store.target(organisation, &new.target)?.is_none()
-            && let Some(builtin) = self.targets.get(organisation, &new.target)?
-        {
-            self.store.add_target(organisation, &builtin)?;
-        }
+        // store can hold its services; a stored one is kept as it is.
+        self.store.add_target(organisation, &target)?;
         let record = self.store.create_service(
             organisation,
             &new.target,

@@ -167,21 +167,7 @@ impl Client {
     /// Reads a Server-Sent Events stream, calling `each` with every event's
     /// data until the server ends the stream.
     pub async fn events(&self, path: &str, mut each: impl FnMut(Value)) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.login.server))
-            .bearer_auth(&self.login.token)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.login.server))?;
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(ApiFailure::from_body(status, &body).into());
-        }
-        let mut stream = response.bytes_stream();
+        let mut stream = self.stream(path, "text/event-stream").await?;
         let mut buffer = Vec::new();
         while let Some(chunk) = stream.next().await {
             buffer.extend_from_slice(&chunk.context("the event stream was cut off")?);
@@ -197,14 +183,17 @@ impl Client {
 }
 
 impl Client {
-    /// Copies a plain-text answer to standard output as it arrives, until
-    /// the server ends it.
-    pub async fn print_stream(&self, path: &str) -> anyhow::Result<()> {
-        use std::io::Write;
+    /// A GET answered as a stream of bytes, or the server's error.
+    async fn stream(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> anyhow::Result<impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>> {
         let response = self
             .http
             .get(format!("{}{path}", self.login.server))
             .bearer_auth(&self.login.token)
+            .header(reqwest::header::ACCEPT, accept)
             .send()
             .await
             .with_context(|| format!("cannot reach the server at {}", self.login.server))?;
@@ -214,7 +203,14 @@ impl Client {
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return Err(ApiFailure::from_body(status, &body).into());
         }
-        let mut stream = response.bytes_stream();
+        Ok(response.bytes_stream())
+    }
+
+    /// Copies a plain-text answer to standard output as it arrives, until
+    /// the server ends it.
+    pub async fn print_stream(&self, path: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut stream = self.stream(path, "text/plain").await?;
         let mut out = std::io::stdout();
         while let Some(chunk) = stream.next().await {
             out.write_all(&chunk.context("the stream was cut off")?)?;

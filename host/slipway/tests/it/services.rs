@@ -108,22 +108,8 @@ impl Served {
     }
 }
 
-async fn post_orders(port: u16, items: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/orders"))
-        .body(json!({ "items": items }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
-    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
-    let server = Served::start(&registry).await;
+/// Version 1 of the integration `orders`, released and ready.
+async fn ready_release(server: &Served) -> Value {
     server
         .call("POST", "/api/v1/integrations", json!({"name": "orders"}))
         .await;
@@ -140,6 +126,26 @@ async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
         .await;
     let release = server.settled(release["id"].as_u64().unwrap()).await;
     assert_eq!(release["status"], "ready", "{release}");
+    release
+}
+
+async fn post_orders(port: u16, items: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/orders"))
+        .body(json!({ "items": items }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_runs_as_a_service_on_the_local_docker_engine() {
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    let server = Served::start(&registry).await;
+    let release = ready_release(&server).await;
     let name = release["name"].as_str().unwrap().to_string();
 
     // The server's Docker Engine is a target without any setting.
@@ -453,21 +459,7 @@ async fn bad_services_are_refused_with_every_problem_at_its_pointer() {
 async fn a_service_whose_health_check_fails_is_restarted_until_it_is_failed() {
     let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
     let server = Served::start(&registry).await;
-    server
-        .call("POST", "/api/v1/integrations", json!({"name": "orders"}))
-        .await;
-    server
-        .call("POST", "/api/v1/integrations/orders/versions", canvas(50))
-        .await;
-    let (_, release) = server
-        .call(
-            "POST",
-            "/api/v1/releases",
-            common::release_body("orders", 1),
-        )
-        .await;
-    let release = server.settled(release["id"].as_u64().unwrap()).await;
-    assert_eq!(release["status"], "ready", "{release}");
+    let release = ready_release(&server).await;
 
     // A target of its own whose plugin fails a service after one restart.
     let (status, target) = server
