@@ -321,13 +321,20 @@ impl DeployTarget for Kubernetes {
         else {
             return Health::Progressing(format!("the {kind} is not created yet"));
         };
-        if let Some(reason) = unschedulable(observed) {
-            return Health::Progressing(format!("a pod cannot be scheduled: {reason}"));
-        }
-        match kind {
+        let health = match kind {
             "Job" => job_status(&state),
             "Deployment" => deployment_status(&state),
             _ => stateful_set_status(&state),
+        };
+        // Why it is stuck, when the scheduler says.
+        match (health, unschedulable(observed)) {
+            (Health::Progressing(_), Some(reason)) => {
+                Health::Progressing(format!("a pod cannot be scheduled: {reason}"))
+            }
+            (Health::Failed(why), Some(reason)) => {
+                Health::Failed(format!("{why}: a pod cannot be scheduled: {reason}"))
+            }
+            (health, _) => health,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use slipway_runtime::kinds::{Health, Observed, Rollout};
+use slipway_runtime::kinds::{Health, Rollout};
 use slipway_store::{
     Job, JobKind, Revision, ServiceError, ServiceRecord, Status, Store, StoreError, now_ms,
 };
@@ -20,7 +20,7 @@ use spec::{Placement, Problem, ServiceSpec};
 use crate::jobs::{Jobs, Work, Works};
 use crate::registry::Registries;
 use crate::releases::Releases;
-use crate::targets::{Driver, Target, Targets};
+use crate::targets::{Driver, DriverError, Target, Targets, kubernetes};
 
 /// Why a service was not created or changed.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +164,10 @@ pub struct OperationRequest {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Opens the log stream of one container or pod by its name.
+type LogOpener =
+    Box<dyn Fn(&str) -> futures::stream::BoxStream<'static, Result<String, DriverError>> + Send>;
+
 /// Log streams the server serves at once (my choice).
 pub const MAX_LOG_STREAMS: usize = 256;
 /// The most lines a log read starts from.
@@ -222,15 +226,24 @@ impl Services {
             .targets
             .open(organisation, &record.target)
             .map_err(Refused::Target)?;
-        let Driver::Docker(docker) = target.driver().clone();
-        let names = docker
-            .containers(id)
-            .await
-            .map_err(|e| Refused::Target(e.to_string()))?;
         let tail = tail.min(MAX_LOG_TAIL);
+        let (names, open): (Vec<String>, LogOpener) = match target.driver().clone() {
+            Driver::Docker(docker) => (
+                docker
+                    .containers(id)
+                    .await
+                    .map_err(|e| Refused::Target(e.to_string()))?,
+                Box::new(move |name: &str| docker.logs(name, tail, follow).boxed()),
+            ),
+            Driver::Kubernetes(kube) => (
+                kube.pods(id)
+                    .await
+                    .map_err(|e| Refused::Target(e.to_string()))?,
+                Box::new(move |name: &str| kube.logs(name, tail, follow)),
+            ),
+        };
         let streams = names.into_iter().map(|name| {
-            docker
-                .logs(&name, tail, follow)
+            open(&name)
                 .map(move |chunk| match chunk {
                     Ok(text) => {
                         let mut line = format!("[{name}] {}", text.trim_end_matches('\n'));
@@ -480,10 +493,6 @@ impl Services {
         let Ok(Some(revision)) = self.store.service_revision(record.id, running) else {
             return unknown("the running revision is missing".into());
         };
-        let observed = match observe(&target, record.id).await {
-            Ok(observed) => observed,
-            Err(e) => return unknown(e),
-        };
         let running_spec: ServiceSpec =
             serde_json::from_value(revision.spec.clone()).unwrap_or_else(|_| spec.clone());
         let service = self.rendered_service(
@@ -494,17 +503,56 @@ impl Services {
             &BTreeMap::new(),
             Rollout::Parallel,
         );
+        let (observed, ready) = match target.driver() {
+            Driver::Docker(docker) => {
+                let mut observed = match docker.observe(record.id).await {
+                    Ok(observed) => observed,
+                    Err(e) => return unknown(e.to_string()),
+                };
+                // Ready as a deploy judges it.
+                operation::probe_starting(docker, &service, &mut observed).await;
+                let ready = observed
+                    .iter()
+                    .filter_map(|o| o.state.as_ref())
+                    .filter(|s| {
+                        s["revision"] == running
+                            && s["status"] == "running"
+                            && (s["health"] == "healthy"
+                                || s["health"] == "none"
+                                || s["ready-probe"] == "ok")
+                    })
+                    .count();
+                (observed, ready)
+            }
+            Driver::Kubernetes(kube) => {
+                let objects = match target.render(&service).await.and_then(|rendered| {
+                    kubernetes::plan(&rendered, &service).map_err(|e| e.to_string())
+                }) {
+                    Ok(objects) => objects,
+                    Err(e) => return unknown(e),
+                };
+                let observed = match kube.observe(record.id, &kubernetes::refs(&objects)).await {
+                    Ok(observed) => observed,
+                    Err(e) => return unknown(e.to_string()),
+                };
+                let ready = observed
+                    .iter()
+                    .filter(|o| o.kind == "Pod")
+                    .filter_map(|o| o.state.as_ref())
+                    .filter(|pod| {
+                        pod["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                    })
+                    .count();
+                (observed, ready)
+            }
+        };
+        let ready = ready as u32;
         let health = target.assess(&service, &observed).await;
         let states: Vec<&serde_json::Value> =
             observed.iter().filter_map(|o| o.state.as_ref()).collect();
-        let ready = states
-            .iter()
-            .filter(|s| {
-                s["revision"] == running
-                    && s["status"] == "running"
-                    && (s["health"] == "healthy" || s["health"] == "none")
-            })
-            .count() as u32;
         let restarts = states
             .iter()
             .map(|s| s["restarts"].as_u64().unwrap_or(0))
@@ -559,12 +607,5 @@ pub fn health_words(health: &Health) -> (String, Option<String>) {
         Health::Healthy => ("healthy".into(), None),
         Health::Degraded(d) => ("degraded".into(), Some(d.clone())),
         Health::Failed(d) => ("failed".into(), Some(d.clone())),
-    }
-}
-
-/// What the target's driver observes of service `id`.
-async fn observe(target: &Target, id: u64) -> Result<Vec<Observed>, String> {
-    match target.driver() {
-        Driver::Docker(docker) => docker.observe(id).await.map_err(|e| e.to_string()),
     }
 }

@@ -16,6 +16,8 @@ use crate::jobs::{Advance, Step, Work};
 use crate::targets::docker::{DockerDriver, Plan, plan};
 use crate::targets::{Driver, Target};
 
+mod kubernetes;
+
 /// Between two health polls.
 const POLL: Duration = Duration::from_millis(100);
 /// An operation waits this long for health at least; a health check's own
@@ -166,8 +168,11 @@ impl Services {
             Ok(context) => context,
             Err(step) => return step,
         };
-        let Driver::Docker(docker) = context.target.driver().clone();
-        match docker_step(self, &docker, &context, &mut state).await {
+        let stepped = match context.target.driver().clone() {
+            Driver::Docker(docker) => docker_step(self, &docker, &context, &mut state).await,
+            Driver::Kubernetes(kube) => kubernetes::step(self, &kube, &context, &mut state).await,
+        };
+        match stepped {
             Ok(step) => step,
             Err(error) => {
                 state.applied.push(format!("failed: {error}"));
@@ -191,6 +196,54 @@ fn wait_ms(spec: &ServiceSpec) -> u64 {
         u64::from(c.interval_s) * u64::from(c.retries + 1) * 1000
     });
     MIN_WAIT_MS.max(check * 2).min(MAX_WAIT_MS)
+}
+
+/// What was applied, as the operation reports it.
+fn report(state: &OperationState) -> String {
+    if state.applied.is_empty() {
+        "nothing to change".to_string()
+    } else {
+        state.applied.join("; ")
+    }
+}
+
+/// What a health poll's judgement means for the operation: the next poll,
+/// a failure, or `None` once healthy (or degraded).
+async fn judged(
+    health: Health,
+    context: &Context,
+    state: &mut OperationState,
+) -> Result<Option<Step>, String> {
+    let (word, _) = health_words(&health);
+    state.health = Some(word.clone());
+    match health {
+        Health::Healthy | Health::Degraded(_) => Ok(None),
+        Health::Failed(reason) => Err(format!("the service failed: {reason}")),
+        Health::Progressing(detail) => {
+            if state.deadline_ms.is_some_and(|d| now_ms() > d) {
+                return Err(format!(
+                    "not healthy in {} s: {detail}",
+                    wait_ms(&context.spec) / 1000
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+            Ok(Some(next(state, format!("{word}: {detail}"))))
+        }
+    }
+}
+
+/// Records that the service runs the operation's revision: its end.
+fn deployed(services: &Services, id: u64, state: &OperationState) -> Result<Step, String> {
+    services
+        .store
+        .set_service_running(id, Some(state.revision))
+        .map_err(|e| e.to_string())?;
+    Ok(Step::Done(format!(
+        "revision {} is {}: {}",
+        state.revision,
+        state.health.as_deref().unwrap_or("healthy"),
+        report(state)
+    )))
 }
 
 /// Renders the service and checks what was rendered.
@@ -369,27 +422,13 @@ async fn docker_step(
                 })
                 .cloned()
                 .collect();
-            probe_starting(docker, context, &mut current).await;
+            probe_starting(docker, &context.service, &mut current).await;
             let health = context.target.assess(&context.service, &current).await;
-            let (word, _) = health_words(&health);
-            state.health = Some(word.clone());
-            match health {
-                Health::Healthy | Health::Degraded(_) => {
-                    state.phase = Phase::Clean;
-                    Ok(next(state, "healthy"))
-                }
-                Health::Failed(reason) => Err(format!("the service failed: {reason}")),
-                Health::Progressing(detail) => {
-                    if state.deadline_ms.is_some_and(|d| now_ms() > d) {
-                        return Err(format!(
-                            "not healthy in {} s: {detail}",
-                            wait_ms(&context.spec) / 1000
-                        ));
-                    }
-                    tokio::time::sleep(POLL).await;
-                    Ok(next(state, format!("{word}: {detail}")))
-                }
+            if let Some(step) = judged(health, context, state).await? {
+                return Ok(step);
             }
+            state.phase = Phase::Clean;
+            Ok(next(state, "healthy"))
         }
         (Operation::Deploy | Operation::Start, Phase::Clean) => {
             let plan = render(docker, context).await?;
@@ -397,20 +436,7 @@ async fn docker_step(
                 docker.remove(&old).await.map_err(|e| e.to_string())?;
                 state.applied.push(format!("removed {old}"));
             }
-            services
-                .store
-                .set_service_running(id, Some(state.revision))
-                .map_err(|e| e.to_string())?;
-            Ok(Step::Done(format!(
-                "revision {} is {}: {}",
-                state.revision,
-                state.health.as_deref().unwrap_or("healthy"),
-                if state.applied.is_empty() {
-                    "nothing to change".to_string()
-                } else {
-                    state.applied.join("; ")
-                }
-            )))
+            deployed(services, id, state)
         }
         (Operation::Stop, _) => {
             let names = docker.containers(id).await.map_err(|e| e.to_string())?;
@@ -513,8 +539,12 @@ fn replica_of(name: &str) -> Option<u32> {
 /// yet but that answer the service's HTTP probe from the host
 /// (`ready-probe: ok`), so a deploy sees them ready without waiting a whole
 /// check interval; the engine's check stays what later judges them.
-async fn probe_starting(docker: &DockerDriver, context: &Context, observed: &mut [Observed]) {
-    let Some(Probe::Http(http)) = context.service.health_check.as_ref().map(|c| &c.probe) else {
+pub(super) async fn probe_starting(
+    docker: &DockerDriver,
+    service: &Service,
+    observed: &mut [Observed],
+) {
+    let Some(Probe::Http(http)) = service.health_check.as_ref().map(|c| &c.probe) else {
         return;
     };
     for o in observed.iter_mut() {
@@ -555,7 +585,7 @@ async fn wait_container(
             name: name.to_string(),
             state: Some(state.clone()),
         }];
-        probe_starting(docker, context, &mut once).await;
+        probe_starting(docker, &context.service, &mut once).await;
         if once[0]
             .state
             .as_ref()

@@ -28,6 +28,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service, ServiceType};
 
+use super::DriverError;
+
 /// Labels the host puts on every object it creates.
 pub const SERVICE_LABEL: &str = "slipway.service";
 /// The server that created an object (see [`slipway_store::Store::server_id`]).
@@ -173,23 +175,6 @@ pub struct Plan {
     pub volumes: Vec<String>,
     /// One container per replica.
     pub containers: Vec<ContainerPlan>,
-}
-
-/// Why a service could not be applied or observed.
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    /// The plugin rendered something the driver refuses.
-    #[error("the deploy target rendered {0}")]
-    Rendered(String),
-    /// The service asks for what the operator does not allow here.
-    #[error("{0}")]
-    NotAllowed(String),
-    /// A host path is missing or not what the service declares.
-    #[error("{0}")]
-    HostPath(String),
-    /// The engine failed or refused.
-    #[error("the Docker Engine: {0}")]
-    Engine(String),
 }
 
 fn engine(e: bollard::errors::Error) -> DriverError {
@@ -1045,7 +1030,7 @@ impl DockerDriver {
                     n.values()
                         .find_map(|e| e.ip_address.clone().filter(|a| !a.is_empty()))
                 });
-            let ports: Vec<String> = inspected
+            let mut ports: Vec<String> = inspected
                 .network_settings
                 .and_then(|n| n.ports)
                 .unwrap_or_default()
@@ -1057,6 +1042,9 @@ impl DockerDriver {
                         .filter_map(move |b| Some(format!("{}->{port}", b.host_port?)))
                 })
                 .collect();
+            // Bound on IPv4 and IPv6 alike: one port.
+            ports.sort();
+            ports.dedup();
             observed.push(Observed {
                 kind: "container".into(),
                 name,
@@ -1174,40 +1162,9 @@ fn service_runs_once(service: &Service) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use slipway_runtime::kinds::{HostMount, Resources, Rollout, ServiceKind, ServiceType};
 
     fn service() -> Service {
-        let none = Resources {
-            cpu_millis: None,
-            memory_bytes: None,
-        };
-        Service {
-            id: 7,
-            revision: 1,
-            namespace: "sw1_o1_local".into(),
-            name: "web".into(),
-            kind: ServiceKind::LongRunning,
-            image: "registry.example/web@sha256:ab".into(),
-            release_image: false,
-            replicas: 1,
-            requests: none,
-            limits: none,
-            env: Vec::new(),
-            log_dir: None,
-            ports: Vec::new(),
-            host_network: false,
-            service_type: ServiceType::ClusterIp,
-            host_mounts: vec![HostMount {
-                kind: MountKind::Directory,
-                host_path: "/srv/data".into(),
-                container_path: "/data".into(),
-                read_only: true,
-            }],
-            storage: Vec::new(),
-            labels: Vec::new(),
-            health_check: None,
-            rollout: Rollout::Parallel,
-        }
+        super::super::tests::service("sw1_o1_local")
     }
 
     fn container(body: serde_json::Value) -> Vec<Rendered> {

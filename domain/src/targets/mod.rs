@@ -9,6 +9,7 @@
 //! [`DockerPolicy`].
 
 pub mod docker;
+pub mod kubernetes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
 use slipway_runtime::kinds::{Health, Observed, Rendered, Service, TargetError as PluginError};
-use slipway_runtime::{CallContext, Kind, ObjectFamily, Plugin};
+use slipway_runtime::{CallContext, Egress, Kind, ObjectFamily, Plugin};
 use slipway_store::{
     AdapterCode, Connection, Origin, Store, StoreError, StoredTarget, TargetChangeRecord,
     TargetError, now_ms,
@@ -24,10 +25,31 @@ use slipway_store::{
 
 pub use crate::refused::Refused;
 use crate::refused::invalid;
-pub use docker::{DockerDriver, DockerPolicy, DriverError};
+pub use docker::{DockerDriver, DockerPolicy};
+pub use kubernetes::KubernetesDriver;
 
 use crate::plugins::Plugins;
 use crate::services::spec::is_dns_label;
+
+/// Why a service could not be applied or observed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The plugin rendered something the driver refuses.
+    #[error("the deploy target rendered {0}")]
+    Rendered(String),
+    /// The service asks for what the operator does not allow here.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// A host path is missing or not what the service declares.
+    #[error("{0}")]
+    HostPath(String),
+    /// The engine failed or refused.
+    #[error("the Docker Engine: {0}")]
+    Engine(String),
+    /// The Kubernetes API server failed, refused, or did not answer.
+    #[error("the Kubernetes API server: {0}")]
+    Api(String),
+}
 
 /// How often unhealthy containers are looked for (my choice).
 pub const SUPERVISE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -81,10 +103,13 @@ pub struct Target {
 pub enum Driver {
     /// A Docker Engine.
     Docker(DockerDriver),
+    /// A Kubernetes API server.
+    Kubernetes(KubernetesDriver),
 }
 
 impl Target {
-    /// Where the target's objects are kept apart: a Docker name prefix.
+    /// Where the target's objects are kept apart: a Docker name prefix, or
+    /// a Kubernetes namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -143,7 +168,15 @@ pub struct Targets {
     /// Whether it answered at start.
     local_answers: std::sync::atomic::AtomicBool,
     server: String,
+    /// Kubernetes drivers by organisation and target, with the connection
+    /// and secrets each was made for.
+    kubernetes: std::sync::Mutex<KubernetesDrivers>,
 }
+
+type KubernetesDrivers = std::collections::HashMap<
+    (u64, String),
+    (Connection, BTreeMap<String, String>, KubernetesDriver),
+>;
 
 impl Targets {
     /// The targets in `store`; `local` is the server's Docker Engine when
@@ -156,6 +189,7 @@ impl Targets {
             local,
             local_answers: std::sync::atomic::AtomicBool::new(false),
             server,
+            kubernetes: std::sync::Mutex::default(),
         }
     }
 
@@ -266,7 +300,12 @@ impl Targets {
 
     /// Deletes target `name` unless services are on it.
     pub fn delete(&self, organisation: u64, name: &str, by: &str) -> Result<(), TargetError> {
-        self.store.delete_target(organisation, name, by)
+        self.store.delete_target(organisation, name, by)?;
+        self.kubernetes
+            .lock()
+            .expect("drivers lock")
+            .remove(&(organisation, name.to_string()));
+        Ok(())
     }
 
     /// Sets target `name` as `by` asked, once the plugin loads, renders the
@@ -328,11 +367,25 @@ impl Targets {
                 }
                 &[]
             }
-            Connection::Kubernetes { .. } => {
-                return Err(invalid(
-                    "/connection/driver",
-                    "Kubernetes targets are not supported yet",
-                ));
+            Connection::Kubernetes { server, namespace } => {
+                let url = kubernetes::check_server(server)
+                    .map_err(|e| invalid("/connection/server", e))?;
+                let https = url.scheme_str() == Some("https");
+                let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+                let egress = self.plugins.runtime().egress();
+                if egress.permits_literal(url.host().unwrap_or_default(), port) == Some(false) {
+                    return Err(invalid(
+                        "/connection/server",
+                        "an internal address the operator did not allow (`egress-allow`)",
+                    ));
+                }
+                if !is_dns_label(namespace) {
+                    return Err(invalid(
+                        "/connection/namespace",
+                        format!("`{namespace}` is not a DNS label"),
+                    ));
+                }
+                &["token", "ca"]
             }
         };
         let current = self
@@ -351,6 +404,9 @@ impl Targets {
                 format!("/secrets/{}", slipway_flow::pointer::escape(secret)),
                 format!("this connection takes no secret `{secret}`"),
             ));
+        }
+        if let Some(ca) = secrets.get("ca") {
+            kubernetes::certificates(ca).map_err(|e| invalid("/secrets/ca", e))?;
         }
         let context = CallContext {
             settings: Arc::from(settings.settings.to_string()),
@@ -396,6 +452,36 @@ impl Targets {
         Ok(stored)
     }
 
+    /// The driver of the organisation's Kubernetes target `stored`, made
+    /// once for each connection and secrets it has.
+    fn kubernetes(
+        &self,
+        organisation: u64,
+        stored: &StoredTarget,
+        server: &str,
+        namespace: &str,
+    ) -> Result<KubernetesDriver, String> {
+        let key = (organisation, stored.name.clone());
+        let mut drivers = self.kubernetes.lock().expect("drivers lock");
+        if let Some((connection, secrets, driver)) = drivers.get(&key)
+            && *connection == stored.connection
+            && *secrets == stored.secrets
+        {
+            return Ok(driver.clone());
+        }
+        let egress = Egress::clone(self.plugins.runtime().egress());
+        let driver = KubernetesDriver::new(server, namespace, &stored.secrets, egress)?;
+        drivers.insert(
+            key,
+            (
+                stored.connection.clone(),
+                stored.secrets.clone(),
+                driver.clone(),
+            ),
+        );
+        Ok(driver)
+    }
+
     /// Where the organisation's target `name` keeps its objects apart (the
     /// Docker name prefix), when the host chooses it.
     pub fn namespace(
@@ -434,9 +520,10 @@ impl Targets {
                         .unwrap_or_default(),
                 )
             }
-            Connection::Kubernetes { .. } => {
-                return Err("Kubernetes targets are not supported yet".into());
-            }
+            Connection::Kubernetes { server, namespace } => (
+                Driver::Kubernetes(self.kubernetes(organisation, &stored, server, namespace)?),
+                namespace.clone(),
+            ),
         };
         Ok(Target {
             stored,
@@ -445,5 +532,47 @@ impl Targets {
             driver,
             namespace,
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use slipway_runtime::kinds::{
+        HostMount, MountKind, Resources, Rollout, Service, ServiceKind, ServiceType,
+    };
+
+    /// A service of one replica with one declared host directory.
+    pub(super) fn service(namespace: &str) -> Service {
+        let none = Resources {
+            cpu_millis: None,
+            memory_bytes: None,
+        };
+        Service {
+            id: 7,
+            revision: 1,
+            namespace: namespace.into(),
+            name: "web".into(),
+            kind: ServiceKind::LongRunning,
+            image: "registry.example/web@sha256:ab".into(),
+            release_image: false,
+            replicas: 1,
+            requests: none,
+            limits: none,
+            env: Vec::new(),
+            log_dir: None,
+            ports: Vec::new(),
+            host_network: false,
+            service_type: ServiceType::ClusterIp,
+            host_mounts: vec![HostMount {
+                kind: MountKind::Directory,
+                host_path: "/srv/data".into(),
+                container_path: "/data".into(),
+                read_only: true,
+            }],
+            storage: Vec::new(),
+            labels: Vec::new(),
+            health_check: None,
+            rollout: Rollout::Parallel,
+        }
     }
 }

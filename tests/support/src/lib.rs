@@ -8,6 +8,7 @@ pub mod azure;
 pub mod docker;
 pub mod front;
 pub mod google;
+pub mod kube_api;
 pub mod oracle;
 pub mod registry;
 pub mod slow_clients;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use slipway_domain::services::spec::{Placement, ServiceSpec};
 use slipway_runtime::kinds::{Health, Observed, Rollout, Service};
 use slipway_runtime::{CallContext, Kind, Plugin};
+use slipway_test_support::kube_api::FakeKube;
 
 /// The Kubernetes version manifests are validated against.
 const KUBERNETES: &str = "1.33.0";
@@ -288,4 +289,471 @@ async fn rollouts_are_judged_as_kubectl_rollout_status_judges_them() {
         judge(job(json!([{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]))).await,
         Health::Failed(m) if m.contains("BackoffLimitExceeded")
     ));
+}
+
+/// An organisation on a server whose jobs run, with a Kubernetes target
+/// `cluster` on the test API server (namespace `shop`).
+struct Cluster {
+    state: Arc<slipway::server::AppState>,
+    token: String,
+    fake: Arc<FakeKube>,
+    _dir: tempfile::TempDir,
+}
+
+const API_TOKEN: &str = "cluster-token";
+
+impl Cluster {
+    async fn start(settings: Value) -> Cluster {
+        let fake = FakeKube::start(API_TOKEN).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = slipway_store::Store::open(dir.path()).unwrap();
+        let token = store.bootstrap("acme", None).unwrap().unwrap().token;
+        let state = common::state(store);
+        state.load_plugins().await.unwrap();
+        tokio::spawn(state.jobs.clone().run());
+        let cluster = Cluster {
+            state,
+            token,
+            fake,
+            _dir: dir,
+        };
+        let (status, body) = cluster
+            .call(
+                "PUT",
+                "/api/v1/targets/cluster",
+                cluster.target(settings, API_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        cluster
+    }
+
+    fn target(&self, settings: Value, token: &str) -> Value {
+        json!({
+            "plugin": "kubernetes",
+            "settings": settings,
+            "connection": {"driver": "kubernetes", "server": self.fake.url, "namespace": "shop"},
+            "secrets": {"token": token},
+        })
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (status, body) = common::call(
+            &self.state,
+            method,
+            path,
+            Some(&self.token),
+            "application/json",
+            body,
+        )
+        .await;
+        (status.as_u16(), body)
+    }
+
+    /// Creates service `body` on `cluster`; its id.
+    async fn service(&self, body: Value) -> u64 {
+        let mut body = body;
+        body["target"] = json!("cluster");
+        let (status, service) = self.call("POST", "/api/v1/services", body).await;
+        assert_eq!(status, 201, "{service}");
+        service["id"].as_u64().unwrap()
+    }
+
+    /// Runs `operation` on service `id` and waits for its job to end.
+    async fn operate(&self, id: u64, body: Value) -> Value {
+        let (status, job) = self
+            .call("POST", &format!("/api/v1/services/{id}/operations"), body)
+            .await;
+        assert_eq!(status, 202, "{job}");
+        self.ended(id, job["id"].as_u64().unwrap()).await
+    }
+
+    /// Operation `job` of service `id` once it ended.
+    async fn ended(&self, id: u64, job: u64) -> Value {
+        let path = format!("/api/v1/services/{id}/operations/{job}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, job) = self.call("GET", &path, Value::Null).await;
+            if ["succeeded", "failed", "stopped"].contains(&job["status"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the operation did not end: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pods(&self) -> Vec<String> {
+        self.fake.names("pods", "shop")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_rolls_out_restarts_stops_and_goes_on_a_kubernetes_api_server() {
+    let cluster = Cluster::start(json!({})).await;
+    let id = cluster
+        .service(json!({
+            "name": "web",
+            "image": "registry.example/shop/web:1",
+            "replicas": 2,
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+            "ports": [{"container": 8080, "service": 80}],
+            "service_type": "NodePort",
+            "labels": {"team": "payments"},
+        }))
+        .await;
+
+    // Deployed: applied server-side as `slipway`, rolled out, observed.
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let applies = cluster.fake.requests_like("PATCH ");
+    assert_eq!(applies.len(), 2, "a Service and a Deployment: {applies:?}");
+    for apply in &applies {
+        assert!(
+            apply.contains("fieldManager=slipway")
+                && apply.contains("force=true")
+                && apply.ends_with("application/apply-patch+yaml"),
+            "{apply}"
+        );
+    }
+    let deployment = cluster.fake.object("deployments", "shop", "web").unwrap();
+    assert_eq!(
+        deployment["metadata"]["labels"]["slipway.dev/service"],
+        id.to_string()
+    );
+    assert_eq!(deployment["metadata"]["labels"]["team"], "payments");
+    assert_eq!(deployment["status"]["readyReplicas"], 2, "{deployment}");
+    let service = cluster.fake.object("services", "shop", "web").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert!(
+        service["spec"]["ports"][0]["nodePort"].is_u64(),
+        "{service}"
+    );
+    let (_, shown) = cluster
+        .call("GET", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(shown["running"], 1, "{shown}");
+    assert_eq!(
+        (
+            shown["observed"]["ready"].as_u64(),
+            shown["observed"]["health"].as_str()
+        ),
+        (Some(2), Some("healthy")),
+        "{shown}"
+    );
+    let pods_seen = shown["observed"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "Pod")
+        .count();
+    assert_eq!(pods_seen, 2, "{shown}");
+    let before = cluster.pods();
+
+    // Deploying the same revision again changes no pod.
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(cluster.pods(), before);
+
+    // A new revision, rolled one pod at a time.
+    let (status, revised) = cluster
+        .call(
+            "PUT",
+            &format!("/api/v1/services/{id}"),
+            json!({
+                "name": "web", "target": "cluster", "image": "registry.example/shop/web:2", "replicas": 2,
+                "requests": {"cpu": "100m", "memory": "64Mi"},
+                "ports": [{"container": 8080, "service": 80}], "service_type": "NodePort",
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{revised}");
+    let job = cluster
+        .operate(
+            id,
+            json!({"operation": "deploy", "containers": "sequential"}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let deployment = cluster.fake.object("deployments", "shop", "web").unwrap();
+    assert_eq!(deployment["metadata"]["generation"], 2, "{deployment}");
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        1
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/shop/web:2"
+    );
+    let after = cluster.pods();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
+
+    // Restarted as `kubectl rollout restart` does, under a manager of its
+    // own, so the next deploy keeps the annotation and rolls nothing.
+    let job = cluster.operate(id, json!({"operation": "restart"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let deployment = cluster.fake.object("deployments", "shop", "web").unwrap();
+    assert!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{deployment}"
+    );
+    let managers: Vec<&str> = deployment["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["slipway", "slipway-restart"]);
+    let restarted = cluster.pods();
+    assert!(
+        restarted.iter().all(|p| !after.contains(p)),
+        "{after:?} {restarted:?}"
+    );
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(cluster.pods(), restarted);
+
+    // Logs: each pod's lines after its name.
+    let (status, logs) = cluster
+        .call(
+            "GET",
+            &format!("/api/v1/services/{id}/logs?tail=5"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let logs = logs.as_str().unwrap().to_string();
+    for pod in &restarted {
+        assert!(
+            logs.contains(&format!(
+                "[{pod}] {pod} started registry.example/shop/web:2"
+            )),
+            "{logs}"
+        );
+    }
+
+    // Stopped: no pods, the Deployment kept at zero; started again.
+    let job = cluster.operate(id, json!({"operation": "stop"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(cluster.pods(), Vec::<String>::new());
+    let deployment = cluster.fake.object("deployments", "shop", "web").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 0);
+    let job = cluster.operate(id, json!({"operation": "start"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(cluster.pods().len(), 2);
+
+    // Deleted with foreground propagation: the pods went first, then the
+    // objects, then the service.
+    let (status, job) = cluster
+        .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = cluster.ended(id, job["id"].as_u64().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let deletes = cluster.fake.requests_like("DELETE ");
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(
+        deletes
+            .iter()
+            .all(|d| d.contains(r#""propagationPolicy":"Foreground""#)),
+        "{deletes:?}"
+    );
+    assert_eq!(cluster.pods(), Vec::<String>::new());
+    assert_eq!(
+        cluster.fake.names("deployments", "shop"),
+        Vec::<String>::new()
+    );
+    assert_eq!(cluster.fake.names("services", "shop"), Vec::<String>::new());
+    let (status, _) = cluster
+        .call("GET", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_cluster_refuses_or_cannot_run_fails_the_operation_with_its_reason() {
+    let cluster = Cluster::start(json!({"progress-deadline-s": 1})).await;
+
+    // Pods that never turn ready: the rollout passes its deadline.
+    let id = cluster
+        .service(json!({"name": "crash", "image": "registry.example/shop/crash:1"}))
+        .await;
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded its progress deadline"),
+        "{job}"
+    );
+
+    // More CPU than a node has: the scheduler's reason is the error.
+    let id = cluster
+        .service(json!({"name": "huge", "image": "registry.example/shop/huge:1", "requests": {"cpu": "64"}}))
+        .await;
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("Insufficient cpu"),
+        "{job}"
+    );
+
+    // A StatefulSet's claims cannot change: the API server's 422, verbatim.
+    let storage = |size: &str| {
+        json!({"name": "db", "target": "cluster", "image": "registry.example/shop/db:1",
+               "storage": [{"name": "data", "container_path": "/data", "size": size}]})
+    };
+    let id = cluster.service(storage("1Gi")).await;
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        cluster.fake.names("persistentvolumeclaims", "shop"),
+        ["data-db-0"]
+    );
+    let (status, body) = cluster
+        .call("PUT", &format!("/api/v1/services/{id}"), storage("2Gi"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("Forbidden: updates to statefulset spec"),
+        "{job}"
+    );
+    assert!(job["error"].as_str().unwrap().contains("422"), "{job}");
+
+    // An object of that name that is not the service's is left alone.
+    let theirs = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "taken"},
+        "spec": {"selector": {"matchLabels": {"app": "taken"}}, "template": {"metadata": {"labels": {"app": "taken"}}, "spec": {"containers": [{"name": "c", "image": "theirs:1"}]}}}});
+    let made = reqwest::Client::new()
+        .patch(format!(
+            "{}/apis/apps/v1/namespaces/shop/deployments/taken?fieldManager=kubectl",
+            cluster.fake.url
+        ))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/apply-patch+yaml")
+        .body(theirs.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let id = cluster
+        .service(json!({"name": "taken", "image": "registry.example/shop/taken:1"}))
+        .await;
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not this service's"),
+        "{job}"
+    );
+    let kept = cluster.fake.object("deployments", "shop", "taken").unwrap();
+    assert_eq!(
+        kept["spec"]["template"]["spec"]["containers"][0]["image"],
+        "theirs:1"
+    );
+
+    // A token the API server does not take.
+    let (status, body) = cluster
+        .call(
+            "PUT",
+            "/api/v1/targets/cluster",
+            cluster.target(json!({}), "wrong"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = cluster
+        .service(json!({"name": "denied", "image": "registry.example/shop/denied:1"}))
+        .await;
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("Unauthorized"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_targets_are_checked_before_they_are_kept() {
+    let cluster = Cluster::start(json!({})).await;
+    let set = |connection: Value, secrets: Value| json!({"plugin": "kubernetes", "connection": connection, "secrets": secrets});
+    let cases = [
+        (
+            set(
+                json!({"driver": "kubernetes", "server": "http://k8s.example:8080", "namespace": "shop"}),
+                json!({}),
+            ),
+            "/connection/server",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": "https://169.254.169.254", "namespace": "shop"}),
+                json!({}),
+            ),
+            "/connection/server",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "Shop_1"}),
+                json!({}),
+            ),
+            "/connection/namespace",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+                json!({"password": "x"}),
+            ),
+            "/secrets/password",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+                json!({"ca": "not a certificate"}),
+            ),
+            "/secrets/ca",
+        ),
+        (
+            json!({"plugin": "docker", "connection": {"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}}),
+            "/connection/driver",
+        ),
+    ];
+    for (body, path) in cases {
+        let (status, answer) = cluster
+            .call("PUT", "/api/v1/targets/other", body.clone())
+            .await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error"]["path"], path, "{body}: {answer}");
+    }
+    let (status, _) = cluster
+        .call("GET", "/api/v1/targets/other", Value::Null)
+        .await;
+    assert_eq!(status, 404);
+    // Secrets are never shown.
+    let (_, shown) = cluster
+        .call("GET", "/api/v1/targets/cluster", Value::Null)
+        .await;
+    assert!(!shown.to_string().contains(API_TOKEN), "{shown}");
 }

@@ -1,0 +1,789 @@
+//! The host's driver for Kubernetes objects. What a deploy-target plugin
+//! rendered is checked ([`plan`]: kinds the driver applies, the target's
+//! namespace, the service's image, only the host paths it declares),
+//! labelled with the service it belongs to, and applied server-side with
+//! field manager [`FIELD_MANAGER`]; the objects are read back for the
+//! plugin to judge; a service's objects are deleted with foreground
+//! propagation, so its pods go before it is reported gone.
+//!
+//! The API server's address is resolved once and every address it
+//! resolves to must pass the operator's egress rules; the client then
+//! connects to that address (TLS still checks the server's name), so a
+//! name that changes its answer later is never followed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use slipway_runtime::Egress;
+use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service};
+
+use super::DriverError;
+use crate::services::spec::is_dns_label;
+
+/// The field manager of everything Slipway applies.
+pub const FIELD_MANAGER: &str = "slipway";
+/// The field manager of restarts: it owns only the pod template's
+/// `kubectl.kubernetes.io/restartedAt` annotation, so a later deploy keeps
+/// it and does not roll the pods again.
+pub const RESTART_MANAGER: &str = "slipway-restart";
+/// On every object and pod of a service: its id.
+pub const SERVICE_LABEL: &str = "slipway.dev/service";
+
+/// What a plugin may render (API version, kind), in the order applied.
+const KINDS: &[(&str, &str)] = &[
+    ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Service"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+];
+
+/// Pod volumes a plugin may render beside the host paths the service
+/// declares: none reads anything the service was not given.
+const VOLUMES: &[&str] = &["emptyDir", "persistentVolumeClaim", "configMap"];
+
+/// The longest one API call may take (my choice).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An object as the driver addresses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The reference of an object's body.
+    pub fn of_value(object: &Value) -> ObjectRef {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        ObjectRef {
+            api_version: text(&object["apiVersion"]),
+            kind: text(&object["kind"]),
+            name: text(&object["metadata"]["name"]),
+        }
+    }
+
+    /// Whether it runs pods (a Deployment, StatefulSet or Job).
+    pub fn is_workload(&self) -> bool {
+        matches!(self.kind.as_str(), "Deployment" | "StatefulSet" | "Job")
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
+/// How the host reaches one Kubernetes API server, for one namespace.
+#[derive(Clone)]
+pub struct KubernetesDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: http::Uri,
+    namespace: String,
+    token: Option<String>,
+    ca: Option<Vec<Vec<u8>>>,
+    egress: Egress,
+    client: tokio::sync::OnceCell<kube::Client>,
+    resources: Mutex<HashMap<(String, String), ApiResource>>,
+}
+
+/// Checks an API server's address as a target sets it: `https://…`, or
+/// `http://…` on a loopback address (`kubectl proxy`), since the token
+/// would otherwise cross the network in the clear.
+pub fn check_server(server: &str) -> Result<http::Uri, String> {
+    let url: http::Uri = server
+        .parse()
+        .map_err(|e| format!("`{server}` is not a URL: {e}"))?;
+    let host = url.host().unwrap_or_default();
+    if host.is_empty() || url.path().len() > 1 || url.query().is_some() {
+        return Err(format!(
+            "`{server}` is not `https://host[:port]` (no path, no query)"
+        ));
+    }
+    match url.scheme_str() {
+        Some("https") => Ok(url),
+        Some("http")
+            if slipway_runtime::egress::literal(host).is_some_and(|ip| ip.is_loopback()) =>
+        {
+            Ok(url)
+        }
+        _ => Err(format!(
+            "`{server}` is not `https://…` (plain `http://` only to a loopback address)"
+        )),
+    }
+}
+
+/// The certificates of a PEM bundle (the `ca` secret), as DER.
+pub fn certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+    if certificates.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certificates)
+}
+
+fn api_error(e: kube::Error) -> DriverError {
+    DriverError::Api(match e {
+        kube::Error::Api(status) => {
+            let mut message = status.message.clone();
+            if message.len() > 500 {
+                let mut end = 500;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            format!("{message} ({} {})", status.code, status.reason)
+        }
+        other => other.to_string(),
+    })
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Runs one API call within [`CALL_TIMEOUT`].
+async fn call<T>(
+    future: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<Result<T, kube::Error>, DriverError> {
+    tokio::time::timeout(CALL_TIMEOUT, future)
+        .await
+        .map_err(|_| DriverError::Api(format!("no answer in {} s", CALL_TIMEOUT.as_secs())))
+}
+
+/// Without state: an object's state as the plugin judges it, without the
+/// field managers' bookkeeping.
+fn trimmed(object: DynamicObject) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(metadata) = value["metadata"].as_object_mut() {
+        metadata.remove("managedFields");
+    }
+    value
+}
+
+impl KubernetesDriver {
+    /// A driver for `namespace` on the API server at `server`, with the
+    /// `token` and `ca` secrets; connects on first use.
+    pub fn new(
+        server: &str,
+        namespace: &str,
+        secrets: &BTreeMap<String, String>,
+        egress: Egress,
+    ) -> Result<KubernetesDriver, String> {
+        let url = check_server(server)?;
+        let ca = secrets.get("ca").map(|pem| certificates(pem)).transpose()?;
+        Ok(KubernetesDriver {
+            inner: Arc::new(Inner {
+                url,
+                namespace: namespace.into(),
+                token: secrets.get("token").cloned(),
+                ca,
+                egress,
+                client: tokio::sync::OnceCell::new(),
+                resources: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The namespace services go to.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    async fn client(&self) -> Result<&kube::Client, DriverError> {
+        self.inner.client.get_or_try_init(|| self.connect()).await
+    }
+
+    async fn connect(&self) -> Result<kube::Client, DriverError> {
+        let inner = &self.inner;
+        let host = inner.url.host().unwrap_or_default();
+        let https = inner.url.scheme_str() == Some("https");
+        let port = inner.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| DriverError::Api(format!("cannot resolve `{host}`: {e}")))?
+            .collect();
+        let Some(first) = addresses.first() else {
+            return Err(DriverError::Api(format!("`{host}` resolves to nothing")));
+        };
+        if addresses.iter().any(|a| !inner.egress.permits(*a)) {
+            return Err(DriverError::NotAllowed(format!(
+                "the Kubernetes API server `{host}` is on an internal address the operator did not allow (`egress-allow`)"
+            )));
+        }
+        let scheme = if https { "https" } else { "http" };
+        let pinned: http::Uri = format!("{scheme}://{first}")
+            .parse()
+            .map_err(|e| DriverError::Api(format!("{e}")))?;
+        let mut config = kube::Config::new(pinned);
+        config.default_namespace = inner.namespace.clone();
+        config.auth_info.token = inner.token.clone().map(secrecy::SecretString::from);
+        config.root_cert = inner.ca.clone();
+        if slipway_runtime::egress::literal(host).is_none() {
+            config.tls_server_name = Some(host.to_string());
+        }
+        config.connect_timeout = Some(Duration::from_secs(10));
+        // Log streams that follow stay open; every other call has its own
+        // timeout.
+        config.read_timeout = None;
+        // The operations poll again themselves.
+        config.default_retry = false;
+        // The one crypto provider the server's TLS uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        kube::Client::try_from(config).map_err(api_error)
+    }
+
+    /// The resource of `api_version` and `kind`, as the server's discovery
+    /// names it.
+    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, DriverError> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.inner.resources.lock().expect("resources").get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let client = self.client().await?;
+        let (resource, _) = call(kube::discovery::pinned_kind(client, &gvk))
+            .await?
+            .map_err(api_error)?;
+        self.inner
+            .resources
+            .lock()
+            .expect("resources")
+            .insert(key, resource.clone());
+        Ok(resource)
+    }
+
+    async fn api(&self, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, DriverError> {
+        let resource = self.resource(api_version, kind).await?;
+        let client = self.client().await?.clone();
+        Ok(Api::namespaced_with(
+            client,
+            &self.inner.namespace,
+            &resource,
+        ))
+    }
+
+    /// Applies `object` server-side as `manager`, unless an object of that
+    /// name exists that is not service `id`'s; answers the object served.
+    pub async fn apply(
+        &self,
+        id: u64,
+        object: &Value,
+        manager: &str,
+    ) -> Result<Value, DriverError> {
+        let target = ObjectRef::of_value(object);
+        let api = self.api(&target.api_version, &target.kind).await?;
+        let current = call(api.get_opt(&target.name)).await?.map_err(api_error)?;
+        if let Some(current) = current {
+            let owner = current
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_LABEL));
+            if owner.map(String::as_str) != Some(id.to_string().as_str()) {
+                return Err(DriverError::NotAllowed(format!(
+                    "{target} exists in namespace {} and is not this service's",
+                    self.inner.namespace
+                )));
+            }
+        }
+        let params = PatchParams::apply(manager).force();
+        let applied = call(api.patch(&target.name, &params, &Patch::Apply(object)))
+            .await?
+            .map_err(api_error)?;
+        Ok(trimmed(applied))
+    }
+
+    /// The objects' states (`None` for one that does not exist) and the
+    /// service's pods.
+    pub async fn observe(
+        &self,
+        id: u64,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<Observed>, DriverError> {
+        let mut observed = Vec::new();
+        for object in objects {
+            let api = self.api(&object.api_version, &object.kind).await?;
+            let state = call(api.get_opt(&object.name)).await?.map_err(api_error)?;
+            observed.push(Observed {
+                kind: object.kind.clone(),
+                name: object.name.clone(),
+                state: state.map(trimmed),
+            });
+        }
+        let pods = self.api("v1", "Pod").await?;
+        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        let list = call(pods.list(&selector)).await?.map_err(api_error)?;
+        for pod in list.items {
+            observed.push(Observed {
+                kind: "Pod".into(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                state: Some(trimmed(pod)),
+            });
+        }
+        Ok(observed)
+    }
+
+    /// Every object of service `id` of the kinds plugins may render.
+    pub async fn owned(&self, id: u64) -> Result<Vec<ObjectRef>, DriverError> {
+        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        let mut owned = Vec::new();
+        for (api_version, kind) in KINDS {
+            let api = self.api(api_version, kind).await?;
+            let list = call(api.list(&selector)).await?.map_err(api_error)?;
+            owned.extend(list.items.into_iter().map(|o| ObjectRef {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                name: o.metadata.name.unwrap_or_default(),
+            }));
+        }
+        Ok(owned)
+    }
+
+    /// Deletes `object`: `foreground` keeps it until what it owns is gone.
+    /// Whether it was there.
+    pub async fn delete(&self, object: &ObjectRef, foreground: bool) -> Result<bool, DriverError> {
+        let api = self.api(&object.api_version, &object.kind).await?;
+        let params = if foreground {
+            DeleteParams::foreground()
+        } else {
+            DeleteParams::background()
+        };
+        match call(api.delete(&object.name, &params)).await? {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+
+    /// The names of service `id`'s pods.
+    pub async fn pods(&self, id: u64) -> Result<Vec<String>, DriverError> {
+        let pods = self.api("v1", "Pod").await?;
+        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        let list = call(pods.list(&selector)).await?.map_err(api_error)?;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Pod `name`'s output, a line at a time: its last `tail` lines, then,
+    /// when `follow`, what it writes until it ends.
+    pub fn logs(
+        &self,
+        name: &str,
+        tail: u32,
+        follow: bool,
+    ) -> futures::stream::BoxStream<'static, Result<String, DriverError>> {
+        let driver = self.clone();
+        let name = name.to_string();
+        let opened = async move {
+            let client = driver.client().await?.clone();
+            let pods: Api<Pod> = Api::namespaced(client, &driver.inner.namespace);
+            let params = LogParams {
+                follow,
+                tail_lines: Some(i64::from(tail)),
+                ..LogParams::default()
+            };
+            let reader = call(pods.log_stream(&name, &params))
+                .await?
+                .map_err(api_error)?;
+            Ok::<_, DriverError>(reader.lines().map_err(|e| DriverError::Api(e.to_string())))
+        };
+        futures::stream::once(opened)
+            .map(|opened| match opened {
+                Ok(lines) => lines.boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten()
+            .boxed()
+    }
+}
+
+/// Whether `name` is a DNS subdomain (what most object names must be).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && !name.is_empty() && name.split('.').all(is_dns_label)
+}
+
+/// Checks what the plugin rendered for `service` and makes it the
+/// driver's: every object of a kind the driver applies, in the target's
+/// namespace, named after the service, its pods running the service's
+/// image with only the host paths and host network it declares; each
+/// labelled [`SERVICE_LABEL`], pod templates too. In the order applied.
+pub fn plan(rendered: &[Rendered], service: &Service) -> Result<Vec<Value>, DriverError> {
+    let mut objects: Vec<Value> = Vec::new();
+    for (i, object) in rendered.iter().enumerate() {
+        let refuse = |why: String| {
+            DriverError::Rendered(format!(
+                "object {i} ({} {}): {why}",
+                object.kind, object.name
+            ))
+        };
+        let body = &object.body;
+        let target = ObjectRef::of_value(body);
+        let Some(order) = KINDS
+            .iter()
+            .position(|(v, k)| *v == target.api_version && *k == target.kind)
+        else {
+            return Err(refuse(format!(
+                "`{} {}` is not a kind the driver applies ({})",
+                target.api_version,
+                target.kind,
+                KINDS
+                    .iter()
+                    .map(|(v, k)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if target.kind != object.kind || target.name != object.name {
+            return Err(refuse("its body names another object".into()));
+        }
+        let prefix = format!("{}-", service.name);
+        if !is_dns_subdomain(&target.name)
+            || !(target.name == service.name || target.name.starts_with(&prefix))
+        {
+            return Err(refuse(format!(
+                "the name is not the service's (`{}` or `{prefix}…`, a DNS subdomain)",
+                service.name
+            )));
+        }
+        match &body["metadata"]["namespace"] {
+            Value::Null => {}
+            Value::String(ns) if *ns == service.namespace => {}
+            other => {
+                return Err(refuse(format!(
+                    "it is in namespace {other}, not the target's"
+                )));
+            }
+        }
+        if objects
+            .iter()
+            .any(|o| ObjectRef::of_value(&o["body"]) == target)
+        {
+            return Err(refuse("it is rendered twice".into()));
+        }
+        if target.is_workload() {
+            check_pod(&body["spec"]["template"]["spec"], service).map_err(refuse)?;
+        }
+        if target.kind == "Service" {
+            let spec = &body["spec"];
+            if spec["externalIPs"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Err(refuse("a Service with `externalIPs`".into()));
+            }
+            if !matches!(
+                spec["type"].as_str().unwrap_or("ClusterIP"),
+                "ClusterIP" | "NodePort" | "LoadBalancer"
+            ) {
+                return Err(refuse(
+                    "a Service type other than ClusterIP, NodePort or LoadBalancer".into(),
+                ));
+            }
+        }
+        let mut body = body.clone();
+        body["metadata"]["namespace"] = json!(service.namespace);
+        let label = |labels: &mut Value| {
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            labels[SERVICE_LABEL] = json!(service.id.to_string());
+            labels["app.kubernetes.io/managed-by"] = json!("slipway");
+        };
+        label(&mut body["metadata"]["labels"]);
+        if target.is_workload() {
+            label(&mut body["spec"]["template"]["metadata"]["labels"]);
+        }
+        objects.push(json!({"order": order, "body": body}));
+    }
+    objects.sort_by_key(|o| o["order"].as_u64());
+    Ok(objects.into_iter().map(|mut o| o["body"].take()).collect())
+}
+
+/// Checks a pod template's spec against what `service` declares.
+fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
+    if !spec.is_object() {
+        return Err("a workload without a pod template".into());
+    }
+    for field in ["hostPID", "hostIPC"] {
+        if spec[field] == true {
+            return Err(format!("a pod with `{field}`"));
+        }
+    }
+    for field in ["serviceAccountName", "serviceAccount", "nodeName"] {
+        if !spec[field].is_null() {
+            return Err(format!("a pod that sets `{field}`"));
+        }
+    }
+    if spec["hostNetwork"].as_bool().unwrap_or(false) != service.host_network {
+        return Err("a pod whose host network is not what the service declares".into());
+    }
+    let mut containers = 0;
+    for field in ["containers", "initContainers", "ephemeralContainers"] {
+        for container in spec[field].as_array().into_iter().flatten() {
+            containers += 1;
+            if container["image"] != service.image.as_str() {
+                return Err(format!(
+                    "a container whose image is not the service's ({})",
+                    service.image
+                ));
+            }
+            let security = &container["securityContext"];
+            if security["privileged"] == true || security["allowPrivilegeEscalation"] == true {
+                return Err("a privileged container".into());
+            }
+            if security["capabilities"]["add"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Err("a container that adds capabilities".into());
+            }
+        }
+    }
+    if containers == 0 {
+        return Err("a pod without containers".into());
+    }
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        if let Some(host) = volume.get("hostPath") {
+            let declared = service.host_mounts.iter().any(|m| {
+                host["path"] == m.host_path.as_str() && host["type"] == host_path_type(m.kind)
+            });
+            if !declared {
+                return Err(format!(
+                    "a host path the service does not declare ({} of type {})",
+                    host["path"], host["type"]
+                ));
+            }
+            continue;
+        }
+        let kinds: Vec<&String> = volume
+            .as_object()
+            .map(|o| o.keys().filter(|k| *k != "name").collect())
+            .unwrap_or_default();
+        if kinds.len() != 1 || !VOLUMES.contains(&kinds[0].as_str()) {
+            return Err(format!(
+                "a volume of a kind the driver does not mount ({})",
+                kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `hostPath` type of a mount kind.
+fn host_path_type(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::File => "File",
+        MountKind::CharacterDevice => "CharDevice",
+        MountKind::Directory => "Directory",
+        MountKind::Socket => "Socket",
+        MountKind::BlockDevice => "BlockDevice",
+    }
+}
+
+/// The restart manager's configuration for `workload`: only the annotation
+/// that rolls its pods, as `kubectl rollout restart` sets it.
+pub fn restart_config(workload: &ObjectRef, namespace: &str, at: &str) -> Value {
+    json!({
+        "apiVersion": workload.api_version,
+        "kind": workload.kind,
+        "metadata": {"name": workload.name, "namespace": namespace},
+        "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}},
+    })
+}
+
+/// The references of `objects`.
+pub fn refs(objects: &[Value]) -> Vec<ObjectRef> {
+    objects.iter().map(ObjectRef::of_value).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> Service {
+        super::super::tests::service("shop")
+    }
+
+    fn deployment(pod: Value) -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod}},
+        })
+    }
+
+    fn rendered(body: Value) -> Vec<Rendered> {
+        vec![Rendered {
+            kind: body["kind"].as_str().unwrap_or_default().into(),
+            name: body["metadata"]["name"].as_str().unwrap_or_default().into(),
+            body,
+        }]
+    }
+
+    fn container() -> Value {
+        json!({"name": "web", "image": "registry.example/web@sha256:ab"})
+    }
+
+    fn refused(body: Value) -> String {
+        match plan(&rendered(body), &service()) {
+            Err(DriverError::Rendered(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plan_labels_what_it_applies_and_puts_it_in_the_targets_namespace() {
+        let service_body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"type": "NodePort"}});
+        let mut objects = rendered(deployment(json!({
+            "containers": [container()],
+            "volumes": [{"name": "data", "hostPath": {"path": "/srv/data", "type": "Directory"}}, {"name": "logs", "emptyDir": {}}],
+        })));
+        objects.extend(rendered(service_body));
+        let planned = plan(&objects, &service()).unwrap();
+        // Services before the workloads that use them.
+        assert_eq!(planned[0]["kind"], "Service");
+        let deployment = &planned[1];
+        assert_eq!(deployment["metadata"]["namespace"], "shop");
+        assert_eq!(deployment["metadata"]["labels"][SERVICE_LABEL], "7");
+        assert_eq!(deployment["metadata"]["labels"]["app"], "web");
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL],
+            "7"
+        );
+    }
+
+    #[test]
+    fn a_plan_refuses_what_the_service_did_not_ask_for() {
+        let cases = [
+            (
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "web"}}),
+                "not a kind the driver applies",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "kube-system"}}),
+                "namespace",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "api"}}),
+                "not the service's",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"externalIPs": ["10.0.0.1"]}}),
+                "externalIPs",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"type": "ExternalName"}}),
+                "Service type",
+            ),
+            (
+                deployment(json!({"containers": [{"name": "x", "image": "evil/miner:1"}]})),
+                "image",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "initContainers": [{"name": "x", "image": "evil/miner:1"}]}),
+                ),
+                "image",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "volumes": [{"name": "root", "hostPath": {"path": "/", "type": "Directory"}}]}),
+                ),
+                "host path",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "volumes": [{"name": "data", "hostPath": {"path": "/srv/data", "type": "Socket"}}]}),
+                ),
+                "host path",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "volumes": [{"name": "t", "projected": {"sources": []}}]}),
+                ),
+                "volume",
+            ),
+            (
+                deployment(json!({"containers": [container()], "hostNetwork": true})),
+                "host network",
+            ),
+            (
+                deployment(json!({"containers": [container()], "hostPID": true})),
+                "hostPID",
+            ),
+            (
+                deployment(json!({"containers": [container()], "serviceAccountName": "admin"})),
+                "serviceAccountName",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "securityContext": {"privileged": true}}]}),
+                ),
+                "privileged",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]}),
+                ),
+                "capabilities",
+            ),
+            (deployment(json!({"containers": []})), "without containers"),
+        ];
+        for (body, why) in cases {
+            let refusal = refused(body.clone());
+            assert!(refusal.contains(why), "{body}: {refusal}");
+        }
+        // The same object twice.
+        let once = || rendered(deployment(json!({"containers": [container()]})));
+        let twice: Vec<Rendered> = once().into_iter().chain(once()).collect();
+        assert!(
+            matches!(plan(&twice, &service()), Err(DriverError::Rendered(w)) if w.contains("twice"))
+        );
+    }
+
+    #[test]
+    fn servers_are_https_or_plain_http_on_loopback() {
+        assert!(check_server("https://k8s.example:6443").is_ok());
+        assert!(check_server("http://127.0.0.1:8001").is_ok());
+        assert!(check_server("http://k8s.example:8080").is_err());
+        assert!(check_server("http://10.0.0.1:8080").is_err());
+        assert!(check_server("https://k8s.example/api").is_err());
+        assert!(check_server("ftp://k8s.example").is_err());
+        assert!(certificates("not a certificate").is_err());
+    }
+}
