@@ -11,6 +11,12 @@
 //!
 //! The image is pulled before either is timed.
 //!
+//! Then a sequential restart of a 3-replica service under a steady load
+//! (100 requests/s) to its DNS alias from another container: a caller
+//! service whose flow posts each request it gets to `http://orders:8080`,
+//! loaded from the host; the requests that failed and the time the restart
+//! took, beside the same load as long with no restart.
+//!
 //! Needs `docker-registry` (Debian), Docker, and what
 //! `tests/support/src/static_engine.rs` needs.
 //! `cargo bench --workspace --bench deploy`
@@ -116,7 +122,6 @@ impl Bench {
             .unwrap()
             .organisation
             .id;
-        store.create_integration(org, "orders").unwrap();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.path().join("code-cache")),
             egress: slipway_runtime::Egress::loopback(),
@@ -151,22 +156,19 @@ impl Bench {
         }
     }
 
-    /// Releases the flow; answers the release's name and pinned image.
-    async fn release(&self) -> (String, String) {
+    /// Releases `canvas` as integration `integration`; answers the
+    /// release's name and pinned image.
+    async fn release(&self, integration: &str, canvas: serde_json::Value) -> (String, String) {
         let store = &self.state.store;
-        let canvas = serde_json::from_value(json!({
-            "nodes": [
-                {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
-                {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}}
-            ],
-            "edges": [{"from": "in", "to": "sum"}]
-        }))
-        .unwrap();
-        let version = store.add_canvas(self.org, "orders", &canvas).unwrap();
+        if store.integration(self.org, integration).is_err() {
+            store.create_integration(self.org, integration).unwrap();
+        }
+        let canvas = serde_json::from_value(canvas).unwrap();
+        let version = store.add_canvas(self.org, integration, &canvas).unwrap();
         let release = store
             .create_release(
                 self.org,
-                slipway_store::NewRelease::proposed("orders", version),
+                slipway_store::NewRelease::proposed(integration, version),
             )
             .unwrap();
         self.state.jobs.wake();
@@ -183,17 +185,21 @@ impl Bench {
     }
 
     async fn operate(&self, service: u64, operation: Operation) -> Duration {
+        self.operate_with(service, operation, OperationRequest::default())
+            .await
+    }
+
+    async fn operate_with(
+        &self,
+        service: u64,
+        operation: Operation,
+        request: OperationRequest,
+    ) -> Duration {
         let started = Instant::now();
         let job = self
             .state
             .services
-            .operate(
-                self.org,
-                service,
-                operation,
-                OperationRequest::default(),
-                "bench",
-            )
+            .operate(self.org, service, operation, request, "bench")
             .unwrap();
         loop {
             let job = self.state.store.job(job.id).unwrap().unwrap();
@@ -205,6 +211,16 @@ impl Bench {
                 _ => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
+    }
+
+    /// Creates service `spec`; its id.
+    async fn create(&self, spec: serde_json::Value) -> u64 {
+        let spec = ServiceSpec::parse(spec).unwrap();
+        self.state
+            .services
+            .create(self.org, NewService::from_spec(spec).unwrap(), "bench")
+            .unwrap()
+            .id
     }
 
     /// Creates the service and deploys it: the call to both healthy, with
@@ -247,7 +263,14 @@ async fn main() {
     static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"));
     let registry = TestRegistry::anonymous();
     let bench = Bench::start(&registry).await;
-    let (release, image) = bench.release().await;
+    let orders = json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/orders"}},
+            {"id": "sum", "type": "transform@^1", "config": {"expression": "{total: (.items | add)}"}}
+        ],
+        "edges": [{"from": "in", "to": "sum"}]
+    });
+    let (release, image) = bench.release("orders", orders).await;
     docker(&["pull", "-q", &image]);
     let mut rows = Vec::new();
     for (label, ready) in [("both running", false), ("both ready", true)] {
@@ -259,6 +282,7 @@ async fn main() {
         }
         rows.push((label, median(ours), median(theirs)));
     }
+    let restart = restart_under_load(&bench, &release).await;
     docker(&["rmi", "-f", &image]);
     println!("two replicas, from the call, median of {RUNS}");
     println!("| until | Slipway | Docker CLI (baseline) | ratio |");
@@ -271,4 +295,136 @@ async fn main() {
             ours.as_secs_f64() / theirs.as_secs_f64()
         );
     }
+
+    println!();
+    println!(
+        "a sequential restart of 3 replicas under {} requests/s to their DNS alias from another container",
+        1000 / LOAD_EVERY.as_millis()
+    );
+    println!("| | time | requests | failed |");
+    println!("|---|---:|---:|---:|");
+    for (label, took, (sent, failed)) in restart {
+        println!("| {label} | {} | {sent} | {failed} |", ms(took));
+    }
+}
+
+/// Between two requests of the steady load.
+const LOAD_EVERY: Duration = Duration::from_millis(10);
+
+/// Requests sent at a steady rate, each in a task of its own, counted.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Load {
+    /// Posts an order to the caller on `port` every [`LOAD_EVERY`].
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut sent = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(LOAD_EVERY);
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let http = http.clone();
+                sent.spawn(async move {
+                    let answer = http
+                        .post(format!("http://127.0.0.1:{port}/call"))
+                        .body(r#"{"items": [40, 30]}"#)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(a) if a.status().is_success() => {
+                            a.text().await.is_ok_and(|t| t.contains("70"))
+                        }
+                        _ => false,
+                    }
+                });
+            }
+            let (mut total, mut failed) = (0, 0);
+            while let Some(ok) = sent.join_next().await {
+                total += 1;
+                if !ok.unwrap_or(false) {
+                    failed += 1;
+                }
+            }
+            (total, failed)
+        });
+        Load { stop, task }
+    }
+
+    /// Stops sending; answers requests sent and failed once all ended.
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// A free port on this machine, 1024 or above.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `orders` with 3 replicas and a caller whose flow posts to
+/// `http://orders:8080/orders` on the target's network; the host loads the
+/// caller while `orders` restarts one replica at a time, then the same load
+/// as long without a restart (the baseline).
+async fn restart_under_load(
+    bench: &Bench,
+    orders: &str,
+) -> Vec<(&'static str, Duration, (u64, u64))> {
+    let caller = json!({
+        "nodes": [
+            {"id": "in", "type": "http-trigger@^1", "config": {"method": "POST", "path": "/call"}},
+            {"id": "call", "type": "http-call@^1", "config": {"url": "http://orders:8080/orders", "method": "POST", "timeoutMs": 5000}}
+        ],
+        "edges": [{"from": "in", "to": "call"}]
+    });
+    let (caller, caller_image) = bench.release("caller", caller).await;
+    let check = json!({"http": {"path": "/readyz", "port": 8080}, "interval_s": 1, "timeout_s": 3, "retries": 3});
+    let orders = bench
+        .create(json!({"name": "orders", "target": "local-docker", "release": orders, "replicas": 3, "health_check": check}))
+        .await;
+    let port = free_port();
+    let caller = bench
+        .create(json!({
+            "name": "caller", "target": "local-docker", "release": caller, "health_check": check,
+            "ports": [{"container": 8080, "service": port}], "service_type": "NodePort",
+        }))
+        .await;
+    bench.operate(orders, Operation::Deploy).await;
+    bench.operate(caller, Operation::Deploy).await;
+    let settle = Duration::from_secs(1);
+    let load = Load::start(port);
+    tokio::time::sleep(settle).await;
+    let sequential = OperationRequest {
+        sequential: true,
+        ..OperationRequest::default()
+    };
+    let took = bench
+        .operate_with(orders, Operation::Restart, sequential)
+        .await;
+    tokio::time::sleep(settle).await;
+    let restarted = load.stop().await;
+    let load = Load::start(port);
+    tokio::time::sleep(took + settle * 2).await;
+    let steady = load.stop().await;
+    bench.operate(caller, Operation::Delete).await;
+    bench.operate(orders, Operation::Delete).await;
+    docker(&["rmi", "-f", &caller_image]);
+    vec![
+        (
+            "restart, with 1 s of load before and after",
+            took,
+            restarted,
+        ),
+        ("no restart, as long (baseline)", took + settle * 2, steady),
+    ]
 }
