@@ -689,6 +689,26 @@ impl ServiceSpec {
         problems
     }
 
+    /// The health check the service runs with: its own, or for a release's
+    /// long-running service that sets none, the engine's readiness
+    /// (`/readyz` on 8080, the image's port) with the defaults.
+    pub fn health_check(&self, release_image: bool) -> Option<HealthCheck> {
+        let engines = release_image && self.kind == ServiceKind::LongRunning;
+        self.health_check.clone().or_else(|| {
+            engines.then(|| HealthCheck {
+                http: Some(HttpProbe {
+                    path: "/readyz".into(),
+                    port: 8080,
+                }),
+                command: None,
+                interval_s: five(),
+                timeout_s: three(),
+                retries: three(),
+                restart_on_failure: yes(),
+            })
+        })
+    }
+
     /// What each replica requests.
     pub fn requests(&self) -> Amounts {
         self.requests.amounts("", &mut Vec::new())
@@ -768,19 +788,23 @@ impl ServiceSpec {
                 .chain(at.labels)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            health_check: self.health_check.as_ref().map(|c| kinds::HealthCheck {
-                probe: match (&c.http, &c.command) {
-                    (Some(http), _) => kinds::Probe::Http(kinds::HttpProbe {
-                        path: http.path.clone(),
-                        port: http.port,
-                    }),
-                    (None, command) => kinds::Probe::Command(command.clone().unwrap_or_default()),
-                },
-                interval_ms: c.interval_s * 1000,
-                timeout_ms: c.timeout_s * 1000,
-                retries: c.retries,
-                restart_on_failure: c.restart_on_failure,
-            }),
+            health_check: self
+                .health_check(at.release_image)
+                .map(|c| kinds::HealthCheck {
+                    probe: match (&c.http, &c.command) {
+                        (Some(http), _) => kinds::Probe::Http(kinds::HttpProbe {
+                            path: http.path.clone(),
+                            port: http.port,
+                        }),
+                        (None, command) => {
+                            kinds::Probe::Command(command.clone().unwrap_or_default())
+                        }
+                    },
+                    interval_ms: c.interval_s * 1000,
+                    timeout_ms: c.timeout_s * 1000,
+                    retries: c.retries,
+                    restart_on_failure: c.restart_on_failure,
+                }),
             rollout: at.rollout,
         }
     }
@@ -898,5 +922,23 @@ mod tests {
         );
         assert_eq!(paths(json!({"image": "a", "Replicas": 2})), ["/Replicas"]);
         assert_eq!(paths(json!({})), ["/release"]);
+    }
+
+    #[test]
+    fn a_release_that_sets_no_health_check_gets_the_engines_readiness() {
+        let spec = |v| ServiceSpec::parse(v).unwrap();
+        let plain = spec(json!({"release": "orders-v1"}));
+        let engines = plain.health_check(true).unwrap();
+        assert_eq!(engines.http.unwrap().path, "/readyz");
+        assert!(engines.restart_on_failure);
+        assert_eq!(
+            plain.health_check(false),
+            None,
+            "another image's health is its own"
+        );
+        let once = spec(json!({"release": "orders-v1", "kind": "run-once"}));
+        assert_eq!(once.health_check(true), None, "a run-once container exits");
+        let own = spec(json!({"release": "orders-v1", "health_check": {"command": ["true"]}}));
+        assert_eq!(own.health_check(true).unwrap().command.unwrap(), ["true"]);
     }
 }
