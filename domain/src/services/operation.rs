@@ -440,23 +440,13 @@ async fn docker_step(
         }
         (Operation::Stop, _) => {
             let names = docker.containers(id).await.map_err(|e| e.to_string())?;
-            let network =
-                (!context.service.host_network).then(|| context.service.namespace.clone());
             for name in &names {
-                if let Some(network) = &network {
-                    docker
-                        .disconnect(name, network)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
                 docker.stop(name).await.map_err(|e| e.to_string())?;
                 state.applied.push(format!("stopped {name}"));
             }
             Ok(Step::Done(format!("stopped {} containers", names.len())))
         }
         (Operation::Restart, _) => {
-            let plan = render(docker, context).await?;
-            let network = plan.network.clone();
             let names = docker.containers(id).await.map_err(|e| e.to_string())?;
             let batch: Vec<&String> = if state.sequential {
                 names.iter().skip(state.done as usize).take(1).collect()
@@ -464,23 +454,12 @@ async fn docker_step(
                 names.iter().collect()
             };
             for name in &batch {
-                // Off the network first, so its name stops resolving to it.
-                if let Some(network) = &network {
-                    docker
-                        .disconnect(name, network)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                // Stopped on the network: the engine finishes what it is
+                // answering, and the name resolves to it again once started.
                 docker.stop(name).await.map_err(|e| e.to_string())?;
                 docker.start(name).await.map_err(|e| e.to_string())?;
                 if state.sequential {
                     wait_container(docker, context, name).await?;
-                }
-                if let Some(network) = &network {
-                    docker
-                        .reconnect(name, network, &context.service.name)
-                        .await
-                        .map_err(|e| e.to_string())?;
                 }
                 state.applied.push(format!("restarted {name}"));
             }

@@ -680,7 +680,7 @@ impl DockerDriver {
                 return Ok(false);
             }
             if same {
-                // Stopped (a stop took it off its network first).
+                // Stopped; an earlier server's stop took it off its network.
                 if let (Some(network), false) = (&container.body.network, on_network) {
                     self.reconnect(&container.name, network, &service.name)
                         .await?;
@@ -827,14 +827,18 @@ impl DockerDriver {
         Ok(true)
     }
 
-    /// Takes container `name` out of its network first (so its DNS alias
-    /// stops answering), then stops and removes it. Absent is removed.
+    /// Stops container `name` (on its networks still, so it finishes what
+    /// it is answering while its alias leads elsewhere), takes it off them
+    /// and removes it. Absent is removed.
     pub async fn remove(&self, name: &str) -> Result<(), DriverError> {
         let existing = match self.docker.inspect_container(name, None).await {
             Ok(existing) => existing,
             Err(e) if not_found(&e) => return Ok(()),
             Err(e) => return Err(engine(e)),
         };
+        // Stopped first, still on its networks, so it finishes what it is
+        // answering; a stopped container's name resolves no more.
+        self.stop(name).await?;
         let networks = existing
             .network_settings
             .and_then(|n| n.networks)
@@ -850,7 +854,6 @@ impl DockerDriver {
                 tracing::warn!(container = name, network, error = %e, "cannot disconnect a container");
             }
         }
-        self.stop(name).await?;
         self.restarted.lock().expect("restarts lock").remove(name);
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
         match self.docker.remove_container(name, Some(options)).await {
@@ -954,23 +957,6 @@ impl DockerDriver {
             // Already on it.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 403, ..
-            }) => Ok(()),
-            Err(e) => Err(engine(e)),
-        }
-    }
-
-    /// Takes container `name` off `network`, so its alias stops answering.
-    pub async fn disconnect(&self, name: &str, network: &str) -> Result<(), DriverError> {
-        let request = NetworkDisconnectRequest {
-            container: name.to_string(),
-            force: Some(true),
-        };
-        match self.docker.disconnect_network(network, request).await {
-            Ok(()) => Ok(()),
-            Err(e) if not_found(&e) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 403 | 500,
-                ..
             }) => Ok(()),
             Err(e) => Err(engine(e)),
         }
