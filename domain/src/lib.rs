@@ -6,6 +6,7 @@
 
 pub mod canvases;
 pub mod image;
+pub mod images;
 pub mod jobs;
 pub mod plugins;
 mod refused;

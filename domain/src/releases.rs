@@ -23,9 +23,10 @@ use crate::canvases::OrganisationCanvases;
 use crate::image::Compiler;
 use crate::image::user_code::UserCodeCompiler;
 use crate::image::{self, ImageMeta};
+use crate::images::{self, Images};
 use crate::jobs::{Advance, Jobs, Step, Work, Works};
 use crate::plugins::Plugins;
-use crate::registry::{Deleted, Registries, Registry, RegistryFailure};
+use crate::registry::{Deleted, Destination, Registries, Registry, RegistryFailure};
 use slipway_flow::FlowDocument;
 use slipway_flow::canvas::SubflowRef;
 use slipway_flow::package::Packager;
@@ -465,7 +466,7 @@ impl Releases {
     /// which the build job ends with.
     async fn build(&self, mut release: Release) -> Step {
         // The registry as it is now: a later change applies to later releases.
-        let registry = self.registries.current(release.organisation);
+        let registry = self.registries.destination(release.organisation);
         match self.enter(&mut release, Status::Packaging, "packaging") {
             Ok(()) => {}
             Err(Stopped::Deleted) => return Step::Stopped("the release was deleted".into()),
@@ -485,7 +486,12 @@ impl Releases {
                 image.layers.iter().map(|l| l.blob.len()).sum::<usize>()
             ));
             self.enter(&mut release, Status::Distributing, "distributing")?;
-            self.distribute(&mut release, &registry, &image).await
+            match &registry {
+                Destination::Registry(registry) => {
+                    self.distribute(&mut release, registry, &image).await
+                }
+                Destination::Images(images) => self.keep(&mut release, images, &image).await,
+            }
         }
         .await;
         if let Some(stage) = release.stages.last_mut() {
@@ -687,20 +693,84 @@ impl Releases {
             repository: target.repository,
             tag: target.tag,
             adapter: registry.adapter(),
-            layers: built
-                .layers
-                .iter()
-                .zip(image::LAYER_CONTENTS)
-                .map(|(l, holds)| LayerInfo {
-                    holds: holds.into(),
-                    digest: l.digest.clone(),
-                    size: l.blob.len() as u64,
-                })
-                .collect(),
+            layers: layers(built),
             push,
         });
         Ok(message)
     }
+}
+
+impl Releases {
+    /// The distributing stage when the organisation has no registry: the
+    /// image kept in the server's image store, as `<org>/<integration>`.
+    async fn keep(
+        &self,
+        release: &mut Release,
+        images: &Images,
+        built: &image::Image,
+    ) -> Result<String, StageError> {
+        let organisation = self
+            .store
+            .organisation(release.organisation)
+            .map_err(|e| e.to_string())?
+            .map(|o| o.name)
+            .unwrap_or_default();
+        if !images::is_component(&organisation) || !images::is_component(&release.integration) {
+            return Err(format!(
+                "`{organisation}/{}` cannot name a repository of the server's image store (lowercase letters, digits, `.`, `_` and `-` inside): an org-admin sets a registry",
+                release.integration
+            )
+            .into());
+        }
+        let tag = format!("v{}", release.version);
+        let repository = format!("{organisation}/{}", release.integration);
+        let reference = format!("{}/{repository}:{tag}", images.address());
+        release.note(format!(
+            "keeping {reference} in the server's image store (the organisation has no registry)"
+        ));
+        let push = images
+            .put(
+                release.organisation,
+                &release.integration,
+                &tag,
+                &built.artifact,
+            )
+            .await
+            .map_err(|e| format!("the image store cannot keep the image: {e}"))?;
+        let digest = built.artifact.manifest.digest.clone();
+        let message = format!(
+            "ready: {reference}@{digest} ({} written, {} already there; {} bytes written)",
+            push.uploaded, push.present, push.bytes_uploaded
+        );
+        release.image = Some(ReleaseImage {
+            reference,
+            digest,
+            registry: images.address().to_string(),
+            repository,
+            tag,
+            adapter: IMAGE_STORE.into(),
+            layers: layers(built),
+            push,
+        });
+        Ok(message)
+    }
+}
+
+/// What a release kept in the server's image store names as its adapter.
+pub const IMAGE_STORE: &str = "slipway-images";
+
+/// The layers of `built`, bottom first, with what each holds.
+fn layers(built: &image::Image) -> Vec<LayerInfo> {
+    built
+        .layers
+        .iter()
+        .zip(image::LAYER_CONTENTS)
+        .map(|(l, holds)| LayerInfo {
+            holds: holds.into(),
+            digest: l.digest.clone(),
+            size: l.blob.len() as u64,
+        })
+        .collect()
 }
 
 /// What asking to delete a release started.
@@ -761,6 +831,23 @@ impl Releases {
             return Ok(format!(
                 "deleted; the image stays in the registry: release {other} has the same one"
             ));
+        }
+        if let Some(images) = self
+            .registries
+            .images()
+            .filter(|i| image.adapter == IMAGE_STORE && i.address() == image.registry)
+        {
+            let repository = image.repository.rsplit('/').next().unwrap_or_default();
+            return Ok(
+                match images
+                    .delete(release.organisation, repository, &image.tag, &image.digest)
+                    .await
+                    .map_err(|e| format!("the image store cannot delete it: {e}"))?
+                {
+                    Deleted::Absent => "deleted; the image was no longer in the image store".into(),
+                    _ => format!("deleted, and {} from the image store", image.pinned()),
+                },
+            );
         }
         let registry = self.registries.current(release.organisation)?;
         // The organisation's registry now may be another host than the one the

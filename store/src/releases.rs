@@ -152,7 +152,8 @@ pub struct ReleaseImage {
     pub repository: String,
     /// Tag.
     pub tag: String,
-    /// The registry adapter that pushed it, `name@version`.
+    /// The registry adapter that pushed it, `name@version`, or
+    /// `slipway-images` for the server's own image store.
     pub adapter: String,
     /// Its layers, bottom first.
     pub layers: Vec<LayerInfo>,

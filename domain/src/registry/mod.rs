@@ -8,7 +8,7 @@
 pub mod change;
 mod registries;
 
-pub use registries::{CONFIGURATION, Registries, SERVER};
+pub use registries::{CONFIGURATION, Destination, Registries, SERVER};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};

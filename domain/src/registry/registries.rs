@@ -10,6 +10,7 @@ use slipway_store::{Origin, PushReport, Store, StoreError, StoredRegistry, now_m
 
 use super::{BlobIndex, Deleted, Registry, RegistryFailure, RegistrySettings};
 use crate::image;
+use crate::images::{self, Images};
 use crate::plugins::Plugins;
 
 /// Who set a registry that came from the configuration file.
@@ -27,11 +28,25 @@ pub struct Registries {
     cache: Arc<PluginCache>,
     http: reqwest::Client,
     blobs: BlobIndex,
+    images: Option<Images>,
 }
 
+/// Where an organisation's releases go now.
+pub enum Destination {
+    /// Its registry, through the adapter.
+    Registry(Registry),
+    /// The server's own image store: the organisation has no registry.
+    Images(Images),
+}
+
+/// Why an organisation's releases cannot be pushed anywhere.
+const NO_REGISTRY: &str =
+    "the organisation has no registry: an org-admin sets one (`slipway registry set`)";
+
 impl Registries {
-    /// Registries kept in `store`, whose adapters come from `plugins`.
-    pub fn new(store: Store, plugins: Arc<Plugins>) -> Registries {
+    /// Registries kept in `store`, whose adapters come from `plugins`; an
+    /// organisation with none keeps its images in `images`, when given.
+    pub fn new(store: Store, plugins: Arc<Plugins>, images: Option<Images>) -> Registries {
         let http = super::client(plugins.runtime().egress().clone());
         Registries {
             store,
@@ -39,7 +54,34 @@ impl Registries {
             cache: Arc::default(),
             http,
             blobs: BlobIndex::default(),
+            images,
         }
+    }
+
+    /// The server's own image store, when it has one.
+    pub fn images(&self) -> Option<&Images> {
+        self.images.as_ref()
+    }
+
+    /// Where `organisation`'s releases go now: its registry, or the
+    /// server's image store when it has none.
+    pub fn destination(&self, organisation: u64) -> Result<Destination, String> {
+        let none = self
+            .store
+            .registry(organisation)
+            .map_err(|e| e.to_string())?
+            .is_none();
+        match &self.images {
+            Some(images) if none => Ok(Destination::Images(images.clone())),
+            _ => self.current(organisation).map(Destination::Registry),
+        }
+    }
+
+    /// Whether `registry` (`host:port`) is the server's own image store.
+    fn is_images(&self, registry: &str) -> bool {
+        self.images
+            .as_ref()
+            .is_some_and(|i| i.address() == registry)
     }
 
     /// What adapters keep between calls (access tokens).
@@ -75,10 +117,7 @@ impl Registries {
             .store
             .registry(organisation)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                "the organisation has no registry: an org-admin sets one (`slipway registry set`)"
-                    .to_string()
-            })?;
+            .ok_or_else(|| NO_REGISTRY.to_string())?;
         let settings =
             RegistrySettings::from_stored(stored.settings.clone()).map_err(|e| e.to_string())?;
         let registry = self.resolve(organisation, settings)?;
@@ -154,6 +193,15 @@ impl Registries {
         super::check_reachable(self.plugins.runtime().egress(), registry)
     }
 
+    /// The same for a Docker Engine pulling from `registry`, which may
+    /// also be the server's own image store.
+    pub fn check_pull(&self, registry: &str) -> Result<(), String> {
+        if self.is_images(registry) {
+            return Ok(());
+        }
+        self.check_reachable(registry)
+    }
+
     /// Pushes `built` as `image` with `registry`; returns its digest.
     pub async fn push(
         &self,
@@ -179,8 +227,9 @@ impl Registries {
     }
 
     /// What a Docker Engine pulls `reference` (`registry/repository@digest`)
-    /// with: the organisation's registry adapter's credentials when the
-    /// image is in its registry; none (anonymous) elsewhere.
+    /// with: a password minted for the organisation when the image is in
+    /// the server's image store; the organisation's registry adapter's
+    /// credentials when it is in its registry; none (anonymous) elsewhere.
     pub async fn pull_credentials(
         &self,
         organisation: u64,
@@ -189,6 +238,18 @@ impl Registries {
         let Some((registry_host, rest)) = reference.split_once('/') else {
             return Ok(None);
         };
+        if let Some(images) = self
+            .images
+            .as_ref()
+            .filter(|i| i.address() == registry_host)
+        {
+            return Ok(Some(bollard::auth::DockerCredentials {
+                username: Some(images::PULL_USER.into()),
+                password: Some(images.pull_password(organisation)),
+                serveraddress: Some(registry_host.into()),
+                ..Default::default()
+            }));
+        }
         let repository = rest.split(['@', ':']).next().unwrap_or(rest);
         let Ok(registry) = self.current(organisation) else {
             return Ok(None);

@@ -1,6 +1,7 @@
 //! The server process: state, start-up (bootstrap, plugins), serving and shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use slipway_domain::image::user_code::UserCodeCompiler;
 use slipway_domain::image::{Compiler, CompilerConfig};
+use slipway_domain::images::Images;
 use slipway_domain::jobs::Jobs;
 use slipway_domain::plugins::Plugins;
 use slipway_domain::registry::Registries;
@@ -43,8 +45,29 @@ pub struct AppState {
 
 impl AppState {
     /// State over an open store and a runtime, set up as `config` says; not
-    /// ready until [`AppState::load_plugins`].
+    /// ready until [`AppState::load_plugins`]. It keeps no images itself.
     pub fn new(store: Store, runtime: Runtime, config: &Config) -> Arc<AppState> {
+        AppState::compose(store, runtime, config, None)
+    }
+
+    /// The same, listening on `address`, where it serves the images of
+    /// organisations with no registry (kept under `<data-dir>/images`).
+    pub fn listening(
+        store: Store,
+        runtime: Runtime,
+        config: &Config,
+        address: SocketAddr,
+    ) -> Arc<AppState> {
+        let images = Images::new(config.data_dir.join("images"), address);
+        AppState::compose(store, runtime, config, Some(images))
+    }
+
+    fn compose(
+        store: Store,
+        runtime: Runtime,
+        config: &Config,
+        images: Option<Images>,
+    ) -> Arc<AppState> {
         let compiler = Compiler::new(CompilerConfig {
             engine_binary: config.engine_binary.clone(),
             ca_certificates: config.ca_certificates(),
@@ -56,7 +79,7 @@ impl AppState {
             Duration::from_secs(config.user_code_time_limit_secs),
         );
         let plugins = Arc::new(Plugins::new(runtime));
-        let registries = Arc::new(Registries::new(store.clone(), plugins.clone()));
+        let registries = Arc::new(Registries::new(store.clone(), plugins.clone(), images));
         let jobs = Arc::new(
             Jobs::new(store.clone(), config.release_concurrency)
                 .with_lane(&[JobKind::ServiceOperation], config.deploy_concurrency),
@@ -210,7 +233,7 @@ pub async fn serve(
         },
         ..RuntimeConfig::default()
     }))?;
-    let state = AppState::new(store.clone(), runtime, &config);
+    let state = AppState::listening(store.clone(), runtime, &config, address);
     state.apply_configured_registry(&config)?;
     println!("listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "slipway serving");

@@ -1,9 +1,11 @@
-//! The HTTP API (`/api/v1`, JSON) and the health endpoints.
+//! The HTTP API (`/api/v1`, JSON), the health endpoints and the image
+//! store's OCI distribution API (`/v2/`).
 //!
 //! Every error is `{"error": {"code", "message", "path"?}}` with its status;
 //! `path` is a JSON pointer into the request body. A resource of another
 //! organisation answers 404, like one that does not exist.
 
+mod distribution;
 mod integrations;
 mod openapi;
 mod plugins;
@@ -41,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/me", get(me))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .merge(distribution::routes())
         .merge(integrations::routes())
         .merge(plugins::routes())
         .merge(registry::routes())

@@ -42,7 +42,9 @@ fn json(out: &Output) -> Value {
 fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
     let data = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let (server, lines) = common::start(data.path());
+    let engine = slipway_test_support::static_engine::static_engine(env!("CARGO_TARGET_TMPDIR"));
+    let (server, lines) =
+        common::start_with(data.path(), &["--engine-binary", engine.to_str().unwrap()]);
     let base = common::base_of(&lines);
     let home = home.path();
 
@@ -118,16 +120,17 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
         "hello@1 is valid: 2 nodes, 2 plugins, 0 subflows\n"
     );
 
-    // A release followed live fails for want of a registry, after
-    // packaging, and exits 1 (tests/distribution.rs follows one to `ready`).
+    // A release followed live ends ready; with no registry set, its image
+    // is kept in the server's own store.
     let out = slipway(home, &["release", "create", "hello", "--follow"]);
-    assert!(!out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
+    let address = base.trim_start_matches("http://");
     assert!(
         text.lines()
             .last()
             .unwrap()
-            .contains("the organisation has no registry"),
+            .contains(&format!("ready: {address}/default/hello:v1@sha256:")),
         "{text}"
     );
 
@@ -163,7 +166,7 @@ fn an_integrator_goes_from_canvas_to_release_with_the_cli() {
         .iter()
         .map(|r| r["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["failed", "failed"]);
+    assert_eq!(statuses, ["ready", "failed"]);
     let out = slipway(home, &["release", "show", &failed.to_string()]);
     assert!(
         stdout(&out).contains("error: the canvas has 1 problem(s)"),

@@ -42,21 +42,36 @@ pub(crate) const ADMIN: &str = "slw_distribution_test";
 
 impl Served {
     pub(crate) async fn start(registry: &TestRegistry) -> Served {
+        Served::start_with(&format!(
+            "# The registry runs on this machine.\n\
+             egress-allow = [\"127.0.0.1/32\"]\n\n\
+             [registry]\nadapter = \"distribution\"\nversion = \"^1\"\n\
+             settings = {{ url = \"http://{address}\", namespace = \"flows\", username = \"{USER}\" }}\n\
+             secrets = {{ password = \"{PASSWORD}\" }}\n",
+            address = registry.address,
+        ))
+        .await
+    }
+
+    /// The same with no registry: it keeps its images itself.
+    pub(crate) async fn keeping_images() -> Served {
+        Served::start_with("").await
+    }
+
+    /// The same, with `settings` (TOML) after the data directory, the
+    /// listen address, the admin token and the engine.
+    pub(crate) async fn start_with(settings: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("slipway.toml");
         std::fs::write(
             &config,
             format!(
                 "data-dir = {data:?}\nlisten = \"127.0.0.1:0\"\nadmin-token = \"{ADMIN}\"\n\
-                 engine-binary = {engine:?}\n\
-                 # The registry runs on this machine.\n\
-                 egress-allow = [\"127.0.0.1/32\"]\n\n\
-                 [registry]\nadapter = \"distribution\"\nversion = \"^1\"\n\
-                 settings = {{ url = \"http://{address}\", namespace = \"flows\", username = \"{USER}\" }}\n\
-                 secrets = {{ password = \"{PASSWORD}\" }}\n",
+                 engine-binary = {engine:?}\n{settings}",
                 data = dir.path().join("data").display().to_string(),
-                engine = static_engine(env!("CARGO_TARGET_TMPDIR")).display().to_string(),
-                address = registry.address,
+                engine = static_engine(env!("CARGO_TARGET_TMPDIR"))
+                    .display()
+                    .to_string(),
             ),
         )
         .unwrap();
@@ -124,6 +139,11 @@ impl Served {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Where it keeps its state.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The CLI, as a CI pipeline calls it.

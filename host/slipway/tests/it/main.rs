@@ -13,6 +13,7 @@ mod contract;
 mod distribution;
 mod docker_build;
 mod fair_share;
+mod images;
 mod kubernetes;
 mod openapi;
 mod releases;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 /// Removes what a service's namespace holds on the engine, and the images
 /// it pulled, however the test ends.
-struct Leftovers(String, Vec<String>);
+pub(crate) struct Leftovers(pub(crate) String, pub(crate) Vec<String>);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
@@ -51,7 +51,7 @@ impl Drop for Leftovers {
 }
 
 /// The names of the engine's containers in `namespace`.
-fn containers(namespace: &str) -> Vec<String> {
+pub(crate) fn containers(namespace: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
         .arg(format!("name=^{namespace}_"))
@@ -66,7 +66,7 @@ fn containers(namespace: &str) -> Vec<String> {
 }
 
 /// Two free ports in a row on this machine.
-fn free_port_pair() -> u16 {
+pub(crate) fn free_port_pair() -> u16 {
     loop {
         let first = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let port = first.local_addr().unwrap().port();
@@ -78,7 +78,7 @@ fn free_port_pair() -> u16 {
 
 impl Served {
     /// Runs an operation on service `id` and waits for its job to end.
-    async fn operate(&self, id: u64, body: Value) -> Value {
+    pub(crate) async fn operate(&self, id: u64, body: Value) -> Value {
         let (status, job) = self
             .call("POST", &format!("/api/v1/services/{id}/operations"), body)
             .await;
@@ -86,7 +86,7 @@ impl Served {
         self.operation_ended(id, job["id"].as_u64().unwrap()).await
     }
 
-    async fn operation_ended(&self, id: u64, job: u64) -> Value {
+    pub(crate) async fn operation_ended(&self, id: u64, job: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let (_, job) = self
@@ -109,7 +109,7 @@ impl Served {
 }
 
 /// Version 1 of the integration `orders`, released and ready.
-async fn ready_release(server: &Served) -> Value {
+pub(crate) async fn ready_release(server: &Served) -> Value {
     server
         .call("POST", "/api/v1/integrations", json!({"name": "orders"}))
         .await;
@@ -129,7 +129,7 @@ async fn ready_release(server: &Served) -> Value {
     release
 }
 
-async fn post_orders(port: u16, items: Value) -> Value {
+pub(crate) async fn post_orders(port: u16, items: Value) -> Value {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/orders"))
         .body(json!({ "items": items }).to_string())
