@@ -443,6 +443,9 @@ pub struct DockerDriver {
     docker: Docker,
     policy: DockerPolicy,
     server: String,
+    /// The server's own engine, whose containers' addresses the host may
+    /// probe; a remote engine's answers are its owner's word.
+    own: bool,
     /// Restarts the driver made of unhealthy containers, by name: the engine
     /// counts only those of its restart policy. Kept while the server runs.
     restarted: Arc<Mutex<HashMap<String, u64>>>,
@@ -457,8 +460,22 @@ impl DockerDriver {
             docker,
             policy,
             server: server.into(),
+            own: true,
             restarted: Arc::default(),
         })
+    }
+
+    /// An engine an organisation set as a target, reached through
+    /// `docker`: its services mount no host path and use no host network
+    /// (the operator's [`DockerPolicy`] is for the server's own engine).
+    pub fn remote(docker: Docker, server: &str) -> DockerDriver {
+        DockerDriver {
+            docker,
+            policy: DockerPolicy::default(),
+            server: server.into(),
+            own: false,
+            restarted: Arc::default(),
+        }
     }
 
     /// Whether the engine answers.
@@ -1073,11 +1090,15 @@ impl DockerDriver {
 
     /// Whether a container at `address` answers GET `path` on `port` with
     /// 2xx or 3xx within a second: readiness seen from the host while the
-    /// engine's health check has not run yet.
+    /// engine's health check has not run yet. Only on the server's own
+    /// engine: a remote one could name any address for its containers.
     pub async fn answers(&self, address: &str, port: u16, path: &str) -> bool {
         let Ok(ip) = address.parse::<std::net::IpAddr>() else {
             return false;
         };
+        if !self.own {
+            return false;
+        }
         let url = format!("http://{}{path}", std::net::SocketAddr::new(ip, port));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -9,6 +9,7 @@
 //! [`DockerPolicy`].
 
 pub mod docker;
+mod docker_tls;
 pub mod kubernetes;
 
 use std::collections::BTreeMap;
@@ -170,13 +171,13 @@ pub struct Targets {
     server: String,
     /// Kubernetes drivers by organisation and target, with the connection
     /// and secrets each was made for.
-    kubernetes: std::sync::Mutex<KubernetesDrivers>,
+    /// The drivers of targets the organisations set, each made once for
+    /// the connection and secrets it has.
+    drivers: std::sync::Mutex<Drivers>,
 }
 
-type KubernetesDrivers = std::collections::HashMap<
-    (u64, String),
-    (Connection, BTreeMap<String, String>, KubernetesDriver),
->;
+type Drivers =
+    std::collections::HashMap<(u64, String), (Connection, BTreeMap<String, String>, Driver)>;
 
 impl Targets {
     /// The targets in `store`; `local` is the server's Docker Engine when
@@ -189,7 +190,7 @@ impl Targets {
             local,
             local_answers: std::sync::atomic::AtomicBool::new(false),
             server,
-            kubernetes: std::sync::Mutex::default(),
+            drivers: std::sync::Mutex::default(),
         }
     }
 
@@ -215,16 +216,27 @@ impl Targets {
             let Some(targets) = targets.upgrade() else {
                 return;
             };
-            let Some(docker) = targets.local() else {
-                continue;
-            };
-            match docker.restart_unhealthy().await {
-                Ok(restarted) => {
-                    for name in restarted {
-                        tracing::warn!(container = %name, "restarted: its health check failed");
+            let mut engines: Vec<DockerDriver> = targets.local().cloned().into_iter().collect();
+            engines.extend(
+                targets
+                    .drivers
+                    .lock()
+                    .expect("drivers lock")
+                    .values()
+                    .filter_map(|(_, _, driver)| match driver {
+                        Driver::Docker(docker) => Some(docker.clone()),
+                        Driver::Kubernetes(_) => None,
+                    }),
+            );
+            for docker in engines {
+                match docker.restart_unhealthy().await {
+                    Ok(restarted) => {
+                        for name in restarted {
+                            tracing::warn!(container = %name, "restarted: its health check failed");
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "cannot look for unhealthy containers"),
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot look for unhealthy containers"),
             }
         }
     }
@@ -301,7 +313,7 @@ impl Targets {
     /// Deletes target `name` unless services are on it.
     pub fn delete(&self, organisation: u64, name: &str, by: &str) -> Result<(), TargetError> {
         self.store.delete_target(organisation, name, by)?;
-        self.kubernetes
+        self.drivers
             .lock()
             .expect("drivers lock")
             .remove(&(organisation, name.to_string()));
@@ -352,13 +364,19 @@ impl Targets {
             ));
         }
         let secret_names: &[&str] = match &settings.connection {
-            Connection::Docker { endpoint } => {
-                if endpoint != "local" {
+            Connection::Docker { endpoint } if endpoint != "local" => {
+                let (host, port) = docker_tls::check_endpoint(endpoint)
+                    .map_err(|e| invalid("/connection/endpoint", e))?;
+                let egress = self.plugins.runtime().egress();
+                if egress.permits_literal(&host, port) == Some(false) {
                     return Err(invalid(
                         "/connection/endpoint",
-                        "only `local` (the server's own Docker Engine) is supported",
+                        "an internal address the operator did not allow (`egress-allow`)",
                     ));
                 }
+                docker_tls::SECRETS
+            }
+            Connection::Docker { .. } => {
                 if self.local().is_none() {
                     return Err(invalid(
                         "/connection/endpoint",
@@ -408,6 +426,16 @@ impl Targets {
         if let Some(ca) = secrets.get("ca") {
             kubernetes::certificates(ca).map_err(|e| invalid("/secrets/ca", e))?;
         }
+        if secret_names == docker_tls::SECRETS {
+            if let Some(missing) = secret_names.iter().find(|s| !secrets.contains_key(**s)) {
+                return Err(invalid(
+                    format!("/secrets/{missing}"),
+                    "a Docker Engine over TLS takes the `ca`, `cert` and `key` secrets (PEM)",
+                ));
+            }
+            docker_tls::client_identity(&secrets["cert"], &secrets["key"])
+                .map_err(|(name, e)| invalid(format!("/secrets/{name}"), e))?;
+        }
         let context = CallContext {
             settings: Arc::from(settings.settings.to_string()),
             secrets: Arc::default(),
@@ -452,25 +480,45 @@ impl Targets {
         Ok(stored)
     }
 
-    /// The driver of the organisation's Kubernetes target `stored`, made
-    /// once for each connection and secrets it has.
-    fn kubernetes(
-        &self,
-        organisation: u64,
-        stored: &StoredTarget,
-        server: &str,
-        namespace: &str,
-    ) -> Result<KubernetesDriver, String> {
+    /// The driver of the organisation's target `stored`, made once for each
+    /// connection and secrets it has; the server's own engine is shared.
+    fn driver(&self, organisation: u64, stored: &StoredTarget) -> Result<Driver, String> {
+        let make = |connection: &Connection| -> Result<Driver, String> {
+            let egress = Egress::clone(self.plugins.runtime().egress());
+            let secret = |name: &str| stored.secrets.get(name).map_or("", String::as_str);
+            Ok(match connection {
+                Connection::Docker { endpoint } if endpoint == "local" => Driver::Docker(
+                    self.local()
+                        .cloned()
+                        .ok_or("the server's Docker Engine does not answer")?,
+                ),
+                Connection::Docker { endpoint } => {
+                    let docker = docker_tls::connect(
+                        endpoint,
+                        secret("ca"),
+                        secret("cert"),
+                        secret("key"),
+                        egress,
+                    )?;
+                    Driver::Docker(DockerDriver::remote(docker, &self.server))
+                }
+                Connection::Kubernetes { server, namespace } => Driver::Kubernetes(
+                    KubernetesDriver::new(server, namespace, &stored.secrets, egress)?,
+                ),
+            })
+        };
+        if matches!(&stored.connection, Connection::Docker { endpoint } if endpoint == "local") {
+            return make(&stored.connection);
+        }
         let key = (organisation, stored.name.clone());
-        let mut drivers = self.kubernetes.lock().expect("drivers lock");
+        let mut drivers = self.drivers.lock().expect("drivers lock");
         if let Some((connection, secrets, driver)) = drivers.get(&key)
             && *connection == stored.connection
             && *secrets == stored.secrets
         {
             return Ok(driver.clone());
         }
-        let egress = Egress::clone(self.plugins.runtime().egress());
-        let driver = KubernetesDriver::new(server, namespace, &stored.secrets, egress)?;
+        let driver = make(&stored.connection)?;
         drivers.insert(
             key,
             (
@@ -508,23 +556,10 @@ impl Targets {
             .of(organisation)
             .resolve(Kind::DeployTarget, &stored.plugin, &version)
             .map_err(|e| format!("the target's deploy target cannot be used: {e}"))?;
-        let (driver, namespace) = match &stored.connection {
-            Connection::Docker { .. } => {
-                let local = self
-                    .local()
-                    .cloned()
-                    .ok_or("the server's Docker Engine does not answer")?;
-                (
-                    Driver::Docker(local),
-                    self.namespace(organisation, name, &stored.connection)
-                        .unwrap_or_default(),
-                )
-            }
-            Connection::Kubernetes { server, namespace } => (
-                Driver::Kubernetes(self.kubernetes(organisation, &stored, server, namespace)?),
-                namespace.clone(),
-            ),
-        };
+        let driver = self.driver(organisation, &stored)?;
+        let namespace = self
+            .namespace(organisation, name, &stored.connection)
+            .unwrap_or_default();
         Ok(Target {
             stored,
             organisation,

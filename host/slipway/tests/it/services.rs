@@ -519,3 +519,138 @@ async fn a_service_whose_health_check_fails_is_restarted_until_it_is_failed() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(containers(&namespace), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_docker_engine_is_reached_over_tls_with_the_targets_certificates() {
+    let engine = slipway_test_support::docker_tls::DockerTls::start().await;
+    // The engine's TLS front listens on loopback: the operator allows it.
+    let server = Served::start_with("egress-allow = [\"127.0.0.1/32\"]\n").await;
+    let release = ready_release(&server).await;
+    let endpoint = format!("tcp://localhost:{}", engine.address.port());
+    let served = &server;
+    let target = |name: &str, endpoint: &str, secrets: Value| {
+        let body = json!({
+            "plugin": "docker",
+            "connection": {"driver": "docker", "endpoint": endpoint},
+            "secrets": secrets,
+        });
+        let path = format!("/api/v1/targets/{name}");
+        async move { served.call("PUT", &path, body).await }
+    };
+    let secrets = json!({"ca": engine.ca, "cert": engine.client.cert, "key": engine.client.key});
+
+    // What cannot be a TLS engine is refused before it is kept, at its pointer.
+    for (endpoint, secrets, pointer) in [
+        (
+            "tcp://localhost:1/v1.41",
+            secrets.clone(),
+            "/connection/endpoint",
+        ),
+        ("ssh://localhost", secrets.clone(), "/connection/endpoint"),
+        (
+            endpoint.as_str(),
+            json!({"ca": engine.ca, "cert": engine.client.cert}),
+            "/secrets/key",
+        ),
+        (
+            endpoint.as_str(),
+            json!({"ca": engine.ca, "cert": "no", "key": engine.client.key}),
+            "/secrets/cert",
+        ),
+        (
+            endpoint.as_str(),
+            json!({"ca": "no", "cert": engine.client.cert, "key": engine.client.key}),
+            "/secrets/ca",
+        ),
+        (
+            endpoint.as_str(),
+            json!({"ca": engine.ca, "cert": engine.client.cert, "key": engine.client.key, "token": "x"}),
+            "/secrets/token",
+        ),
+    ] {
+        let (status, refused) = target("edge", endpoint, secrets).await;
+        assert_eq!(
+            (status, refused["error"]["path"].as_str()),
+            (422, Some(pointer)),
+            "{refused}"
+        );
+    }
+    let (status, shown) = target("edge", &endpoint, secrets).await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(
+        !shown.to_string().contains("PRIVATE KEY"),
+        "secrets are never shown: {shown}"
+    );
+    let namespace = shown["namespace"].as_str().unwrap().to_string();
+    let image = &release["image"];
+    let pinned = format!(
+        "{}/{}@{}",
+        image["registry"].as_str().unwrap(),
+        image["repository"].as_str().unwrap(),
+        image["digest"].as_str().unwrap()
+    );
+    let _leftovers = Leftovers(namespace.clone(), vec![pinned]);
+
+    let port = free_port_pair();
+    let (status, service) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({
+                "name": "orders", "target": "edge", "release": release["name"],
+                "service_type": "NodePort", "ports": [{"container": 8080, "service": port}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{service}");
+    let id = service["id"].as_u64().unwrap();
+    let job = server.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        post_orders(port, json!([40, 30])).await,
+        json!({"total": 70, "size": "large"})
+    );
+    assert!(
+        engine.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the deploy went through the TLS endpoint"
+    );
+    assert_eq!(containers(&namespace), [format!("{namespace}_orders_r1_0")]);
+
+    // A client certificate the engine's CA did not sign gets nothing done.
+    let (status, _) = target(
+        "stranger",
+        &endpoint,
+        json!({"ca": engine.ca, "cert": engine.stranger.cert, "key": engine.stranger.key}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, refused) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({"name": "orders", "target": "stranger", "release": release["name"]}),
+        )
+        .await;
+    let other = refused["id"].as_u64().unwrap();
+    let job = server.operate(other, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{job}"
+    );
+    let (_, stranger) = server
+        .call("GET", "/api/v1/targets/stranger", Value::Null)
+        .await;
+    let stranger = stranger["namespace"].as_str().unwrap().to_string();
+    assert_eq!(containers(&stranger), Vec::<String>::new());
+
+    let (status, job) = server
+        .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = server
+        .operation_ended(id, job["id"].as_u64().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(containers(&namespace), Vec::<String>::new());
+}
