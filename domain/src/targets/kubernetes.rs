@@ -22,10 +22,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, 
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use slipway_runtime::Egress;
-use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service};
+use slipway_runtime::kinds::{MountKind, Observed, Rendered, Service, ServiceType};
 
 use super::DriverError;
 use crate::services::spec::is_dns_label;
+
+/// The label on everything the host applies, as `slipway`.
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 /// The field manager of everything Slipway applies.
 pub const FIELD_MANAGER: &str = "slipway";
@@ -350,7 +353,18 @@ impl KubernetesDriver {
 
     /// Every object of service `id` of the kinds plugins may render.
     pub async fn owned(&self, id: u64) -> Result<Vec<ObjectRef>, DriverError> {
-        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        self.labelled(&format!("{SERVICE_LABEL}={id}")).await
+    }
+
+    /// Those of them the host applied itself: not the claims a StatefulSet
+    /// made from its templates, which carry its selector's labels too.
+    pub async fn applied(&self, id: u64) -> Result<Vec<ObjectRef>, DriverError> {
+        self.labelled(&format!("{SERVICE_LABEL}={id},{MANAGED_BY}=slipway"))
+            .await
+    }
+
+    async fn labelled(&self, selector: &str) -> Result<Vec<ObjectRef>, DriverError> {
+        let selector = ListParams::default().labels(selector);
         let mut owned = Vec::new();
         for (api_version, kind) in KINDS {
             let api = self.api(api_version, kind).await?;
@@ -490,25 +504,20 @@ pub fn plan(rendered: &[Rendered], service: &Service) -> Result<Vec<Value>, Driv
         {
             return Err(refuse("it is rendered twice".into()));
         }
+        for field in ["finalizers", "ownerReferences"] {
+            if !body["metadata"][field].is_null() {
+                return Err(refuse(format!("it sets `metadata.{field}`")));
+            }
+        }
         if target.is_workload() {
+            check_workload(body, service).map_err(refuse)?;
             check_pod(&body["spec"]["template"]["spec"], service).map_err(refuse)?;
         }
         if target.kind == "Service" {
-            let spec = &body["spec"];
-            if spec["externalIPs"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                return Err(refuse("a Service with `externalIPs`".into()));
-            }
-            if !matches!(
-                spec["type"].as_str().unwrap_or("ClusterIP"),
-                "ClusterIP" | "NodePort" | "LoadBalancer"
-            ) {
-                return Err(refuse(
-                    "a Service type other than ClusterIP, NodePort or LoadBalancer".into(),
-                ));
-            }
+            check_service(&body["spec"], service).map_err(refuse)?;
+        }
+        if target.kind == "PersistentVolumeClaim" {
+            check_claim(&body["spec"]).map_err(refuse)?;
         }
         let mut body = body.clone();
         body["metadata"]["namespace"] = json!(service.namespace);
@@ -517,11 +526,30 @@ pub fn plan(rendered: &[Rendered], service: &Service) -> Result<Vec<Value>, Driv
                 *labels = json!({});
             }
             labels[SERVICE_LABEL] = json!(service.id.to_string());
-            labels["app.kubernetes.io/managed-by"] = json!("slipway");
+            labels[MANAGED_BY] = json!("slipway");
         };
         label(&mut body["metadata"]["labels"]);
+        let own = json!(service.id.to_string());
         if target.is_workload() {
             label(&mut body["spec"]["template"]["metadata"]["labels"]);
+            // Its pods are the service's only, and hold nothing of the
+            // namespace's service account or other Services.
+            if target.kind != "Job" {
+                body["spec"]["selector"]["matchLabels"][SERVICE_LABEL] = own.clone();
+            }
+            let pod = &mut body["spec"]["template"]["spec"];
+            pod["automountServiceAccountToken"] = json!(false);
+            pod["enableServiceLinks"] = json!(false);
+            for field in ["containers", "initContainers", "ephemeralContainers"] {
+                for container in pod[field].as_array_mut().into_iter().flatten() {
+                    container["imagePullPolicy"] = json!("Always");
+                    container["securityContext"]["allowPrivilegeEscalation"] = json!(false);
+                }
+            }
+        }
+        if target.kind == "Service" {
+            // It sends traffic to the service's pods, never to another's.
+            body["spec"]["selector"][SERVICE_LABEL] = own;
         }
         objects.push(json!({"order": order, "body": body}));
     }
@@ -529,20 +557,114 @@ pub fn plan(rendered: &[Rendered], service: &Service) -> Result<Vec<Value>, Driv
     Ok(objects.into_iter().map(|mut o| o["body"].take()).collect())
 }
 
+/// Whether `name` is the service's own: its name, or its name and `-…`.
+fn owns(service: &Service, name: &Value) -> bool {
+    name.as_str()
+        .is_some_and(|n| n == service.name || n.starts_with(&format!("{}-", service.name)))
+}
+
+/// Checks a workload's own fields: as many replicas as the service has,
+/// a Job of one pod that selects its pods itself, claims of its own.
+fn check_workload(body: &Value, service: &Service) -> Result<(), String> {
+    let spec = &body["spec"];
+    if spec["replicas"].as_u64().unwrap_or(1) > u64::from(service.replicas.max(1)) {
+        return Err(format!(
+            "more replicas than the service's {}",
+            service.replicas
+        ));
+    }
+    for field in ["parallelism", "completions"] {
+        if spec[field].as_u64().unwrap_or(1) > 1 {
+            return Err(format!("a Job whose `{field}` is more than 1"));
+        }
+    }
+    if spec["manualSelector"] == true {
+        return Err("a Job with `manualSelector`".into());
+    }
+    for claim in spec["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        check_claim(&claim["spec"])?;
+    }
+    Ok(())
+}
+
+/// Checks a claim's spec: a new volume, never another's data.
+fn check_claim(spec: &Value) -> Result<(), String> {
+    for field in ["dataSource", "dataSourceRef", "volumeName", "selector"] {
+        if !spec[field].is_null() {
+            return Err(format!("a claim that sets `{field}`"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a Service's spec: of the service's type, on addresses the
+/// cluster chooses.
+fn check_service(spec: &Value, service: &Service) -> Result<(), String> {
+    if spec["externalIPs"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err("a Service with `externalIPs`".into());
+    }
+    let declared = match service.service_type {
+        ServiceType::ClusterIp => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    };
+    if spec["type"].as_str().unwrap_or("ClusterIP") != declared {
+        return Err(format!(
+            "a Service type other than the service's ({declared})"
+        ));
+    }
+    let fixed = |v: &Value| v.as_str().is_some_and(|ip| ip != "None" && !ip.is_empty());
+    if fixed(&spec["clusterIP"])
+        || spec["clusterIPs"]
+            .as_array()
+            .is_some_and(|ips| ips.iter().any(fixed))
+        || !spec["loadBalancerIP"].is_null()
+    {
+        return Err("a Service on an address it chose itself".into());
+    }
+    Ok(())
+}
+
 /// Checks a pod template's spec against what `service` declares.
 fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
     if !spec.is_object() {
         return Err("a workload without a pod template".into());
     }
-    for field in ["hostPID", "hostIPC"] {
+    for field in ["hostPID", "hostIPC", "shareProcessNamespace"] {
         if spec[field] == true {
             return Err(format!("a pod with `{field}`"));
         }
     }
-    for field in ["serviceAccountName", "serviceAccount", "nodeName"] {
+    for field in [
+        "serviceAccountName",
+        "serviceAccount",
+        "nodeName",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "topologySpreadConstraints",
+        "schedulerName",
+        "runtimeClassName",
+        "priorityClassName",
+        "imagePullSecrets",
+    ] {
         if !spec[field].is_null() {
             return Err(format!("a pod that sets `{field}`"));
         }
+    }
+    check_security(&spec["securityContext"])?;
+    if spec["securityContext"]["sysctls"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err("a pod that sets `sysctls`".into());
     }
     if spec["hostNetwork"].as_bool().unwrap_or(false) != service.host_network {
         return Err("a pod whose host network is not what the service declares".into());
@@ -567,6 +689,8 @@ fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
             {
                 return Err("a container that adds capabilities".into());
             }
+            check_security(security)?;
+            check_container(container, service)?;
         }
     }
     if containers == 0 {
@@ -585,6 +709,16 @@ fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
             }
             continue;
         }
+        let claim = &volume["persistentVolumeClaim"]["claimName"];
+        let config = &volume["configMap"]["name"];
+        if (!claim.is_null() && !owns(service, claim))
+            || (!config.is_null() && !owns(service, config))
+        {
+            return Err(format!(
+                "a volume of another's claim or ConfigMap ({})",
+                if claim.is_null() { config } else { claim }
+            ));
+        }
         let kinds: Vec<&String> = volume
             .as_object()
             .map(|o| o.keys().filter(|k| *k != "name").collect())
@@ -598,6 +732,75 @@ fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a pod's or container's security context: no way round the
+/// node's confinement.
+fn check_security(security: &Value) -> Result<(), String> {
+    for field in ["seLinuxOptions", "windowsOptions"] {
+        if !security[field].is_null() {
+            return Err(format!("a security context that sets `{field}`"));
+        }
+    }
+    if security["procMount"] == "Unmasked" {
+        return Err("an unmasked /proc".into());
+    }
+    for field in ["seccompProfile", "appArmorProfile"] {
+        if security[field]["type"] == "Unconfined" {
+            return Err(format!("an unconfined `{field}`"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one container: its environment reads no Secret and no other
+/// service's ConfigMap, it binds no host port the service did not ask for
+/// (with the host network), and no probe or hook reaches another host.
+fn check_container(container: &Value, service: &Service) -> Result<(), String> {
+    for env in container["env"].as_array().into_iter().flatten() {
+        let from = &env["valueFrom"];
+        if !from["secretKeyRef"].is_null() {
+            return Err("an environment variable read from a Secret".into());
+        }
+        let config = &from["configMapKeyRef"]["name"];
+        if !config.is_null() && !owns(service, config) {
+            return Err(format!(
+                "an environment variable read from another's ConfigMap ({config})"
+            ));
+        }
+    }
+    for from in container["envFrom"].as_array().into_iter().flatten() {
+        if !from["secretRef"].is_null() {
+            return Err("an environment read from a Secret".into());
+        }
+        let config = &from["configMapRef"]["name"];
+        if !config.is_null() && !owns(service, config) {
+            return Err(format!(
+                "an environment read from another's ConfigMap ({config})"
+            ));
+        }
+    }
+    for port in container["ports"].as_array().into_iter().flatten() {
+        if (!port["hostPort"].is_null() && !service.host_network) || !port["hostIP"].is_null() {
+            return Err("a container port bound on the node".into());
+        }
+    }
+    let handlers = ["livenessProbe", "readinessProbe", "startupProbe"]
+        .iter()
+        .map(|p| &container[*p])
+        .chain(
+            ["postStart", "preStop"]
+                .iter()
+                .map(|h| &container["lifecycle"][*h]),
+        );
+    for handler in handlers {
+        for action in ["httpGet", "tcpSocket"] {
+            if !handler[action]["host"].is_null() {
+                return Err(format!("a probe or hook whose `{action}` names a host"));
+            }
         }
     }
     Ok(())
@@ -668,7 +871,7 @@ mod tests {
 
     #[test]
     fn a_plan_labels_what_it_applies_and_puts_it_in_the_targets_namespace() {
-        let service_body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"type": "NodePort"}});
+        let service_body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"type": "ClusterIP", "selector": {"app": "web"}}});
         let mut objects = rendered(deployment(json!({
             "containers": [container()],
             "volumes": [{"name": "data", "hostPath": {"path": "/srv/data", "type": "Directory"}}, {"name": "logs", "emptyDir": {}}],
@@ -684,6 +887,24 @@ mod tests {
         assert_eq!(
             deployment["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL],
             "7"
+        );
+        // It selects the service's pods only, which carry no account token
+        // and always pull.
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"][SERVICE_LABEL],
+            "7"
+        );
+        assert_eq!(
+            planned[0]["spec"]["selector"],
+            json!({"app": "web", SERVICE_LABEL: "7"})
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["enableServiceLinks"], false);
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"],
+            false
         );
     }
 
@@ -763,6 +984,80 @@ mod tests {
                 "capabilities",
             ),
             (deployment(json!({"containers": []})), "without containers"),
+            (
+                deployment(
+                    json!({"containers": [container()], "volumes": [{"name": "x", "configMap": {"name": "billing"}}]}),
+                ),
+                "another's claim or ConfigMap",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "volumes": [{"name": "x", "persistentVolumeClaim": {"claimName": "data-billing-0"}}]}),
+                ),
+                "another's claim or ConfigMap",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]}),
+                ),
+                "from a Secret",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "envFrom": [{"configMapRef": {"name": "billing"}}]}]}),
+                ),
+                "another's ConfigMap",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "ports": [{"containerPort": 80, "hostPort": 80}]}]}),
+                ),
+                "bound on the node",
+            ),
+            (
+                deployment(
+                    json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "livenessProbe": {"httpGet": {"host": "169.254.169.254", "path": "/", "port": 80}}}]}),
+                ),
+                "names a host",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "imagePullSecrets": [{"name": "theirs"}]}),
+                ),
+                "imagePullSecrets",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "tolerations": [{"operator": "Exists"}]}),
+                ),
+                "tolerations",
+            ),
+            (
+                deployment(
+                    json!({"containers": [container()], "securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
+                ),
+                "unconfined",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 50, "template": {"spec": {"containers": [container()]}}}}),
+                "more replicas",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "finalizers": ["example.com/never"]}}),
+                "finalizers",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"type": "LoadBalancer"}}),
+                "Service type",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"clusterIP": "10.96.0.10"}}),
+                "address it chose",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "web-data"}, "spec": {"dataSource": {"kind": "PersistentVolumeClaim", "name": "billing-data"}}}),
+                "dataSource",
+            ),
         ];
         for (body, why) in cases {
             let refusal = refused(body.clone());

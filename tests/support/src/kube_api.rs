@@ -1188,9 +1188,24 @@ impl Cluster {
                 );
                 if !self.objects.contains_key(&claim_key) {
                     let tick = self.tick;
+                    // As the StatefulSet controller labels them: the
+                    // template's labels and the set's selector.
+                    let mut labels = claim["metadata"]["labels"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default();
+                    for (k, v) in object["spec"]["selector"]["matchLabels"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                    {
+                        labels.insert(k.clone(), v.clone());
+                    }
+                    self.uid += 1;
+                    let uid = format!("00000000-0000-4000-8000-{:012}", self.uid);
                     self.objects.insert(claim_key, Stored {
                         applied: Vec::new(),
-                        object: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace, "labels": template["metadata"]["labels"]}, "spec": claim["spec"], "status": {"phase": "Bound"}}),
+                        object: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace, "uid": uid, "labels": labels}, "spec": claim["spec"], "status": {"phase": "Bound"}}),
                         born: tick,
                         progressed: tick,
                         log: Vec::new(),

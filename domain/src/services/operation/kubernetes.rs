@@ -46,7 +46,7 @@ async fn prune(
     state: &mut OperationState,
 ) -> Result<(), String> {
     let wanted = refs(objects);
-    for stray in kube.owned(id).await.map_err(|e| e.to_string())? {
+    for stray in kube.applied(id).await.map_err(|e| e.to_string())? {
         if !wanted.contains(&stray)
             && kube
                 .delete(&stray, false)
