@@ -39,7 +39,20 @@ pub fn check_endpoint(endpoint: &str) -> Result<(String, u16), String> {
     }
     let host = uri.host().filter(|h| !h.is_empty()).ok_or("no host")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_string(), uri.port_u16().unwrap_or(DEFAULT_PORT)))
+    // The URI drops a port it cannot read, so it is read here.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let port = match authority
+        .rsplit_once(':')
+        .filter(|_| !authority.ends_with(']'))
+    {
+        Some((_, port)) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("a port is 1 to 65535")?,
+        None => DEFAULT_PORT,
+    };
+    Ok((host.to_string(), port))
 }
 
 /// The client's certificate chain and key from their PEM, checked.
