@@ -101,6 +101,8 @@ struct Inner {
     namespace: String,
     token: Option<String>,
     ca: Option<Vec<Vec<u8>>>,
+    /// A client certificate and key, base64 of PEM.
+    identity: Option<(String, String)>,
     egress: Egress,
     client: tokio::sync::OnceCell<kube::Client>,
     resources: Mutex<HashMap<(String, String), ApiResource>>,
@@ -144,6 +146,154 @@ pub fn certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
         return Err("no PEM certificate in it".into());
     }
     Ok(certificates)
+}
+
+/// Bytes of one log line kept; the rest of the line is dropped, so a
+/// server that never sends a newline holds no more than this.
+const MAX_LOG_LINE: usize = 16 << 10;
+/// Objects one list reads at most (a service has a handful).
+const MAX_LISTED: u32 = 1000;
+
+/// The lines of `reader`, each cut at [`MAX_LOG_LINE`] bytes.
+fn bounded_lines<R>(reader: R) -> impl futures::Stream<Item = std::io::Result<String>>
+where
+    R: futures::AsyncBufRead + Unpin,
+{
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut line = Vec::new();
+        loop {
+            let buf = match reader.fill_buf().await {
+                Ok(buf) => buf,
+                Err(e) => return Some((Err(e), None)),
+            };
+            if buf.is_empty() {
+                let last = String::from_utf8_lossy(&line).into_owned();
+                return (!line.is_empty()).then_some((Ok(last), None));
+            }
+            let newline = buf.iter().position(|b| *b == b'\n');
+            let take = newline.map_or(buf.len(), |i| i + 1);
+            let room = MAX_LOG_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&buf[..take.min(room)]);
+            reader.consume_unpin(take);
+            if newline.is_some() {
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+                return Some((
+                    Ok(String::from_utf8_lossy(&line).into_owned()),
+                    Some(reader),
+                ));
+            }
+        }
+    })
+}
+
+/// The largest `kubeconfig` secret read.
+const MAX_KUBECONFIG: usize = 64 << 10;
+
+/// What a target's `kubeconfig` secret gives the driver: its current
+/// context's credentials.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// A bearer token.
+    pub token: Option<String>,
+    /// The API server's CA certificates, DER.
+    pub ca: Option<Vec<Vec<u8>>>,
+    /// A client certificate and its key, base64 of PEM as kubeconfig
+    /// holds them.
+    pub identity: Option<(String, String)>,
+}
+
+/// The credentials of `yaml`'s current context for `server`: inline
+/// only. A kubeconfig that names files, runs a command or an auth
+/// provider, skips TLS checks, goes through a proxy or points at another
+/// server is refused, since the server would read its own files, run
+/// programs or connect elsewhere.
+pub fn read_kubeconfig(yaml: &str, server: &str) -> Result<Credentials, String> {
+    use secrecy::ExposeSecret;
+    if yaml.len() > MAX_KUBECONFIG {
+        return Err(format!("larger than {} KiB", MAX_KUBECONFIG >> 10));
+    }
+    let config =
+        kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    let current = match (&config.current_context, config.contexts.as_slice()) {
+        (Some(name), _) => name.clone(),
+        (None, [only]) => only.name.clone(),
+        (None, _) => return Err("no `current-context`".into()),
+    };
+    let context = config
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| format!("no context `{current}`"))?;
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .ok_or_else(|| format!("no cluster `{}`", context.cluster))?;
+    let named = cluster.server.as_deref().unwrap_or_default();
+    if named.trim_end_matches('/') != server.trim_end_matches('/') {
+        return Err(format!(
+            "its cluster's server is `{named}`, not the connection's `{server}`"
+        ));
+    }
+    let refused = |what: &str| {
+        Err(format!(
+            "it {what}; give the credentials inline (`token`, `client-certificate-data`, `certificate-authority-data`)"
+        ))
+    };
+    if cluster.certificate_authority.is_some() {
+        return refused("names a file (`certificate-authority`)");
+    }
+    if cluster.insecure_skip_tls_verify == Some(true) || cluster.proxy_url.is_some() {
+        return refused("skips TLS checks or goes through a proxy");
+    }
+    let decode = |b64: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+    };
+    let mut credentials = Credentials::default();
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = decode(data).ok_or("`certificate-authority-data` is not base64 of PEM")?;
+        credentials.ca = Some(certificates(&pem)?);
+    }
+    let user = context
+        .user
+        .as_ref()
+        .and_then(|u| config.auth_infos.iter().find(|a| &a.name == u))
+        .and_then(|a| a.auth_info.as_ref());
+    let Some(user) = user else {
+        return Ok(credentials);
+    };
+    if user.exec.is_some() || user.auth_provider.is_some() {
+        return refused("runs a command or an auth provider to log in");
+    }
+    if user.token_file.is_some() || user.client_certificate.is_some() || user.client_key.is_some() {
+        return refused("names a file");
+    }
+    if user.username.is_some() || user.password.is_some() || user.impersonate.is_some() {
+        return refused("logs in with a password or impersonates");
+    }
+    credentials.token = user.token.as_ref().map(|t| t.expose_secret().to_string());
+    credentials.identity = match (&user.client_certificate_data, &user.client_key_data) {
+        (Some(cert), Some(key)) => {
+            for (data, what) in [(cert.as_str(), "certificate"), (key.expose_secret(), "key")] {
+                if decode(data).is_none() {
+                    return Err(format!("the client {what} is not base64 of PEM"));
+                }
+            }
+            Some((cert.clone(), key.expose_secret().to_string()))
+        }
+        (None, None) => None,
+        _ => return Err("a client certificate without its key, or a key without it".into()),
+    };
+    Ok(credentials)
 }
 
 fn api_error(e: kube::Error) -> DriverError {
@@ -196,13 +346,21 @@ impl KubernetesDriver {
         egress: Egress,
     ) -> Result<KubernetesDriver, String> {
         let url = check_server(server)?;
-        let ca = secrets.get("ca").map(|pem| certificates(pem)).transpose()?;
+        let credentials = match secrets.get("kubeconfig") {
+            Some(yaml) => read_kubeconfig(yaml, server)?,
+            None => Credentials {
+                token: secrets.get("token").cloned(),
+                ca: secrets.get("ca").map(|pem| certificates(pem)).transpose()?,
+                identity: None,
+            },
+        };
         Ok(KubernetesDriver {
             inner: Arc::new(Inner {
                 url,
                 namespace: namespace.into(),
-                token: secrets.get("token").cloned(),
-                ca,
+                token: credentials.token,
+                ca: credentials.ca,
+                identity: credentials.identity,
                 egress,
                 client: tokio::sync::OnceCell::new(),
                 resources: Mutex::default(),
@@ -244,6 +402,10 @@ impl KubernetesDriver {
         let mut config = kube::Config::new(pinned);
         config.default_namespace = inner.namespace.clone();
         config.auth_info.token = inner.token.clone().map(secrecy::SecretString::from);
+        if let Some((cert, key)) = &inner.identity {
+            config.auth_info.client_certificate_data = Some(cert.clone());
+            config.auth_info.client_key_data = Some(secrecy::SecretString::from(key.clone()));
+        }
         config.root_cert = inner.ca.clone();
         if slipway_runtime::egress::literal(host).is_none() {
             config.tls_server_name = Some(host.to_string());
@@ -339,7 +501,9 @@ impl KubernetesDriver {
             });
         }
         let pods = self.api("v1", "Pod").await?;
-        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        let selector = ListParams::default()
+            .limit(MAX_LISTED)
+            .labels(&format!("{SERVICE_LABEL}={id}"));
         let list = call(pods.list(&selector)).await?.map_err(api_error)?;
         for pod in list.items {
             observed.push(Observed {
@@ -364,7 +528,7 @@ impl KubernetesDriver {
     }
 
     async fn labelled(&self, selector: &str) -> Result<Vec<ObjectRef>, DriverError> {
-        let selector = ListParams::default().labels(selector);
+        let selector = ListParams::default().limit(MAX_LISTED).labels(selector);
         let mut owned = Vec::new();
         for (api_version, kind) in KINDS {
             let api = self.api(api_version, kind).await?;
@@ -397,7 +561,9 @@ impl KubernetesDriver {
     /// The names of service `id`'s pods.
     pub async fn pods(&self, id: u64) -> Result<Vec<String>, DriverError> {
         let pods = self.api("v1", "Pod").await?;
-        let selector = ListParams::default().labels(&format!("{SERVICE_LABEL}={id}"));
+        let selector = ListParams::default()
+            .limit(MAX_LISTED)
+            .labels(&format!("{SERVICE_LABEL}={id}"));
         let list = call(pods.list(&selector)).await?.map_err(api_error)?;
         let mut names: Vec<String> = list
             .items
@@ -429,7 +595,7 @@ impl KubernetesDriver {
             let reader = call(pods.log_stream(&name, &params))
                 .await?
                 .map_err(api_error)?;
-            Ok::<_, DriverError>(reader.lines().map_err(|e| DriverError::Api(e.to_string())))
+            Ok::<_, DriverError>(bounded_lines(reader).map_err(|e| DriverError::Api(e.to_string())))
         };
         futures::stream::once(opened)
             .map(|opened| match opened {
@@ -867,6 +1033,91 @@ mod tests {
             Err(DriverError::Rendered(why)) => why,
             other => panic!("not refused: {other:?}"),
         }
+    }
+
+    fn kubeconfig(cluster: &str, user: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: shop\n\
+             contexts:\n- name: shop\n  context: {{cluster: c, user: u}}\n\
+             clusters:\n- name: c\n  cluster: {{{cluster}}}\n\
+             users:\n- name: u\n  user: {{{user}}}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_bounded_whatever_the_server_sends() {
+        let endless = vec![b'x'; 3 * MAX_LOG_LINE];
+        let mut text = b"first\r\n".to_vec();
+        text.extend_from_slice(&endless);
+        text.extend_from_slice(b"\nlast");
+        let lines: Vec<String> = bounded_lines(futures::io::Cursor::new(text))
+            .map(|l| l.unwrap())
+            .collect()
+            .await;
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "first");
+        assert_eq!(lines[1].len(), MAX_LOG_LINE);
+        assert_eq!(lines[2], "last");
+    }
+
+    #[test]
+    fn a_kubeconfig_gives_inline_credentials_only() {
+        let server = "https://k8s.example:6443";
+        let read = |cluster: &str, user: &str| read_kubeconfig(&kubeconfig(cluster, user), server);
+        let ok = read(&format!("server: \"{server}\""), "token: abc").unwrap();
+        assert_eq!(ok.token.as_deref(), Some("abc"));
+        let both = read(
+            &format!("server: \"{server}\""),
+            "client-certificate-data: Y2VydA==, client-key-data: a2V5",
+        )
+        .unwrap();
+        assert_eq!(both.identity, Some(("Y2VydA==".into(), "a2V5".into())));
+        for (cluster, user, why) in [
+            (
+                "server: \"https://other.example\"",
+                "token: abc",
+                "not the connection's",
+            ),
+            (
+                &format!("server: \"{server}\", certificate-authority: /etc/kubernetes/ca.crt"),
+                "token: abc",
+                "names a file",
+            ),
+            (
+                &format!("server: \"{server}\", insecure-skip-tls-verify: true"),
+                "token: abc",
+                "skips TLS",
+            ),
+            (
+                &format!("server: \"{server}\""),
+                "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh}",
+                "runs a command",
+            ),
+            (
+                &format!("server: \"{server}\""),
+                "tokenFile: /var/run/secrets/token",
+                "names a file",
+            ),
+            (
+                &format!("server: \"{server}\""),
+                "client-certificate-data: Y2VydA==",
+                "without its key",
+            ),
+            (
+                &format!("server: \"{server}\", certificate-authority-data: bm90IHBlbQ=="),
+                "token: abc",
+                "PEM",
+            ),
+        ] {
+            let refused = read(cluster, user).unwrap_err();
+            assert!(refused.contains(why), "{cluster} {user}: {refused}");
+        }
+        assert!(read_kubeconfig("[not, a: kubeconfig", server).is_err());
+        assert!(
+            read_kubeconfig(&"a".repeat(MAX_KUBECONFIG + 1), server)
+                .unwrap_err()
+                .contains("KiB")
+        );
     }
 
     #[test]

@@ -403,7 +403,7 @@ impl Targets {
                         format!("`{namespace}` is not a DNS label"),
                     ));
                 }
-                &["token", "ca"]
+                &["token", "ca", "kubeconfig"]
             }
         };
         let current = self
@@ -425,6 +425,18 @@ impl Targets {
         }
         if let Some(ca) = secrets.get("ca") {
             kubernetes::certificates(ca).map_err(|e| invalid("/secrets/ca", e))?;
+        }
+        if let (Some(yaml), Connection::Kubernetes { server, .. }) =
+            (secrets.get("kubeconfig"), &settings.connection)
+        {
+            if secrets.len() > 1 {
+                return Err(invalid(
+                    "/secrets/kubeconfig",
+                    "either a kubeconfig, or a token and a CA: not both",
+                ));
+            }
+            kubernetes::read_kubeconfig(yaml, server)
+                .map_err(|e| invalid("/secrets/kubeconfig", e))?;
         }
         if secret_names == docker_tls::SECRETS {
             if let Some(missing) = secret_names.iter().find(|s| !secrets.contains_key(**s)) {

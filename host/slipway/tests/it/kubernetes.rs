@@ -695,6 +695,17 @@ async fn what_a_cluster_refuses_or_cannot_run_fails_the_operation_with_its_reaso
     );
 }
 
+/// A kubeconfig of one context: the cluster at `server`, and `user`'s
+/// fields (YAML flow mapping entries).
+fn kubeconfig(server: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: shop\n\
+         contexts:\n- name: shop\n  context: {{cluster: c, user: u, namespace: shop}}\n\
+         clusters:\n- name: c\n  cluster: {{server: \"{server}\"}}\n\
+         users:\n- name: u\n  user: {{{user}}}\n"
+    )
+}
+
 #[tokio::test]
 async fn kubernetes_targets_are_checked_before_they_are_kept() {
     let cluster = Cluster::start(json!({})).await;
@@ -739,6 +750,27 @@ async fn kubernetes_targets_are_checked_before_they_are_kept() {
             json!({"plugin": "docker", "connection": {"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}}),
             "/connection/driver",
         ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+                json!({"kubeconfig": kubeconfig(&cluster.fake.url, "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}")}),
+            ),
+            "/secrets/kubeconfig",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+                json!({"kubeconfig": kubeconfig("https://elsewhere.example", &format!("token: {API_TOKEN}"))}),
+            ),
+            "/secrets/kubeconfig",
+        ),
+        (
+            set(
+                json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+                json!({"kubeconfig": kubeconfig(&cluster.fake.url, "token: x"), "token": "y"}),
+            ),
+            "/secrets/kubeconfig",
+        ),
     ];
     for (body, path) in cases {
         let (status, answer) = cluster
@@ -751,6 +783,37 @@ async fn kubernetes_targets_are_checked_before_they_are_kept() {
         .call("GET", "/api/v1/targets/other", Value::Null)
         .await;
     assert_eq!(status, 404);
+
+    // A kubeconfig's inline token reaches the API server as the token does.
+    let body = set(
+        json!({"driver": "kubernetes", "server": cluster.fake.url, "namespace": "shop"}),
+        json!({"kubeconfig": kubeconfig(&cluster.fake.url, &format!("token: {API_TOKEN}"))}),
+    );
+    let (status, answer) = cluster
+        .call("PUT", "/api/v1/targets/configured", body)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, service) = cluster
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({"name": "via", "target": "configured", "image": "registry.example/shop/via:1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{service}");
+    let job = cluster
+        .operate(
+            service["id"].as_u64().unwrap(),
+            json!({"operation": "deploy"}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(
+        cluster
+            .fake
+            .names("deployments", "shop")
+            .contains(&"via".to_string())
+    );
     // Secrets are never shown.
     let (_, shown) = cluster
         .call("GET", "/api/v1/targets/cluster", Value::Null)
