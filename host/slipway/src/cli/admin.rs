@@ -134,7 +134,16 @@ pub async fn registry(
 }
 
 /// The secrets in `path` (`-`: standard input): a JSON object of strings.
-fn read_secrets(path: &std::path::Path) -> anyhow::Result<Value> {
+pub(super) fn read_secrets(path: &std::path::Path) -> anyhow::Result<Value> {
+    let (bytes, what) = read_secret_file(path)?;
+    let secrets: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the secrets in {what} are not a JSON object of strings"))?;
+    Ok(json!(secrets))
+}
+
+/// A file of secrets (`-`: standard input), at most [`MAX_SECRETS_FILE`]
+/// bytes, and what to call it in errors.
+pub(super) fn read_secret_file(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, String)> {
     let mut bytes = Vec::new();
     let what = if path == std::path::Path::new("-") {
         std::io::stdin()
@@ -151,9 +160,7 @@ fn read_secrets(path: &std::path::Path) -> anyhow::Result<Value> {
     if bytes.len() as u64 > MAX_SECRETS_FILE {
         bail!("the secrets in {what} are larger than {MAX_SECRETS_FILE} bytes");
     }
-    let secrets: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes)
-        .with_context(|| format!("the secrets in {what} are not a JSON object of strings"))?;
-    Ok(json!(secrets))
+    Ok((bytes, what))
 }
 
 fn print_registry(r: &Value) {

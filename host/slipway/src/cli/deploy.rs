@@ -10,6 +10,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::admin::{read_secret_file, read_secrets};
 use super::client::Client;
 use super::remote::{show, text};
 
@@ -29,27 +30,52 @@ pub enum Target {
         name: String,
     },
     /// Create or change a target (org-admin); its plugin checks the settings first.
-    Set {
-        /// The target's name, a DNS label.
-        name: String,
-        /// The deploy-target plugin, e.g. `docker`.
-        #[arg(long, default_value = "docker")]
-        plugin: String,
-        /// A semver requirement on its version.
-        #[arg(long, default_value = "^1")]
-        version: String,
-        /// The plugin's settings, as JSON.
-        #[arg(long, default_value = "{}")]
-        settings: String,
-        /// The Docker Engine: `local`, the server's own.
-        #[arg(long, default_value = "local")]
-        endpoint: String,
-    },
+    Set(Box<SetTarget>),
     /// Delete a target no service runs on (org-admin).
     Delete {
         /// The target.
         name: String,
     },
+}
+
+/// `slipway target set`: the target's plugin, settings, connection and
+/// secrets.
+#[derive(Debug, clap::Args)]
+pub struct SetTarget {
+    /// The target's name, a DNS label.
+    name: String,
+    /// The deploy-target plugin [default: `kubernetes` with `--server`,
+    /// else `docker`].
+    #[arg(long)]
+    plugin: Option<String>,
+    /// A semver requirement on its version.
+    #[arg(long, default_value = "^1")]
+    version: String,
+    /// The plugin's settings, as JSON.
+    #[arg(long, default_value = "{}")]
+    settings: String,
+    /// The Docker Engine: `local` (the server's own), or
+    /// `tcp://host:2376` over TLS (with `--cert-path` or `--secrets`).
+    #[arg(long, default_value = "local", conflicts_with = "server")]
+    endpoint: String,
+    /// A Kubernetes API server, `https://host:port`: the target is a
+    /// cluster's namespace (with `--kubeconfig` or `--secrets`).
+    #[arg(long, requires = "namespace")]
+    server: Option<String>,
+    /// The namespace services go to on the cluster.
+    #[arg(long, requires = "server")]
+    namespace: Option<String>,
+    /// A file of the target's secrets as a JSON object of strings, or
+    /// `-` for standard input [default: the current secrets are kept].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "cert_path"])]
+    secrets: Option<PathBuf>,
+    /// A kubeconfig whose current context has inline credentials.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    kubeconfig: Option<PathBuf>,
+    /// A directory with `ca.pem`, `cert.pem` and `key.pem`, as
+    /// `DOCKER_CERT_PATH` holds them, for a TLS endpoint.
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    cert_path: Option<PathBuf>,
 }
 
 /// `slipway service ...`
@@ -63,8 +89,8 @@ pub enum Service {
     },
     /// Give a service new settings from a file, as its next revision.
     Revise {
-        /// The service's id.
-        id: u64,
+        /// The service: its id, or its name.
+        id: String,
         /// The settings file.
         file: PathBuf,
     },
@@ -72,8 +98,8 @@ pub enum Service {
     List,
     /// Show a service: its revisions and what its target shows now.
     Show {
-        /// The service's id.
-        id: u64,
+        /// The service: its id, or its name.
+        id: String,
     },
     /// Apply the newest revision.
     Deploy(Operate),
@@ -86,8 +112,8 @@ pub enum Service {
     /// Print what the service's containers write, each line after its
     /// container's name.
     Logs {
-        /// The service's id.
-        id: u64,
+        /// The service: its id, or its name.
+        id: String,
         /// Keep printing what they write next, until interrupted.
         #[arg(long)]
         follow: bool,
@@ -97,8 +123,8 @@ pub enum Service {
     },
     /// Remove everything of the service from its target, then the service.
     Delete {
-        /// The service's id.
-        id: u64,
+        /// The service: its id, or its name.
+        id: String,
         /// Wait for it, showing each step.
         #[arg(long)]
         follow: bool,
@@ -108,8 +134,8 @@ pub enum Service {
 /// How an operation runs.
 #[derive(Debug, clap::Args)]
 pub struct Operate {
-    /// The service's id.
-    id: u64,
+    /// The service: its id, or its name.
+    id: String,
     /// One container at a time, each healthy before the next.
     #[arg(long)]
     sequential: bool,
@@ -141,21 +167,54 @@ pub async fn target(client: Client, command: Target, as_json: bool) -> anyhow::R
             let target = client.get(&format!("/api/v1/targets/{name}")).await?;
             show(as_json, &target, print_target);
         }
-        Target::Set {
-            name,
-            plugin,
-            version,
-            settings,
-            endpoint,
-        } => {
+        Target::Set(set) => {
+            let SetTarget {
+                name,
+                plugin,
+                version,
+                settings,
+                endpoint,
+                server,
+                namespace,
+                secrets,
+                kubeconfig,
+                cert_path,
+            } = *set;
             let settings: Value =
                 serde_json::from_str(&settings).context("--settings is not JSON")?;
-            let body = json!({
+            let (connection, plugin) = match (server, namespace) {
+                (Some(server), Some(namespace)) => (
+                    json!({"driver": "kubernetes", "server": server, "namespace": namespace}),
+                    plugin.unwrap_or_else(|| "kubernetes".into()),
+                ),
+                _ => (
+                    json!({"driver": "docker", "endpoint": endpoint}),
+                    plugin.unwrap_or_else(|| "docker".into()),
+                ),
+            };
+            let text = |path: &std::path::Path| -> anyhow::Result<String> {
+                let (bytes, what) = read_secret_file(path)?;
+                String::from_utf8(bytes).with_context(|| format!("{what} is not text"))
+            };
+            let secrets = match (secrets, kubeconfig, cert_path) {
+                (Some(path), _, _) => Some(read_secrets(&path)?),
+                (_, Some(path), _) => Some(json!({"kubeconfig": text(&path)?})),
+                (_, _, Some(dir)) => Some(json!({
+                    "ca": text(&dir.join("ca.pem"))?,
+                    "cert": text(&dir.join("cert.pem"))?,
+                    "key": text(&dir.join("key.pem"))?,
+                })),
+                _ => None,
+            };
+            let mut body = json!({
                 "plugin": plugin,
                 "version": version,
                 "settings": settings,
-                "connection": {"driver": "docker", "endpoint": endpoint},
+                "connection": connection,
             });
+            if let Some(secrets) = secrets {
+                body["secrets"] = secrets;
+            }
             let bytes = serde_json::to_vec(&body).expect("JSON");
             let target = client
                 .send(
@@ -222,12 +281,13 @@ pub async fn service(client: Client, command: Service, as_json: bool) -> anyhow:
                     text(&s["id"]),
                     text(&s["name"]),
                     text(&s["target"]),
-                    text(&s["id"])
+                    text(&s["name"])
                 );
             });
             return Ok(ExitCode::SUCCESS);
         }
         Service::Revise { id, file } => {
+            let id = service_id(&client, &id).await?;
             let bytes = serde_json::to_vec(&spec_file(&file)?).expect("JSON");
             let service = client
                 .send(
@@ -259,11 +319,13 @@ pub async fn service(client: Client, command: Service, as_json: bool) -> anyhow:
             return Ok(ExitCode::SUCCESS);
         }
         Service::Show { id } => {
+            let id = service_id(&client, &id).await?;
             let service = client.get(&format!("/api/v1/services/{id}")).await?;
             show(as_json, &service, print_service);
             return Ok(ExitCode::SUCCESS);
         }
         Service::Logs { id, follow, tail } => {
+            let id = service_id(&client, &id).await?;
             client
                 .print_stream(&format!(
                     "/api/v1/services/{id}/logs?tail={tail}&follow={follow}"
@@ -272,14 +334,16 @@ pub async fn service(client: Client, command: Service, as_json: bool) -> anyhow:
             return Ok(ExitCode::SUCCESS);
         }
         Service::Delete { id, follow } => {
+            let id = service_id(&client, &id).await?;
             let job = client.delete(&format!("/api/v1/services/{id}")).await?;
             return finish(&client, id, job, follow, as_json).await;
         }
-        Service::Deploy(o) => (o.id, "deploy", o),
-        Service::Start(o) => (o.id, "start", o),
-        Service::Stop(o) => (o.id, "stop", o),
-        Service::Restart(o) => (o.id, "restart", o),
+        Service::Deploy(o) => (o.id.clone(), "deploy", o),
+        Service::Start(o) => (o.id.clone(), "start", o),
+        Service::Stop(o) => (o.id.clone(), "stop", o),
+        Service::Restart(o) => (o.id.clone(), "restart", o),
     };
+    let id = service_id(&client, &id).await?;
     let mut labels = serde_json::Map::new();
     for label in &operate.labels {
         let (key, value) = label
@@ -296,6 +360,35 @@ pub async fn service(client: Client, command: Service, as_json: bool) -> anyhow:
         .post(&format!("/api/v1/services/{id}/operations"), &body)
         .await?;
     finish(&client, id, job, operate.follow, as_json).await
+}
+
+/// The id of `service`: an id as it is, or the one service of that name
+/// (names are unique per target, so one may be on several).
+async fn service_id(client: &Client, service: &str) -> anyhow::Result<u64> {
+    if let Ok(id) = service.parse() {
+        return Ok(id);
+    }
+    let services = client.get("/api/v1/services").await?;
+    let named: Vec<&Value> = services
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"] == service)
+        .collect();
+    match named.as_slice() {
+        [one] => one["id"]
+            .as_u64()
+            .context("the server answered no service id"),
+        [] => bail!("no service named `{service}`"),
+        several => bail!(
+            "`{service}` names services on several targets ({}): give the id",
+            several
+                .iter()
+                .map(|s| format!("{} on {}", text(&s["id"]), text(&s["target"])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Prints an operation queued, or follows it to its end.

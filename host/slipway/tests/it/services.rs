@@ -575,6 +575,32 @@ async fn a_remote_docker_engine_is_reached_over_tls_with_the_targets_certificate
             "{refused}"
         );
     }
+    // The CLI sets the same from a directory as DOCKER_CERT_PATH holds it.
+    let certs = tempfile::tempdir().unwrap();
+    for (file, pem) in [
+        ("ca.pem", &engine.ca),
+        ("cert.pem", &engine.client.cert),
+        ("key.pem", &engine.client.key),
+    ] {
+        std::fs::write(certs.path().join(file), pem).unwrap();
+    }
+    let out = server.cli(&[
+        "target",
+        "set",
+        "edge",
+        "--endpoint",
+        &endpoint,
+        "--cert-path",
+        certs.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["connection"]["endpoint"], endpoint.as_str(), "{set}");
     let (status, shown) = target("edge", &endpoint, secrets).await;
     assert_eq!(status, 200, "{shown}");
     assert!(
@@ -643,6 +669,21 @@ async fn a_remote_docker_engine_is_reached_over_tls_with_the_targets_certificate
         .await;
     let stranger = stranger["namespace"].as_str().unwrap().to_string();
     assert_eq!(containers(&stranger), Vec::<String>::new());
+
+    // The CLI takes a service by name, unless the name is on two targets.
+    let out = server.cli(&["service", "show", "orders"]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("several targets") && why.contains(&format!("{id} on edge")),
+        "{why}"
+    );
+    let out = server.cli(&["service", "show", &id.to_string(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (status, job) = server
         .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
