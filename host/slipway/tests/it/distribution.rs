@@ -76,12 +76,32 @@ impl Served {
         )
         .unwrap();
         let log = dir.path().join("server.log");
+        let (child, url) = Served::spawn(&config, &log);
+        let served = Served {
+            child,
+            url,
+            log,
+            http: reqwest::Client::new(),
+            dir,
+        };
+        served.ready().await;
+        served
+    }
+
+    /// `slipway serve` with `config`, its log appended to `log`; its
+    /// address once it listens.
+    fn spawn(config: &std::path::Path, log: &std::path::Path) -> (Child, String) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
             .arg("serve")
-            .env("SLIPWAY_CONFIG", &config)
+            .env("SLIPWAY_CONFIG", config)
             .env("SLIPWAY_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -95,19 +115,25 @@ impl Served {
                 break url.to_string();
             }
         };
-        let served = Served {
-            child,
-            url,
-            log,
-            http: reqwest::Client::new(),
-            dir,
-        };
+        (child, url)
+    }
+
+    async fn ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while served.call("GET", "/readyz", Value::Null).await.0 != 200 {
+        while self.call("GET", "/readyz", Value::Null).await.0 != 200 {
             assert!(Instant::now() < deadline, "the server did not get ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        served
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and starts it
+    /// again on the same data (on another port).
+    pub(crate) async fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, url) = Served::spawn(&self.dir.path().join("slipway.toml"), &self.log);
+        (self.child, self.url) = (child, url);
+        self.ready().await;
     }
 
     pub(crate) async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {

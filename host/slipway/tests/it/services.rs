@@ -695,3 +695,88 @@ async fn a_remote_docker_engine_is_reached_over_tls_with_the_targets_certificate
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(containers(&namespace), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_cut_off_by_a_kill_runs_again_to_the_end_without_duplicates() {
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    let mut server = Served::start(&registry).await;
+    let release = ready_release(&server).await;
+    let (_, target) = server
+        .call("GET", "/api/v1/targets/local-docker", Value::Null)
+        .await;
+    let namespace = target["namespace"].as_str().unwrap().to_string();
+    let pinned = format!(
+        "{}/flows/orders@{}",
+        registry.address,
+        release["image"]["digest"].as_str().unwrap()
+    );
+    let _leftovers = Leftovers(namespace.clone(), vec![pinned]);
+    let (status, service) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({"name": "orders", "target": "local-docker", "release": release["name"], "replicas": 3}),
+        )
+        .await;
+    assert_eq!(status, 201, "{service}");
+    let id = service["id"].as_u64().unwrap();
+
+    // A sequential deploy, killed once its first replica is up.
+    let (status, job) = server
+        .call(
+            "POST",
+            &format!("/api/v1/services/{id}/operations"),
+            json!({"operation": "deploy", "containers": "sequential"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = job["id"].as_u64().unwrap();
+    let path = format!("/api/v1/services/{id}/operations/{job}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, seen) = server.call("GET", &path, Value::Null).await;
+        if seen["state"]["done"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(seen["status"], "running", "{seen}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deploy did not get going: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill_and_restart().await;
+
+    // Found interrupted at the start, run again from its saved step, to the end.
+    let ended = server.operation_ended(id, job).await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert_eq!(ended["interruptions"], 1, "{ended}");
+    assert_eq!(
+        containers(&namespace),
+        (0..3)
+            .map(|i| format!("{namespace}_orders_r1_{i}"))
+            .collect::<Vec<_>>(),
+        "each replica once"
+    );
+    // Applying the same revision again changes nothing.
+    let again = server.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert!(
+        !again["state"]["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("started ")),
+        "{again}"
+    );
+
+    let (status, job) = server
+        .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = server
+        .operation_ended(id, job["id"].as_u64().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(containers(&namespace), Vec::<String>::new());
+}
