@@ -124,7 +124,7 @@ impl Quantity {
 const MAX_QUANTITY: usize = 32;
 
 /// Millicores of a CPU quantity.
-fn cpu_millis(quantity: &Quantity) -> Option<u64> {
+pub(crate) fn cpu_millis(quantity: &Quantity) -> Option<u64> {
     let text = quantity.text();
     if text.len() > MAX_QUANTITY {
         return None;
@@ -137,7 +137,7 @@ fn cpu_millis(quantity: &Quantity) -> Option<u64> {
 }
 
 /// Bytes of a memory quantity.
-fn memory_bytes(quantity: &Quantity) -> Option<u64> {
+pub(crate) fn memory_bytes(quantity: &Quantity) -> Option<u64> {
     let text = quantity.text();
     if text.len() > MAX_QUANTITY {
         return None;

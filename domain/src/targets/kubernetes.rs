@@ -857,6 +857,9 @@ fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
             }
             check_security(security)?;
             check_container(container, service)?;
+            if field != "ephemeralContainers" {
+                check_limits(&container["resources"]["limits"], service)?;
+            }
         }
     }
     if containers == 0 {
@@ -899,6 +902,33 @@ fn check_pod(spec: &Value, service: &Service) -> Result<(), String> {
                     .join(", ")
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a container's limits: within the service's, where it sets them.
+fn check_limits(limits: &Value, service: &Service) -> Result<(), String> {
+    use crate::services::spec::{Quantity, cpu_millis, memory_bytes};
+    let quantity = |v: &Value| match v {
+        Value::String(s) => Some(Quantity::Text(s.clone())),
+        Value::Number(n) => Some(Quantity::Number(n.clone())),
+        _ => None,
+    };
+    let cpu = quantity(&limits["cpu"]).and_then(|q| cpu_millis(&q));
+    if let Some(max) = service.limits.cpu_millis
+        && cpu.is_none_or(|cpu| cpu > u64::from(max))
+    {
+        return Err(format!(
+            "a container whose CPU limit is not within the service's {max}m"
+        ));
+    }
+    let memory = quantity(&limits["memory"]).and_then(|q| memory_bytes(&q));
+    if let Some(max) = service.limits.memory_bytes
+        && memory.is_none_or(|memory| memory > max)
+    {
+        return Err(format!(
+            "a container whose memory limit is not within the service's {max} bytes"
+        ));
     }
     Ok(())
 }
@@ -1313,6 +1343,27 @@ mod tests {
         for (body, why) in cases {
             let refusal = refused(body.clone());
             assert!(refusal.contains(why), "{body}: {refusal}");
+        }
+        // Containers stay within the service's limits, where it sets them.
+        let mut limited = service();
+        limited.limits.cpu_millis = Some(500);
+        limited.limits.memory_bytes = Some(128 << 20);
+        let with = |limits: Value| {
+            rendered(deployment(
+                json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "resources": {"limits": limits}}]}),
+            ))
+        };
+        assert!(plan(&with(json!({"cpu": "500m", "memory": "128Mi"})), &limited).is_ok());
+        for (limits, why) in [
+            (json!({"cpu": "2", "memory": "128Mi"}), "CPU limit"),
+            (json!({"cpu": "0.5", "memory": "1Gi"}), "memory limit"),
+            (json!({}), "CPU limit"),
+        ] {
+            let refusal = plan(&with(limits.clone()), &limited);
+            assert!(
+                matches!(&refusal, Err(DriverError::Rendered(w)) if w.contains(why)),
+                "{limits}: {refusal:?}"
+            );
         }
         // The same object twice.
         let once = || rendered(deployment(json!({"containers": [container()]})));
