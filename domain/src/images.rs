@@ -49,6 +49,8 @@ struct Inner {
     root: PathBuf,
     /// `host:port` clients pull from.
     address: String,
+    /// Bytes of blobs one organisation may keep.
+    limit: u64,
     /// One lock per organisation, held while writing or collecting, so a
     /// collection never takes the blobs of a push in flight.
     writing: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
@@ -160,10 +162,23 @@ impl Images {
             inner: Arc::new(Inner {
                 root,
                 address: address.to_string(),
+                limit: u64::MAX,
                 writing: Mutex::default(),
                 generation: AtomicU64::new(0),
                 pulls: Mutex::default(),
                 members: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The same, keeping at most `bytes` of blobs per organisation.
+    pub fn with_limit(self, bytes: u64) -> Images {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("the limit is set before the store is shared"));
+        Images {
+            inner: Arc::new(Inner {
+                limit: bytes,
+                ..inner
             }),
         }
     }
@@ -357,6 +372,7 @@ impl Inner {
     ) -> io::Result<PushReport> {
         let lock = self.lock(organisation);
         let _writing = lock.lock().expect("image store lock");
+        self.check_room(organisation, artifact)?;
         let mut report = PushReport::default();
         let mut store = |blob: &slipway_oci::artifact::Blob| -> io::Result<bool> {
             let hex = digest_hex(&blob.digest)
@@ -419,6 +435,30 @@ impl Inner {
         }
         self.collect(organisation)?;
         Ok(deleted)
+    }
+
+    /// Refuses `artifact` when its new blobs would take `organisation`
+    /// past its limit; the write lock is held.
+    fn check_room(&self, organisation: u64, artifact: &Artifact) -> io::Result<()> {
+        let blobs = self.organisation(organisation).join("blobs").join("sha256");
+        let mut held = 0;
+        for name in names_in(&blobs)? {
+            held += std::fs::metadata(blobs.join(name)).map_or(0, |m| m.len());
+        }
+        let new: u64 = artifact
+            .blobs()
+            .chain(std::iter::once(&artifact.manifest))
+            .filter(|b| digest_hex(&b.digest).is_none_or(|hex| !blobs.join(hex).exists()))
+            .map(|b| b.bytes.len() as u64)
+            .sum();
+        if held.saturating_add(new) > self.limit {
+            return Err(io::Error::other(format!(
+                "the organisation's images would take {} MiB of the {} MiB the server keeps for it: delete releases, or set a registry",
+                (held + new).div_ceil(1 << 20),
+                self.limit >> 20
+            )));
+        }
+        Ok(())
     }
 
     /// Removes every blob of `organisation` that no manifest of its
@@ -757,6 +797,26 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn an_organisation_keeps_no_more_than_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = images(dir.path()).with_limit(3 << 20);
+        let big = |b: u8| artifact(&[&vec![b; 1 << 20]]);
+        images.put(1, "orders", "v1", &big(1)).await.unwrap();
+        images.put(1, "orders", "v2", &big(2)).await.unwrap();
+        let refused = images.put(1, "orders", "v3", &big(3)).await.unwrap_err();
+        assert!(refused.to_string().contains("of the 3 MiB"), "{refused}");
+        assert!(images.manifest(1, "orders", "v3").await.unwrap().is_none());
+        // Another organisation has its own room; what is there already is free.
+        images.put(2, "orders", "v3", &big(3)).await.unwrap();
+        images.put(1, "other", "v1", &big(1)).await.unwrap();
+        // Deleting frees it.
+        let v1 = big(1).manifest.digest;
+        images.delete(1, "orders", "v1", &v1).await.unwrap();
+        images.delete(1, "other", "v1", &v1).await.unwrap();
+        images.put(1, "orders", "v3", &big(3)).await.unwrap();
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Config {
     pub calls: CallLimits,
     /// What services may do on this server's own Docker Engine.
     pub docker: DockerSettings,
+    /// The server's own image store, for organisations with no registry.
+    pub images: ImageSettings,
     /// How many service operations run at once (apart from release jobs:
     /// they mostly wait for containers to turn healthy).
     pub deploy_concurrency: usize,
@@ -94,6 +96,26 @@ impl Default for DockerSettings {
             local: true,
             host_paths: Vec::new(),
             host_network: false,
+        }
+    }
+}
+
+/// The server's own image store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageSettings {
+    /// MiB of images one organisation may keep there.
+    pub max_mib_per_organisation: u64,
+}
+
+/// MiB of images an organisation keeps in the server's store by default
+/// (my choice: a few hundred releases of a 10 MiB image).
+pub const DEFAULT_IMAGES_MIB_PER_ORGANISATION: u64 = 4096;
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            max_mib_per_organisation: DEFAULT_IMAGES_MIB_PER_ORGANISATION,
         }
     }
 }
@@ -209,6 +231,7 @@ impl Default for Config {
             request_timeout_secs: ConnectionLimits::default().request_timeout.as_secs(),
             calls: CallLimits::default(),
             docker: DockerSettings::default(),
+            images: ImageSettings::default(),
             deploy_concurrency: DEFAULT_DEPLOY_CONCURRENCY,
         }
     }
@@ -418,6 +441,19 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("release-concurrency must be between 1 and 256, not 0")
+        );
+    }
+
+    #[test]
+    fn an_operator_bounds_what_each_organisation_keeps_in_the_image_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, "[images]\nmax-mib-per-organisation = 512\n").unwrap();
+        let images = Config::from_file(&path).unwrap().images;
+        assert_eq!(images.max_mib_per_organisation, 512);
+        assert_eq!(
+            Config::default().images.max_mib_per_organisation,
+            DEFAULT_IMAGES_MIB_PER_ORGANISATION
         );
     }
 
