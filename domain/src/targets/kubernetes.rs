@@ -463,7 +463,8 @@ impl KubernetesDriver {
         let target = ObjectRef::of_value(object);
         let api = self.api(&target.api_version, &target.kind).await?;
         let current = call(api.get_opt(&target.name)).await?.map_err(api_error)?;
-        if let Some(current) = current {
+        let mut object = std::borrow::Cow::Borrowed(object);
+        if let Some(current) = &current {
             let owner = current
                 .metadata
                 .labels
@@ -475,11 +476,34 @@ impl KubernetesDriver {
                     self.inner.namespace
                 )));
             }
+            // A workload's selector never changes: one an earlier server
+            // made (without the service's label in it) keeps its own.
+            let selector = &current.data["spec"]["selector"];
+            if matches!(target.kind.as_str(), "Deployment" | "StatefulSet")
+                && !selector.is_null()
+                && *selector != object["spec"]["selector"]
+            {
+                force(object.to_mut(), &["spec", "selector"], selector.clone())
+                    .map_err(DriverError::Rendered)?;
+            }
         }
         let params = PatchParams::apply(manager).force();
-        let applied = call(api.patch(&target.name, &params, &Patch::Apply(object)))
-            .await?
-            .map_err(api_error)?;
+        let patch = |object: &Value| {
+            let object = object.clone();
+            let (api, name, params) = (api.clone(), target.name.clone(), params.clone());
+            async move { call(api.patch(&name, &params, &Patch::Apply(&object))).await }
+        };
+        let applied = match patch(&object).await? {
+            // A Job's pod template never changes: one rendered otherwise
+            // (by an earlier server) is replaced.
+            Err(kube::Error::Api(status))
+                if status.code == 422 && target.kind == "Job" && current.is_some() =>
+            {
+                self.delete(&target, false).await?;
+                patch(&object).await?.map_err(api_error)?
+            }
+            other => other.map_err(api_error)?,
+        };
         Ok(trimmed(applied))
     }
 
@@ -686,41 +710,85 @@ pub fn plan(rendered: &[Rendered], service: &Service) -> Result<Vec<Value>, Driv
             check_claim(&body["spec"]).map_err(refuse)?;
         }
         let mut body = body.clone();
-        body["metadata"]["namespace"] = json!(service.namespace);
-        let label = |labels: &mut Value| {
-            if !labels.is_object() {
-                *labels = json!({});
-            }
-            labels[SERVICE_LABEL] = json!(service.id.to_string());
-            labels[MANAGED_BY] = json!("slipway");
-        };
-        label(&mut body["metadata"]["labels"]);
         let own = json!(service.id.to_string());
+        let mut forced = vec![
+            (vec!["metadata", "namespace"], json!(service.namespace)),
+            (vec!["metadata", "labels", SERVICE_LABEL], own.clone()),
+            (vec!["metadata", "labels", MANAGED_BY], json!("slipway")),
+        ];
         if target.is_workload() {
-            label(&mut body["spec"]["template"]["metadata"]["labels"]);
             // Its pods are the service's only, and hold nothing of the
             // namespace's service account or other Services.
+            let pod = ["spec", "template"];
+            forced.push((
+                vec!["spec", "template", "metadata", "labels", SERVICE_LABEL],
+                own.clone(),
+            ));
+            forced.push((
+                vec!["spec", "template", "metadata", "labels", MANAGED_BY],
+                json!("slipway"),
+            ));
             if target.kind != "Job" {
-                body["spec"]["selector"]["matchLabels"][SERVICE_LABEL] = own.clone();
+                forced.push((
+                    vec!["spec", "selector", "matchLabels", SERVICE_LABEL],
+                    own.clone(),
+                ));
             }
-            let pod = &mut body["spec"]["template"]["spec"];
-            pod["automountServiceAccountToken"] = json!(false);
-            pod["enableServiceLinks"] = json!(false);
-            for field in ["containers", "initContainers", "ephemeralContainers"] {
-                for container in pod[field].as_array_mut().into_iter().flatten() {
-                    container["imagePullPolicy"] = json!("Always");
-                    container["securityContext"]["allowPrivilegeEscalation"] = json!(false);
-                }
-            }
+            forced.push((
+                [&pod[..], &["spec", "automountServiceAccountToken"]].concat(),
+                json!(false),
+            ));
+            forced.push((
+                [&pod[..], &["spec", "enableServiceLinks"]].concat(),
+                json!(false),
+            ));
         }
         if target.kind == "Service" {
             // It sends traffic to the service's pods, never to another's.
-            body["spec"]["selector"][SERVICE_LABEL] = own;
+            forced.push((vec!["spec", "selector", SERVICE_LABEL], own));
+        }
+        for (path, value) in forced {
+            force(&mut body, &path, value).map_err(refuse)?;
+        }
+        if target.is_workload() {
+            for field in ["containers", "initContainers", "ephemeralContainers"] {
+                let containers = body["spec"]["template"]["spec"][field].as_array_mut();
+                for container in containers.into_iter().flatten() {
+                    force(container, &["imagePullPolicy"], json!("Always")).map_err(refuse)?;
+                    force(
+                        container,
+                        &["securityContext", "allowPrivilegeEscalation"],
+                        json!(false),
+                    )
+                    .map_err(refuse)?;
+                }
+            }
         }
         objects.push(json!({"order": order, "body": body}));
     }
     objects.sort_by_key(|o| o["order"].as_u64());
     Ok(objects.into_iter().map(|mut o| o["body"].take()).collect())
+}
+
+/// Sets `path` under `value` to `to`, making the objects on the way; a
+/// value on the way that is not an object (what a plugin rendered) is
+/// refused rather than overwritten.
+fn force(value: &mut Value, path: &[&str], to: Value) -> Result<(), String> {
+    let mut at = value;
+    for (i, key) in path.iter().enumerate() {
+        if at.is_null() {
+            *at = json!({});
+        }
+        let Some(map) = at.as_object_mut() else {
+            return Err(format!("`{}` is not an object", path[..i].join(".")));
+        };
+        if i + 1 == path.len() {
+            map.insert((*key).to_string(), to);
+            return Ok(());
+        }
+        at = map.entry((*key).to_string()).or_insert(Value::Null);
+    }
+    Ok(())
 }
 
 /// Whether `name` is the service's own: its name, or its name and `-…`.
@@ -1343,6 +1411,17 @@ mod tests {
         for (body, why) in cases {
             let refusal = refused(body.clone());
             assert!(refusal.contains(why), "{body}: {refusal}");
+        }
+        // What is not an object where the host writes is refused, never a panic.
+        for body in [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"selector": [], "template": {"spec": {"containers": [container()]}}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"metadata": "x", "spec": {"containers": [container()]}}}}),
+            deployment(
+                json!({"containers": [{"name": "web", "image": "registry.example/web@sha256:ab", "securityContext": 5}]}),
+            ),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": "app=web"}}),
+        ] {
+            assert!(refused(body.clone()).contains("is not an object"), "{body}");
         }
         // Containers stay within the service's limits, where it sets them.
         let mut limited = service();

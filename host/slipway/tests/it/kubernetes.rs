@@ -820,3 +820,54 @@ async fn kubernetes_targets_are_checked_before_they_are_kept() {
         .await;
     assert!(!shown.to_string().contains(API_TOKEN), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_an_earlier_server_made_is_updated_with_its_own_selector() {
+    let cluster = Cluster::start(json!({})).await;
+    let id = cluster
+        .service(json!({"name": "legacy", "image": "registry.example/shop/legacy:1"}))
+        .await;
+    // As a server before the service's label went into selectors applied it.
+    let selector =
+        json!({"app.kubernetes.io/name": "legacy", "app.kubernetes.io/instance": "legacy"});
+    let mut labels = selector.clone();
+    labels["slipway.dev/service"] = json!(id.to_string());
+    let old = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "legacy", "namespace": "shop", "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "legacy", "image": "registry.example/shop/legacy:1"}]}}},
+    });
+    let applied = reqwest::Client::new()
+        .patch(format!(
+            "{}/apis/apps/v1/namespaces/shop/deployments/legacy?fieldManager=slipway&force=true",
+            cluster.fake.url
+        ))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/apply-patch+yaml")
+        .body(old.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        applied.status().is_success(),
+        "{}",
+        applied.text().await.unwrap()
+    );
+
+    let job = cluster.operate(id, json!({"operation": "deploy"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let now = cluster
+        .fake
+        .object("deployments", "shop", "legacy")
+        .unwrap();
+    assert_eq!(
+        now["spec"]["selector"]["matchLabels"], selector,
+        "the selector it had"
+    );
+    assert_eq!(
+        now["spec"]["template"]["spec"]["automountServiceAccountToken"], false,
+        "the rest is the new plan's"
+    );
+}
