@@ -224,6 +224,34 @@ impl Images {
             .await
     }
 
+    /// Removes `tag` of `repository` when it names `digest`, keeping the
+    /// manifest (another release has it under another tag).
+    pub async fn untag(
+        &self,
+        organisation: u64,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+    ) -> io::Result<()> {
+        if !is_component(repository) || !is_tag(tag) {
+            return Ok(());
+        }
+        let (repository, tag, digest) = (repository.to_owned(), tag.to_owned(), digest.to_owned());
+        self.off_thread(move |store| {
+            let lock = store.lock(organisation);
+            let _writing = lock.lock().expect("image store lock");
+            let path = store
+                .repository(organisation, &repository)
+                .join("tags")
+                .join(&tag);
+            if std::fs::read(&path).is_ok_and(|named| named == digest.as_bytes()) {
+                std::fs::remove_file(&path)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// The manifest `reference` (a tag or a digest) of `repository`.
     pub async fn manifest(
         &self,
@@ -430,7 +458,10 @@ impl Inner {
             Err(e) => return Err(e),
         };
         self.forget(organisation, repository);
-        if names_in(&dir.join("manifests"))?.is_empty() && names_in(&dir.join("tags"))?.is_empty() {
+        if dir.is_dir()
+            && names_in(&dir.join("manifests"))?.is_empty()
+            && names_in(&dir.join("tags"))?.is_empty()
+        {
             std::fs::remove_dir_all(&dir)?;
         }
         self.collect(organisation)?;
@@ -445,13 +476,15 @@ impl Inner {
         for name in names_in(&blobs)? {
             held += std::fs::metadata(blobs.join(name)).map_or(0, |m| m.len());
         }
+        let mut seen = BTreeSet::new();
         let new: u64 = artifact
             .blobs()
             .chain(std::iter::once(&artifact.manifest))
+            .filter(|b| seen.insert(b.digest.as_str()))
             .filter(|b| digest_hex(&b.digest).is_none_or(|hex| !blobs.join(hex).exists()))
             .map(|b| b.bytes.len() as u64)
             .sum();
-        if held.saturating_add(new) > self.limit {
+        if new > 0 && held.saturating_add(new) > self.limit {
             return Err(io::Error::other(format!(
                 "the organisation's images would take {} MiB of the {} MiB the server keeps for it: delete releases, or set a registry",
                 (held + new).div_ceil(1 << 20),
@@ -796,6 +829,38 @@ mod tests {
                 .await
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn untagging_leaves_a_tag_that_names_another_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = images(dir.path());
+        let (one, two) = (artifact(&[b"one"]), artifact(&[b"two"]));
+        images.put(1, "orders", "v1", &one).await.unwrap();
+        images.put(1, "orders", "v2", &one).await.unwrap();
+        images
+            .untag(1, "orders", "v1", &one.manifest.digest)
+            .await
+            .unwrap();
+        assert_eq!(images.tags(1, "orders").await.unwrap().unwrap(), ["v2"]);
+        images.put(1, "orders", "v2", &two).await.unwrap();
+        images
+            .untag(1, "orders", "v2", &one.manifest.digest)
+            .await
+            .unwrap();
+        assert_eq!(
+            images.tags(1, "orders").await.unwrap().unwrap(),
+            ["v2"],
+            "it names `two`"
+        );
+        // Deleting from a repository that is gone is absent, not an error.
+        assert_eq!(
+            images
+                .delete(1, "gone", "v1", &one.manifest.digest)
+                .await
+                .unwrap(),
+            Deleted::Absent
         );
     }
 

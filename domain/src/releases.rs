@@ -827,16 +827,35 @@ impl Releases {
             .store
             .releases_with_image(&image.registry, &image.repository, &image.digest)
             .map_err(|e| e.to_string())?;
-        if let Some(other) = sharing.iter().find(|id| **id != release.id) {
+        let store_images = self
+            .registries
+            .images()
+            .filter(|i| image.adapter == IMAGE_STORE && i.address() == image.registry);
+        let others: Vec<u64> = sharing.into_iter().filter(|id| *id != release.id).collect();
+        if let Some(other) = others.first() {
+            // In the image store, its tag goes unless another has it too.
+            if let Some(images) = store_images {
+                let tagged = others.iter().any(|id| {
+                    self.store
+                        .release(*id)
+                        .ok()
+                        .flatten()
+                        .and_then(|r| r.image)
+                        .is_some_and(|i| i.tag == image.tag)
+                });
+                if !tagged {
+                    let repository = image.repository.rsplit('/').next().unwrap_or_default();
+                    images
+                        .untag(release.organisation, repository, &image.tag, &image.digest)
+                        .await
+                        .map_err(|e| format!("the image store cannot untag it: {e}"))?;
+                }
+            }
             return Ok(format!(
                 "deleted; the image stays in the registry: release {other} has the same one"
             ));
         }
-        if let Some(images) = self
-            .registries
-            .images()
-            .filter(|i| image.adapter == IMAGE_STORE && i.address() == image.registry)
-        {
+        if let Some(images) = store_images {
             let repository = image.repository.rsplit('/').next().unwrap_or_default();
             return Ok(
                 match images

@@ -78,7 +78,7 @@ impl Registries {
     }
 
     /// Whether `registry` (`host:port`) is the server's own image store.
-    fn is_images(&self, registry: &str) -> bool {
+    pub fn is_images(&self, registry: &str) -> bool {
         self.images
             .as_ref()
             .is_some_and(|i| i.address() == registry)
@@ -193,11 +193,18 @@ impl Registries {
         super::check_reachable(self.plugins.runtime().egress(), registry)
     }
 
-    /// The same for a Docker Engine pulling from `registry`, which may
-    /// also be the server's own image store.
-    pub fn check_pull(&self, registry: &str) -> Result<(), String> {
+    /// The same for an engine pulling from `registry`: the server's own
+    /// image store too, but only for the server's own engine (`own`),
+    /// which alone reaches it where it listens.
+    pub fn check_pull(&self, registry: &str, own: bool) -> Result<(), String> {
         if self.is_images(registry) {
-            return Ok(());
+            return if own {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the image is in the server's own image store ({registry}), which only the server's own Docker Engine pulls from: an org-admin sets a registry for images that run elsewhere"
+                ))
+            };
         }
         self.check_reachable(registry)
     }

@@ -306,7 +306,7 @@ async fn pull(
     // credentials where the image is in its registry, so the registry
     // decides who may run it, not what the engine happens to hold.
     let host = image.split('/').next().unwrap_or_default();
-    services.registries.check_pull(host)?;
+    services.registries.check_pull(host, docker.is_own())?;
     let credentials = services
         .registries
         .pull_credentials(context.record.organisation, image)

@@ -478,6 +478,11 @@ impl DockerDriver {
         }
     }
 
+    /// Whether this is the server's own engine.
+    pub fn is_own(&self) -> bool {
+        self.own
+    }
+
     /// Whether the engine answers.
     pub async fn ping(&self) -> bool {
         self.docker.ping().await.is_ok()

@@ -58,8 +58,12 @@ impl AppState {
         config: &Config,
         address: SocketAddr,
     ) -> Arc<AppState> {
-        let images = Images::new(config.data_dir.join("images"), address)
-            .with_limit(config.images.max_mib_per_organisation << 20);
+        let images = Images::new(config.data_dir.join("images"), address).with_limit(
+            config
+                .images
+                .max_mib_per_organisation
+                .saturating_mul(1 << 20),
+        );
         AppState::compose(store, runtime, config, Some(images))
     }
 

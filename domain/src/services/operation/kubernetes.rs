@@ -90,6 +90,11 @@ pub(super) async fn step(
     };
     match (state.operation, state.phase) {
         (Operation::Deploy | Operation::Start, Phase::Prepare | Phase::Replicas) => {
+            // The cluster's nodes pull the image; never from this server.
+            let host = context.service.image.split('/').next().unwrap_or_default();
+            if services.registries.is_images(host) {
+                services.registries.check_pull(host, false)?;
+            }
             let objects = render(context, &context.service).await?;
             apply(kube, id, &objects, state).await?;
             prune(kube, id, &objects, state).await?;

@@ -53,11 +53,6 @@ impl Served {
         .await
     }
 
-    /// The same with no registry: it keeps its images itself.
-    pub(crate) async fn keeping_images() -> Served {
-        Served::start_with("").await
-    }
-
     /// The same, with `settings` (TOML) after the data directory, the
     /// listen address, the admin token and the engine.
     pub(crate) async fn start_with(settings: &str) -> Served {

@@ -35,8 +35,9 @@ fn blob_files(data: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_with_no_registry_is_kept_pulled_and_run_from_the_server() {
-    // No registry and no `egress-allow`: the server's own store needs neither.
-    let server = Served::keeping_images().await;
+    // No registry, and no `egress-allow` but for the TLS engine below: the
+    // server's own store needs neither.
+    let server = Served::start_with("egress-allow = [\"127.0.0.1/32\"]\n").await;
     let address = server.url.trim_start_matches("http://").to_string();
     let release = ready_release(&server).await;
     let image = &release["image"];
@@ -115,6 +116,51 @@ async fn a_release_with_no_registry_is_kept_pulled_and_run_from_the_server() {
     assert_eq!(status, 202, "{job}");
     let job = server
         .operation_ended(id, job["id"].as_u64().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    // Another engine cannot pull from the server's store: refused before
+    // any password is handed to it.
+    let engine = slipway_test_support::docker_tls::DockerTls::start().await;
+    let (status, edge) = server
+        .call(
+            "PUT",
+            "/api/v1/targets/edge",
+            json!({"plugin": "docker",
+                   "connection": {"driver": "docker", "endpoint": format!("tcp://localhost:{}", engine.address.port())},
+                   "secrets": {"ca": engine.ca, "cert": engine.client.cert, "key": engine.client.key}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{edge}");
+    let (_, elsewhere) = server
+        .call(
+            "POST",
+            "/api/v1/services",
+            json!({"name": "orders", "target": "edge", "release": release["name"]}),
+        )
+        .await;
+    let elsewhere = elsewhere["id"].as_u64().unwrap();
+    let job = server
+        .operate(elsewhere, json!({"operation": "deploy"}))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("only the server's own Docker Engine pulls from"),
+        "{job}"
+    );
+    let (status, job) = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/services/{elsewhere}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let job = server
+        .operation_ended(elsewhere, job["id"].as_u64().unwrap())
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
 

@@ -523,8 +523,11 @@ async fn a_service_whose_health_check_fails_is_restarted_until_it_is_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_docker_engine_is_reached_over_tls_with_the_targets_certificates() {
     let engine = slipway_test_support::docker_tls::DockerTls::start().await;
-    // The engine's TLS front listens on loopback: the operator allows it.
-    let server = Served::start_with("egress-allow = [\"127.0.0.1/32\"]\n").await;
+    // The engine's TLS front and the registry listen on loopback: the
+    // operator allows it. (The server's own image store is for its own
+    // engine only.)
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    let server = Served::start(&registry).await;
     let release = ready_release(&server).await;
     let endpoint = format!("tcp://localhost:{}", engine.address.port());
     let served = &server;
