@@ -437,6 +437,9 @@ pub fn plan(
     Ok(plan)
 }
 
+/// Held while a network is looked up and made or removed, on any engine.
+static NETWORKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A Docker Engine and what the operator lets services do on it.
 #[derive(Debug, Clone)]
 pub struct DockerDriver {
@@ -577,6 +580,9 @@ impl DockerDriver {
     ) -> Result<Vec<String>, DriverError> {
         let mut created = Vec::new();
         if let Some(network) = &plan.network {
+            // The engine lets two networks have one name: services of a
+            // namespace prepared at once (a plan's wave) make it once.
+            let _one = NETWORKS.lock().await;
             match self.docker.inspect_network(network, None).await {
                 Ok(existing) => {
                     let labels = existing.labels.unwrap_or_default();
@@ -1121,6 +1127,7 @@ impl DockerDriver {
 
     /// Removes network `name` unless containers are still on it.
     pub async fn remove_network_if_unused(&self, name: &str) {
+        let _one = NETWORKS.lock().await;
         let used = match self.docker.inspect_network(name, None).await {
             Ok(network) => network.containers.is_some_and(|c| !c.is_empty()),
             Err(_) => return,
