@@ -31,6 +31,15 @@ pub enum Step {
         /// What the step did.
         message: String,
     },
+    /// Progress recorded, but not a point a pause or stop may take
+    /// effect at (a plan's wave still has services in flight): the next
+    /// step runs with the request still asked.
+    Wait {
+        /// What the next step resumes from.
+        state: serde_json::Value,
+        /// Where it is.
+        message: String,
+    },
     /// Every step done.
     Done(String),
     /// The job fails, for this reason.
@@ -89,6 +98,14 @@ pub enum Refused {
         /// Its status.
         status: JobStatus,
     },
+    /// Deleting a job that is queued or running.
+    #[error("job {id} is {}: stop it first", status.as_str())]
+    Active {
+        /// The job.
+        id: u64,
+        /// Its status.
+        status: JobStatus,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,6 +116,7 @@ impl From<JobError> for Refused {
         match err {
             JobError::NotFound(id) => Refused::NotFound(id),
             JobError::Transition { id, from, .. } => Refused::Ended { id, status: from },
+            JobError::Active { id, status } => Refused::Active { id, status },
             JobError::Store(e) => Refused::Store(e),
         }
     }
@@ -214,8 +232,9 @@ impl Jobs {
         Ok(job)
     }
 
-    /// Resumes paused job `id` of `organisation`, as `by`; a pause asked of
-    /// a running job and not yet taken is withdrawn.
+    /// Resumes paused job `id` of `organisation` (or an interrupted one of
+    /// a kind that resumes by hand), as `by`; a pause asked of a running
+    /// job and not yet taken is withdrawn.
     pub fn resume(&self, organisation: u64, id: u64, by: &str) -> Result<Job, Refused> {
         let job = self.owned(organisation, id)?;
         let pausing = job.status == JobStatus::Running
@@ -223,14 +242,15 @@ impl Jobs {
                 .request
                 .as_ref()
                 .is_some_and(|r| r.request == JobRequest::Pause);
-        if job.status != JobStatus::Paused && !pausing {
+        let held = job.status == JobStatus::Interrupted && job.kind.resumes_by_hand();
+        if job.status != JobStatus::Paused && !pausing && !held {
             return Err(Refused::NotPaused {
                 id,
                 status: job.status,
             });
         }
         let job = self.write(id, |job| {
-            if job.status == JobStatus::Paused {
+            if matches!(job.status, JobStatus::Paused | JobStatus::Interrupted) {
                 job.status = JobStatus::Queued;
                 job.message = format!("resumed by {by}");
             }
@@ -240,12 +260,19 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Deletes job `id` of `organisation`, unless it is queued or running
+    /// (a pause or stop asked and not yet taken counts as running).
+    pub fn delete(&self, organisation: u64, id: u64) -> Result<Job, Refused> {
+        self.owned(organisation, id)?;
+        Ok(self.store.delete_job(id)?)
+    }
+
     fn owned(&self, organisation: u64, id: u64) -> Result<Job, Refused> {
         self.find(organisation, id)?.ok_or(Refused::NotFound(id))
     }
 
     /// Writes a change of job `id` and tells its watchers.
-    fn write(&self, id: u64, change: impl Fn(&mut Job)) -> Result<Job, JobError> {
+    pub(crate) fn write(&self, id: u64, change: impl Fn(&mut Job)) -> Result<Job, JobError> {
         let job = self.store.update_job(id, change)?;
         let _ = self.events.send(JobEvent { job: job.clone() });
         Ok(job)
@@ -301,7 +328,11 @@ impl Jobs {
                         job.error = Some(error);
                     } else {
                         job.status = JobStatus::Interrupted;
-                        job.message = "interrupted by a server stop; queued again".into();
+                        job.message = if job.kind.resumes_by_hand() {
+                            "interrupted by a server stop; resume it to go on".into()
+                        } else {
+                            "interrupted by a server stop; queued again".into()
+                        };
                     }
                 })
                 .map_err(|e| match e {
@@ -311,7 +342,7 @@ impl Jobs {
                         detail: other.to_string(),
                     },
                 })?;
-            if job.status == JobStatus::Interrupted {
+            if job.is_waiting() {
                 requeued += 1;
             }
             if let Some(work) = self.work(job.kind) {
@@ -356,7 +387,7 @@ impl Jobs {
             };
             // Claimed here, by the one dispatcher: no job runs twice.
             let claimed = self.write(next.id, |job| {
-                if job.status.is_waiting() {
+                if job.is_waiting() {
                     job.status = JobStatus::Running;
                     job.message = "running".into();
                 }
@@ -413,6 +444,7 @@ impl Jobs {
             let written = self.write(job.id, |job| {
                 job.message = match &step {
                     Step::Next { message, .. }
+                    | Step::Wait { message, .. }
                     | Step::Done(message)
                     | Step::Failed(message)
                     | Step::Stopped(message)
@@ -434,6 +466,10 @@ impl Jobs {
                             }
                             None => {}
                         }
+                    }
+                    Step::Wait { state, .. } => {
+                        job.steps += 1;
+                        job.state = state.clone();
                     }
                     Step::Done(_) => {
                         job.steps += 1;

@@ -8,6 +8,7 @@ pub mod canvases;
 pub mod image;
 pub mod images;
 pub mod jobs;
+pub mod plans;
 pub mod plugins;
 mod refused;
 pub mod registry;

@@ -20,15 +20,25 @@ pub enum JobKind {
     DeleteRelease,
     /// Deploys, starts, stops, restarts or deletes a service (its subject).
     ServiceOperation,
+    /// Runs a deploy plan (its subject) wave by wave.
+    PlanExecution,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 3] = [
+    pub const ALL: [JobKind; 4] = [
         JobKind::BuildRelease,
         JobKind::DeleteRelease,
         JobKind::ServiceOperation,
+        JobKind::PlanExecution,
     ];
+
+    /// Whether a job of this kind cut off by a server stop waits for an
+    /// operator to resume it (seed 002's interrupted executions) rather
+    /// than running again by itself.
+    pub fn resumes_by_hand(self) -> bool {
+        self == JobKind::PlanExecution
+    }
 
     /// Its byte in the subject and open indexes.
     fn tag(self) -> u8 {
@@ -36,6 +46,7 @@ impl JobKind {
             JobKind::BuildRelease => 1,
             JobKind::DeleteRelease => 2,
             JobKind::ServiceOperation => 3,
+            JobKind::PlanExecution => 4,
         }
     }
 
@@ -86,8 +97,9 @@ impl JobStatus {
         matches!(
             (self, next),
             (Queued | Interrupted, Running | Paused | Stopped)
-                // Recovery gives up on a job cut off too often.
-                | (Interrupted, Failed)
+                // Recovery gives up on a job cut off too often; a job that
+                // resumes by hand is queued when resumed.
+                | (Interrupted, Failed | Queued)
                 | (
                     Running,
                     Running | Paused | Succeeded | Failed | Stopped | Interrupted
@@ -166,6 +178,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// Whether it waits for a slot: queued, or interrupted and of a kind
+    /// that runs again by itself.
+    pub fn is_waiting(&self) -> bool {
+        match self.status {
+            JobStatus::Queued => true,
+            JobStatus::Interrupted => !self.kind.resumes_by_hand(),
+            _ => false,
+        }
+    }
+
     /// A new queued job, given its id.
     pub(super) fn new(id: u64, organisation: u64, kind: JobKind, subject: u64) -> Job {
         let now = now_ms();
@@ -216,6 +238,14 @@ pub enum JobError {
         /// The status asked for.
         to: JobStatus,
     },
+    /// The job is queued or running, so it is not deleted.
+    #[error("job {id} is {}: stop it first", status.as_str())]
+    Active {
+        /// The job.
+        id: u64,
+        /// Its status.
+        status: JobStatus,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -262,7 +292,7 @@ fn subject_key(kind: JobKind, subject: u64) -> [u8; 9] {
 fn open_value(job: &Job) -> [u8; 10] {
     let mut value = [0; 10];
     value[..8].copy_from_slice(&job.organisation.to_be_bytes());
-    value[8] = job.status.is_waiting() as u8;
+    value[8] = job.is_waiting() as u8;
     value[9] = job.kind.tag();
     value
 }
@@ -454,6 +484,49 @@ impl Store {
                 }
             })
             .collect()
+    }
+
+    /// Deletes job `id` and its indexes, unless it is queued or running.
+    pub fn delete_job(&self, id: u64) -> Result<Job, JobError> {
+        enum Refusal {
+            Missing,
+            Corrupt(String),
+            Active(JobStatus),
+        }
+        let (jobs, open, owners, subjects) = self.job_trees();
+        let deleted = (jobs, open, owners, subjects)
+            .transaction(|(jobs, open, owners, subjects)| {
+                let abort = ConflictableTransactionError::Abort;
+                let Some(bytes) = jobs.get(key(id))? else {
+                    return Err(abort(Refusal::Missing));
+                };
+                let job: Job = serde_json::from_slice(&bytes)
+                    .map_err(|e| abort(Refusal::Corrupt(e.to_string())))?;
+                if matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+                    return Err(abort(Refusal::Active(job.status)));
+                }
+                jobs.remove(&key(id))?;
+                open.remove(&key(id))?;
+                owners.remove(&organisation_key(job.organisation, id))?;
+                let subject = subject_key(job.kind, job.subject);
+                if subjects.get(subject)?.as_deref() == Some(&key(id)[..]) {
+                    subjects.remove(&subject)?;
+                }
+                Ok(job)
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => JobError::Store(e.into()),
+                TransactionError::Abort(Refusal::Missing) => JobError::NotFound(id),
+                TransactionError::Abort(Refusal::Corrupt(detail)) => {
+                    JobError::Store(StoreError::Corrupt {
+                        tree: "jobs",
+                        detail,
+                    })
+                }
+                TransactionError::Abort(Refusal::Active(status)) => JobError::Active { id, status },
+            })?;
+        self.db.flush().map_err(StoreError::from)?;
+        Ok(deleted)
     }
 
     /// Takes job `id` off the open index, whatever its record says (a

@@ -10,6 +10,7 @@
 mod access;
 mod integrations;
 mod jobs;
+mod plans;
 mod plugins;
 mod registries;
 mod releases;
@@ -26,6 +27,7 @@ use sled::transaction::TransactionError;
 pub use access::{Bootstrapped, Organisation, Principal, Role, User};
 pub use integrations::{Integration, IntegrationError};
 pub use jobs::{Job, JobError, JobKind, JobRequest, JobStatus, OpenJob, Requested};
+pub use plans::{PlanError, PlanRecord};
 pub use plugins::StoredPlugin;
 pub use registries::{
     AdapterCode, Origin, RegistryChangeRecord, RegistryChoice, StoredRegistry, StoredSettings,
@@ -126,6 +128,12 @@ pub struct Store {
     target_services: sled::Tree,
     /// The ids of the services holding each release (newest or running revision).
     release_services: sled::Tree,
+    /// Deploy plans by id.
+    plans: sled::Tree,
+    /// Every plan by organisation: its id after the organisation's.
+    organisation_plans: sled::Tree,
+    /// The execution that last held each service (it holds it until it ends).
+    service_executions: sled::Tree,
     /// Seals secrets before they are written.
     sealer: std::sync::Arc<seal::Sealer>,
     /// Added to generated ids: see [`schema::id_floor`].
@@ -182,6 +190,9 @@ impl Store {
             organisation_services: db.open_tree("organisation_services")?,
             target_services: db.open_tree("target_services")?,
             release_services: db.open_tree("release_services")?,
+            plans: db.open_tree("plans")?,
+            organisation_plans: db.open_tree("organisation_plans")?,
+            service_executions: db.open_tree("service_executions")?,
             sealer: std::sync::Arc::new(seal::Sealer::open(dir)?),
             id_floor: schema::id_floor(&db.open_tree("meta")?)?,
             server_id: server_id(&db.open_tree("meta")?)?,

@@ -12,6 +12,7 @@ use slipway_domain::image::user_code::UserCodeCompiler;
 use slipway_domain::image::{Compiler, CompilerConfig};
 use slipway_domain::images::Images;
 use slipway_domain::jobs::Jobs;
+use slipway_domain::plans::Plans;
 use slipway_domain::plugins::Plugins;
 use slipway_domain::registry::Registries;
 use slipway_domain::releases::Releases;
@@ -23,6 +24,10 @@ pub use crate::api::router;
 use crate::config::Config;
 pub use slipway_domain::registry::CONFIGURATION;
 use slipway_store::{JobKind, Store};
+
+/// Plan executions running at once (my choice): they only wait on their
+/// services' operations, which the deploy lane bounds.
+const EXECUTION_LANE: usize = 64;
 
 /// The services, composed once at start; what every request handler shares.
 pub struct AppState {
@@ -38,7 +43,10 @@ pub struct AppState {
     pub targets: Arc<Targets>,
     /// The services on them.
     pub services: Arc<Services>,
-    /// The job runner: release builds and deletions, service operations.
+    /// Deploy plans and their executions.
+    pub plans: Arc<Plans>,
+    /// The job runner: release builds and deletions, service operations,
+    /// plan executions.
     pub jobs: Arc<Jobs>,
     pub(crate) ready: AtomicBool,
 }
@@ -87,7 +95,8 @@ impl AppState {
         let registries = Arc::new(Registries::new(store.clone(), plugins.clone(), images));
         let jobs = Arc::new(
             Jobs::new(store.clone(), config.release_concurrency)
-                .with_lane(&[JobKind::ServiceOperation], config.deploy_concurrency),
+                .with_lane(&[JobKind::ServiceOperation], config.deploy_concurrency)
+                .with_lane(&[JobKind::PlanExecution], EXECUTION_LANE),
         );
         let releases = Arc::new(Releases::new(
             store.clone(),
@@ -120,8 +129,10 @@ impl AppState {
             registries.clone(),
             jobs.clone(),
         ));
+        let plans = Arc::new(Plans::new(store.clone(), services.clone(), jobs.clone()));
         let mut works = releases.works();
         works.extend(services.works());
+        works.extend(plans.works());
         jobs.register(works);
         Arc::new(AppState {
             store,
@@ -130,6 +141,7 @@ impl AppState {
             releases,
             targets,
             services,
+            plans,
             jobs,
             ready: AtomicBool::new(false),
         })

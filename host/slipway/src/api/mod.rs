@@ -8,6 +8,7 @@
 mod distribution;
 mod integrations;
 mod openapi;
+mod plans;
 mod plugins;
 mod registry;
 mod releases;
@@ -45,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .merge(distribution::routes())
         .merge(integrations::routes())
+        .merge(plans::routes())
         .merge(plugins::routes())
         .merge(registry::routes())
         .merge(releases::routes())
@@ -65,8 +67,22 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     path: Option<String>,
+    /// Where in the body's text, when it is text (a line and a column).
+    at: Option<(u32, u32)>,
     /// Every problem, when there are several.
-    problems: Vec<(String, String)>,
+    problems: Vec<Located>,
+}
+
+/// One problem of a request body: its pointer, message and, for a text
+/// body, its line and column.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// JSON pointer into the body.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// The line and column, from 1.
+    pub at: Option<(u32, u32)>,
 }
 
 impl ApiError {
@@ -77,6 +93,7 @@ impl ApiError {
             code,
             message: message.into(),
             path: None,
+            at: None,
             problems: Vec::new(),
         }
     }
@@ -84,16 +101,32 @@ impl ApiError {
     /// 422 for every problem found, each a JSON pointer and a message; the
     /// first is also the error's own `path` and `message`.
     pub fn problems(problems: Vec<(String, String)>) -> Self {
-        let Some((path, message)) = problems.first().cloned() else {
+        ApiError::located(
+            problems
+                .into_iter()
+                .map(|(path, message)| Located {
+                    path,
+                    message,
+                    at: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// 422 for every problem found, each with its place; the first is also
+    /// the error's own `path`, `message`, `line` and `column`.
+    pub fn located(problems: Vec<Located>) -> Self {
+        let Some(first) = problems.first().cloned() else {
             return ApiError::invalid("", "invalid");
         };
         ApiError {
+            at: first.at,
             problems: if problems.len() > 1 {
                 problems
             } else {
                 Vec::new()
             },
-            ..ApiError::invalid(path, message)
+            ..ApiError::invalid(first.path, first.message)
         }
     }
 
@@ -127,11 +160,22 @@ impl IntoResponse for ApiError {
         if let Some(path) = self.path {
             error["path"] = json!(path);
         }
+        if let Some((line, column)) = self.at {
+            error["line"] = json!(line);
+            error["column"] = json!(column);
+        }
         if !self.problems.is_empty() {
             error["problems"] = self
                 .problems
                 .into_iter()
-                .map(|(path, message)| json!({"path": path, "message": message}))
+                .map(|p| {
+                    let mut problem = json!({"path": p.path, "message": p.message});
+                    if let Some((line, column)) = p.at {
+                        problem["line"] = json!(line);
+                        problem["column"] = json!(column);
+                    }
+                    problem
+                })
                 .collect();
         }
         (self.status, Json(json!({ "error": error }))).into_response()

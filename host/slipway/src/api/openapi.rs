@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{integrations, plugins, registry, releases, services, targets, users};
+use super::{integrations, plans, plugins, registry, releases, services, targets, users};
 
 /// The body of every error.
 #[derive(Serialize, ToSchema)]
@@ -26,6 +26,10 @@ pub struct ErrorDetail {
     message: String,
     /// JSON pointer to the request body's field at fault, when one is.
     path: Option<String>,
+    /// Its line in a text body (a plan), from 1.
+    line: Option<u32>,
+    /// Its column, from 1.
+    column: Option<u32>,
     /// Every problem, when a body has several (the first is `path` and
     /// `message` too).
     problems: Option<Vec<Problem>>,
@@ -38,6 +42,10 @@ pub struct Problem {
     path: String,
     /// What is wrong.
     message: String,
+    /// Its line in a text body (a plan), from 1.
+    line: Option<u32>,
+    /// Its column, from 1.
+    column: Option<u32>,
 }
 
 struct BearerToken;
@@ -55,11 +63,13 @@ impl Modify for BearerToken {
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Slipway API", description = "Integrations, plugins, releases, targets, services and users of one organisation. Every call but the document itself takes `Authorization: Bearer <token>`."),
+    info(title = "Slipway API", description = "Integrations, plugins, releases, targets, services, deploy plans and users of one organisation. Every call but the document itself takes `Authorization: Bearer <token>`."),
     paths(
         super::me,
         integrations::create, integrations::list, integrations::show, integrations::delete,
         integrations::add_version, integrations::versions, integrations::version, integrations::validate,
+        plans::create, plans::list, plans::show, plans::remove, plans::run,
+        plans::executions, plans::execution, plans::remove_execution, plans::pause, plans::stop, plans::resume, plans::report, plans::events,
         plugins::upload, plugins::list, plugins::show, plugins::remove, plugins::grant,
         registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,
@@ -73,6 +83,7 @@ impl Modify for BearerToken {
     security(("token" = [])),
     tags(
         (name = "integrations", description = "Integrations and their immutable canvas versions"),
+        (name = "plans", description = "Deploy plans (seed 002) and their executions: many services in order, paused, stopped and resumed"),
         (name = "plugins", description = "WebAssembly components: node types, registry adapters, deploy targets"),
         (name = "registry", description = "The registry release images are pushed to, through a registry-adapter plugin"),
         (name = "releases", description = "An integration version on its way to an image"),

@@ -66,7 +66,7 @@ impl Login {
 
 /// An error the server answered, as its JSON body says.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}{}", path.as_ref().map(|p| format!(" (at {p})")).unwrap_or_default())]
+#[error("{message}{}{}", path.as_ref().map(|p| format!(" (at {p}{})", place(at))).unwrap_or_default(), problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
 pub struct ApiFailure {
     /// The HTTP status.
     pub status: StatusCode,
@@ -76,6 +76,20 @@ pub struct ApiFailure {
     pub message: String,
     /// A JSON pointer to the field at fault.
     pub path: Option<String>,
+    /// Its line and column in a text body.
+    pub at: Option<(u64, u64)>,
+    /// Every problem, when there are several, each as a line.
+    pub problems: Vec<String>,
+}
+
+/// `, line L, column C` for a place in a text body.
+fn place(at: &Option<(u64, u64)>) -> String {
+    at.map(|(line, column)| format!(", line {line}, column {column}"))
+        .unwrap_or_default()
+}
+
+fn located(value: &Value) -> Option<(u64, u64)> {
+    Some((value["line"].as_u64()?, value["column"].as_u64()?))
 }
 
 impl ApiFailure {
@@ -89,6 +103,20 @@ impl ApiFailure {
                 .as_str()
                 .map_or_else(|| format!("the server answered {status}"), str::to_string),
             path: error["path"].as_str().map(str::to_string),
+            at: located(error),
+            problems: error["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}{}: {}",
+                        p["path"].as_str().unwrap_or_default(),
+                        place(&located(p)),
+                        p["message"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect(),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod deploy;
+mod plans;
 mod plugin;
 mod remote;
 
@@ -60,6 +61,12 @@ enum Command {
     /// Services: create, revise, list, show, and deploy, start, stop, restart, delete.
     #[command(subcommand)]
     Service(deploy::Service),
+    /// Deploy plans: create from a YAML file, list, show, delete, run.
+    #[command(subcommand)]
+    Plan(plans::Plan),
+    /// Plan executions: follow, pause, stop, resume, report, delete.
+    #[command(subcommand)]
+    Execution(plans::Execution),
     /// Print a completion script for a shell, e.g. `slipway completions bash > /etc/bash_completion.d/slipway`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -98,6 +105,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Service(command) => {
             deploy::service(args.target.connect()?, command, args.json).await
+        }
+        Command::Plan(command) => plans::plan(args.target.connect()?, command, args.json).await,
+        Command::Execution(command) => {
+            plans::execution(args.target.connect()?, command, args.json).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -96,11 +96,12 @@ parameters = {{ name = "orders" }}
 # integration version a release names, the adapter a registry names and the
 # settings it accepts, the component uploaded, the hosts a plugin's manifest
 # lists, the target and release a service names, the plugin a target names
-# and the settings it accepts, an operation already on a service. A request
+# and the settings it accepts, an operation already on a service, the
+# services a deploy plan names. A request
 # the schema allows may be refused there with 409 or 422 and the field at
 # fault.
 [[operations]]
-include-name = ["POST /api/v1/releases", "PUT /api/v1/registry", "POST /api/v1/plugins", "PUT /api/v1/plugins/{{kind}}/{{name}}/allowed-hosts", "POST /api/v1/services", "PUT /api/v1/services/{{id}}", "POST /api/v1/services/{{id}}/operations", "PUT /api/v1/targets/{{name}}"]
+include-name = ["POST /api/v1/releases", "PUT /api/v1/registry", "POST /api/v1/plugins", "PUT /api/v1/plugins/{{kind}}/{{name}}/allowed-hosts", "POST /api/v1/services", "PUT /api/v1/services/{{id}}", "POST /api/v1/services/{{id}}/operations", "PUT /api/v1/targets/{{name}}", "POST /api/v1/plans", "POST /api/v1/plans/{{id}}/executions"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 403, 404, 409, 422]
 "#
         ),

@@ -871,3 +871,95 @@ async fn a_deployment_an_earlier_server_made_is_updated_with_its_own_selector() 
         "the rest is the new plan's"
     );
 }
+
+impl Cluster {
+    /// Stores `yaml` as a plan, runs it and waits for the execution to end.
+    async fn run_plan(&self, yaml: &str) -> Value {
+        let (status, plan) = common::call(
+            &self.state,
+            "POST",
+            "/api/v1/plans",
+            Some(&self.token),
+            "application/yaml",
+            yaml,
+        )
+        .await;
+        assert_eq!(status, 201, "{plan}");
+        let (status, execution) = self
+            .call(
+                "POST",
+                &format!("/api/v1/plans/{}/executions", plan["id"]),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(status, 202, "{execution}");
+        let path = format!("/api/v1/executions/{}", execution["id"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, execution) = self.call("GET", &path, Value::Null).await;
+            if ["succeeded", "failed", "stopped"].contains(&execution["status"].as_str().unwrap()) {
+                return execution;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the execution did not end: {execution}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_plan_rolls_out_wave_by_wave_on_a_kubernetes_api_server() {
+    let cluster = Cluster::start(json!({})).await;
+    let mut ids = BTreeMap::new();
+    for (name, replicas) in [("db", 1), ("api", 2), ("web", 2)] {
+        let id = cluster
+            .service(json!({
+                "name": name, "image": format!("registry.example/shop/{name}:1"), "replicas": replicas,
+            }))
+            .await;
+        ids.insert(name, id);
+    }
+    let done = cluster
+        .run_plan(&format!(
+            "comment: the shop\ndeployPlanItems:\n  - {{serviceId: {db}, priority: 3, deployment: START, deployLabel: 'wave=first'}}\n  - {{serviceId: {api}, priority: 2, deployment: START, containerExecMethod: SEQUENTIAL}}\n  - {{serviceId: {web}, priority: 2, deployment: START}}\n",
+            db = ids["db"],
+            api = ids["api"],
+            web = ids["web"]
+        ))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let waves = done["waves"].as_array().unwrap();
+    let db = &waves[0]["items"][0];
+    assert_eq!(
+        (db["name"].as_str(), db["revision_after"].as_u64()),
+        (Some("db"), Some(1))
+    );
+    for item in waves[1]["items"].as_array().unwrap() {
+        assert!(
+            item["started_ms"].as_u64() >= db["ended_ms"].as_u64(),
+            "the second wave after the first: {done}"
+        );
+        assert_eq!(item["health"], "healthy", "{item}");
+    }
+    // The item's labels are on what it deployed.
+    let deployment = cluster.fake.object("deployments", "shop", "db").unwrap();
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["labels"]["wave"], "first",
+        "{deployment}"
+    );
+    assert_eq!(cluster.pods().len(), 5, "{:?}", cluster.pods());
+
+    // Then web stops: scaled to zero, the others untouched.
+    let done = cluster
+        .run_plan(&format!(
+            "deployPlanItems:\n  - {{serviceId: {}, deployment: STOP}}\n",
+            ids["web"]
+        ))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let web = cluster.fake.object("deployments", "shop", "web").unwrap();
+    assert_eq!(web["spec"]["replicas"], 0);
+    assert_eq!(cluster.pods().len(), 3, "{:?}", cluster.pods());
+}

@@ -16,6 +16,7 @@ mod fair_share;
 mod images;
 mod kubernetes;
 mod openapi;
+mod plans;
 mod releases;
 mod roles;
 mod server;
