@@ -677,7 +677,10 @@ impl Releases {
             target.reference(),
             registry.adapter()
         ));
-        let (digest, push) = self.registries.push(registry, &target, built).await?;
+        let (digest, push) = self
+            .registries
+            .push(registry, &target, &built.artifact)
+            .await?;
         let message = format!(
             "ready: {}@{digest} ({} uploaded, {} mounted, {} already there; {} bytes sent)",
             target.reference(),

@@ -32,9 +32,9 @@ pub enum ContextError {
     /// The Dockerfile the build names is not in the archive.
     #[error("the build context has no `{0}`")]
     NoDockerfile(String),
-    /// Larger than [`MAX_CONTEXT_BYTES`].
-    #[error("the build context is larger than {} MiB unpacked", MAX_CONTEXT_BYTES >> 20)]
-    TooLarge,
+    /// Larger than the limit (bytes), [`MAX_CONTEXT_BYTES`] unless set.
+    #[error("the build context is larger than {0} bytes unpacked")]
+    TooLarge(u64),
 }
 
 /// A checked build context: an uncompressed tar and the paths it holds.
@@ -62,12 +62,12 @@ impl BuildContext {
                 .read_to_end(&mut tar)
                 .map_err(|e| ContextError::Corrupt(e.to_string()))?;
             if tar.len() as u64 > max {
-                return Err(ContextError::TooLarge);
+                return Err(ContextError::TooLarge(max));
             }
             from_tar(tar)
         } else if archive.get(257..262) == Some(b"ustar") {
             if archive.len() as u64 > max {
-                return Err(ContextError::TooLarge);
+                return Err(ContextError::TooLarge(max));
             }
             from_tar(archive.to_vec())
         } else {
@@ -89,6 +89,22 @@ impl BuildContext {
     /// The files and directories inside, as relative paths.
     pub fn paths(&self) -> &[String] {
         &self.paths
+    }
+
+    /// The bytes of the file at `path` (relative to the root), if the
+    /// context holds one there.
+    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+        let mut archive = tar::Archive::new(Cursor::new(&self.tar));
+        for entry in archive.entries().ok()? {
+            let mut entry = entry.ok()?;
+            let name = entry.path().ok()?.to_string_lossy().into_owned();
+            if normalise(&name).as_deref() == Some(path) && entry.header().entry_type().is_file() {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).ok()?;
+                return Some(bytes);
+            }
+        }
+        None
     }
 
     /// The uncompressed tar the daemon takes.
@@ -247,7 +263,7 @@ fn from_zip(bytes: &[u8], max: u64) -> Result<BuildContext, ContextError> {
                 .map_err(|e| ContextError::Corrupt(format!("{raw}: {e}")))?;
             total += content.len() as u64;
             if total > max {
-                return Err(ContextError::TooLarge);
+                return Err(ContextError::TooLarge(max));
             }
             if file.is_symlink() {
                 return Err(ContextError::Corrupt(format!(
@@ -321,13 +337,16 @@ mod tests {
         declare(&mut zip, b"PK\x01\x02", 24);
         let read = BuildContext::from_archive_within(&zip, 1 << 20).map(|_| ());
         assert!(
-            matches!(read, Err(ContextError::TooLarge | ContextError::Corrupt(_))),
+            matches!(
+                read,
+                Err(ContextError::TooLarge(_) | ContextError::Corrupt(_))
+            ),
             "{read:?}"
         );
         let honest = zip_of(&[("zeros", &vec![0; 2 << 20])]);
         assert_eq!(
             BuildContext::from_archive_within(&honest, 1 << 20).map(|_| ()),
-            Err(ContextError::TooLarge)
+            Err(ContextError::TooLarge(1 << 20))
         );
     }
 

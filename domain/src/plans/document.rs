@@ -352,9 +352,16 @@ const ITEM_KEYS: [&str; 8] = [
     "compileRepoBranch",
 ];
 
-/// Parses a plan, reporting every problem at once; `owned` says whether a
-/// service id is one of the caller's organisation's services.
-pub fn parse(text: &str, owned: impl Fn(u64) -> bool) -> Result<PlanDocument, Vec<Problem>> {
+/// What a plan is checked against beyond its text.
+pub trait Checks {
+    /// Whether service `id` is one of the caller's organisation's.
+    fn owns(&self, id: u64) -> bool;
+    /// Why code may not be fetched from `url`, if it may not.
+    fn source(&self, url: &str) -> Result<(), String>;
+}
+
+/// Parses a plan, reporting every problem at once.
+pub fn parse(text: &str, checks: &impl Checks) -> Result<PlanDocument, Vec<Problem>> {
     let root = read(text).map_err(|p| vec![p])?;
     let mut problems = Problems(Vec::new());
     let Some(root) = root.filter(|r| !is_null(r)) else {
@@ -424,7 +431,7 @@ pub fn parse(text: &str, owned: impl Fn(u64) -> bool) -> Result<PlanDocument, Ve
             Value::Seq(list) => {
                 for (i, node) in list.iter().enumerate() {
                     let path = format!("/deployPlanItems/{i}");
-                    if let Some((item, at)) = parse_item(node, &path, &owned, &mut problems) {
+                    if let Some((item, at)) = parse_item(node, &path, checks, &mut problems) {
                         items.push((item, path, at));
                     }
                 }
@@ -468,7 +475,7 @@ pub fn parse(text: &str, owned: impl Fn(u64) -> bool) -> Result<PlanDocument, Ve
 fn parse_item(
     node: &Node,
     path: &str,
-    owned: &impl Fn(u64) -> bool,
+    checks: &impl Checks,
     problems: &mut Problems,
 ) -> Option<(PlanItem, (u32, u32))> {
     let before = problems.0.len();
@@ -508,7 +515,7 @@ fn parse_item(
                 );
                 None
             }
-            Some(n) if !owned(n as u64) => {
+            Some(n) if !checks.owns(n as u64) => {
                 problems.add(
                     &pointer("serviceId"),
                     id,
@@ -634,7 +641,7 @@ fn parse_item(
                 "`httpSrcUri` is required when `deployment` is HTTP_UPLOAD_DEPLOY: the URL of the code package (zip or tar.gz)",
             ),
             (Some(uri), Some(at)) => {
-                if let Err(why) = http_url(uri) {
+                if let Err(why) = http_url(uri).and_then(|()| checks.source(uri)) {
                     problems.add(&pointer("httpSrcUri"), at, why);
                 }
             }
@@ -648,7 +655,7 @@ fn parse_item(
                     "`compileRepoPath` is required when `deployment` is COMPILE_DEPLOY: the URL of the git repository",
                 ),
                 (Some(uri), Some(at)) => {
-                    if let Err(why) = http_url(uri) {
+                    if let Err(why) = http_url(uri).and_then(|()| checks.source(uri)) {
                         problems.add(&pointer("compileRepoPath"), at, why);
                     }
                 }

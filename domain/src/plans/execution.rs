@@ -17,6 +17,7 @@ use slipway_store::{Job, JobRequest, JobStatus, now_ms};
 use super::Plans;
 use super::document::Deployment;
 use crate::jobs::{Advance, Step, Work};
+use crate::services::source::Source;
 use crate::services::{self, Operation, OperationRequest, OperationState};
 
 /// Between two looks at the operations when no event came (a missed
@@ -56,6 +57,9 @@ pub struct ItemRun {
     pub sequential: bool,
     /// Labels put on what is deployed.
     pub labels: BTreeMap<String, String>,
+    /// The code package it builds from (`HTTP_UPLOAD_DEPLOY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Where it is.
     pub status: ItemStatus,
     /// Its operation's job.
@@ -335,14 +339,18 @@ impl Plans {
                 }
             };
             item.revision_before = record.running;
-            let operation = match item.deployment {
-                Deployment::Start => Operation::Start,
-                Deployment::Stop => Operation::Stop,
-                Deployment::Restart => Operation::Restart,
-                Deployment::HttpUploadDeploy | Deployment::CompileDeploy => {
+            let (operation, source) = match (item.deployment, &item.source) {
+                (Deployment::Start, _) => (Operation::Start, None),
+                (Deployment::Stop, _) => (Operation::Stop, None),
+                (Deployment::Restart, _) => (Operation::Restart, None),
+                (Deployment::HttpUploadDeploy, Some(url)) => (
+                    Operation::Deploy,
+                    Some(Source::Package { url: url.clone() }),
+                ),
+                (deployment, _) => {
                     fail(
                         item,
-                        format!("{} is not available yet", item.deployment.as_str()),
+                        format!("this server cannot run {} items yet", deployment.as_str()),
                     );
                     continue;
                 }
@@ -350,6 +358,7 @@ impl Plans {
             let request = OperationRequest {
                 sequential: item.sequential,
                 labels: item.labels.clone(),
+                source,
             };
             match self
                 .services

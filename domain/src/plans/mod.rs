@@ -309,14 +309,7 @@ impl Plans {
     /// Checks and stores a plan (YAML, or JSON); nothing is stored from a
     /// plan with problems.
     pub fn create(&self, organisation: u64, text: &str, by: &str) -> Result<PlanView, Refused> {
-        let owned = |id| {
-            self.store
-                .service(id)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.organisation == organisation)
-        };
-        let plan = document::parse(text, owned).map_err(Refused::Invalid)?;
+        let plan = document::parse(text, &self.checks(organisation)).map_err(Refused::Invalid)?;
         let record = self.store.create_plan(
             organisation,
             serde_json::to_value(&plan).expect("serializes"),
@@ -362,20 +355,13 @@ impl Plans {
         let record = self.owned(organisation, id)?;
         // Checked again as it is now: a service deleted since it was
         // stored is a problem at its pointer.
-        let plan = document::parse(&record.source, |service| {
-            self.store
-                .service(service)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.organisation == organisation)
-        })
-        .map_err(Refused::Invalid)?;
-        if let Some(item) = plan.deploy_plan_items.iter().find(|i| {
-            matches!(
-                i.deployment,
-                Deployment::HttpUploadDeploy | Deployment::CompileDeploy
-            )
-        }) {
+        let plan = document::parse(&record.source, &self.checks(organisation))
+            .map_err(Refused::Invalid)?;
+        if let Some(item) = plan
+            .deploy_plan_items
+            .iter()
+            .find(|i| i.deployment == Deployment::CompileDeploy)
+        {
             return Err(Refused::Unavailable(format!(
                 "this server cannot yet run {} items (service {})",
                 item.deployment.as_str(),
@@ -404,6 +390,10 @@ impl Plans {
                     deployment: item.deployment,
                     sequential: item.container_exec_method == ExecMethod::Sequential,
                     labels: item.labels(),
+                    source: item
+                        .http_src_uri
+                        .clone()
+                        .filter(|_| item.deployment == Deployment::HttpUploadDeploy),
                     status: ItemStatus::Pending,
                     operation: None,
                     started_ms: None,
@@ -662,6 +652,37 @@ impl Plans {
         self.jobs.delete(organisation, id)?;
         tracing::info!(organisation, execution = id, by, "execution deleted");
         Ok(())
+    }
+}
+
+/// What an organisation's plans are checked against: its services, and
+/// the source hosts the operator allows.
+struct OrganisationChecks<'a> {
+    plans: &'a Plans,
+    organisation: u64,
+}
+
+impl document::Checks for OrganisationChecks<'_> {
+    fn owns(&self, id: u64) -> bool {
+        self.plans
+            .store
+            .service(id)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.organisation == self.organisation)
+    }
+
+    fn source(&self, url: &str) -> Result<(), String> {
+        self.plans.services.check_source(url)
+    }
+}
+
+impl Plans {
+    fn checks(&self, organisation: u64) -> OrganisationChecks<'_> {
+        OrganisationChecks {
+            plans: self,
+            organisation,
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 pub mod change;
 mod registries;
 
-pub use registries::{CONFIGURATION, Destination, Registries, SERVER};
+pub use registries::{CONFIGURATION, Destination, Published, Registries, SERVER};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_oci::artifact::Artifact;
 use slipway_oci::push::{self, CredentialSource, Credentials, Push, PushCredentials, PushError};
 use slipway_runtime::egress::CheckedResolver;
 use slipway_runtime::kinds::{self, Image, RegistryError};
 use slipway_runtime::{CacheScope, CallContext, Egress, HostPattern, Kind, Plugin, PluginCache};
 
-use crate::image;
 use crate::plugins::OrganisationPlugins;
 pub use slipway_oci::push::Deleted;
 use slipway_store::{AdapterCode, Origin, PushReport, StoreError, StoredSettings};
@@ -318,7 +318,7 @@ impl Registry {
         &self,
         http: &reqwest::Client,
         image: &Image,
-        built: &image::Image,
+        artifact: &Artifact,
         index: &BlobIndex,
     ) -> Result<(String, PushReport), RegistryFailure> {
         let context = self.context(Some(image));
@@ -339,7 +339,6 @@ impl Registry {
             "before-push",
             self.plugin.before_push(&context, image).await,
         )?;
-        let artifact = &built.artifact;
         let mounts: BTreeMap<&str, String> = artifact
             .blobs()
             .filter_map(|b| {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use slipway_oci::artifact::Artifact;
 use slipway_oci::push::Credentials;
 use slipway_runtime::PluginCache;
 use slipway_runtime::kinds::Image;
 use slipway_store::{Origin, PushReport, Store, StoreError, StoredRegistry, now_ms};
 
 use super::{BlobIndex, Deleted, Registry, RegistryFailure, RegistrySettings};
-use crate::image;
 use crate::images::{self, Images};
 use crate::plugins::Plugins;
 
@@ -29,6 +29,15 @@ pub struct Registries {
     http: reqwest::Client,
     blobs: BlobIndex,
     images: Option<Images>,
+}
+
+/// An image put where an organisation's images go.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// `registry/repository@digest`.
+    pub pinned: String,
+    /// What the push sent.
+    pub push: PushReport,
 }
 
 /// Where an organisation's releases go now.
@@ -209,16 +218,67 @@ impl Registries {
         self.check_reachable(registry)
     }
 
-    /// Pushes `built` as `image` with `registry`; returns its digest.
+    /// Pushes `artifact` as `image` with `registry`; returns its digest.
     pub async fn push(
         &self,
         registry: &Registry,
         image: &Image,
-        built: &image::Image,
+        artifact: &Artifact,
     ) -> Result<(String, PushReport), RegistryFailure> {
         self.check_reachable(&image.registry)
             .map_err(RegistryFailure::NotAllowed)?;
-        registry.push(&self.http, image, built, &self.blobs).await
+        registry
+            .push(&self.http, image, artifact, &self.blobs)
+            .await
+    }
+
+    /// Puts `artifact` where `organisation`'s images go, as
+    /// `repository:tag`: its registry, or the server's image store.
+    pub async fn publish(
+        &self,
+        organisation: u64,
+        repository: &str,
+        tag: &str,
+        artifact: &Artifact,
+    ) -> Result<Published, String> {
+        match self.destination(organisation)? {
+            Destination::Registry(registry) => {
+                let image = registry.image(repository, tag).await?;
+                let (digest, push) = self
+                    .push(&registry, &image, artifact)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Published {
+                    pinned: format!("{}/{}@{digest}", image.registry, image.repository),
+                    push,
+                })
+            }
+            Destination::Images(images) => {
+                let name = self
+                    .store
+                    .organisation(organisation)
+                    .map_err(|e| e.to_string())?
+                    .map(|o| o.name)
+                    .unwrap_or_default();
+                if !images::is_component(&name) || !images::is_component(repository) {
+                    return Err(format!(
+                        "`{name}/{repository}` cannot name a repository of the server's image store: an org-admin sets a registry"
+                    ));
+                }
+                let push = images
+                    .put(organisation, repository, tag, artifact)
+                    .await
+                    .map_err(|e| format!("the image store cannot keep the image: {e}"))?;
+                Ok(Published {
+                    pinned: format!(
+                        "{}/{name}/{repository}@{}",
+                        images.address(),
+                        artifact.manifest.digest
+                    ),
+                    push,
+                })
+            }
+        }
     }
 
     /// Deletes the manifest `digest` of `image`'s repository with `registry`.

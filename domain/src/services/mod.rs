@@ -3,6 +3,7 @@
 //! stop, restart, delete), each a job of the runner.
 
 mod operation;
+pub mod source;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -162,6 +163,8 @@ pub struct OperationRequest {
     /// Labels added to the containers or pods deployed (seed 002's
     /// `deployLabel`).
     pub labels: BTreeMap<String, String>,
+    /// Code a deploy builds the service's next revision from first.
+    pub source: Option<source::Source>,
 }
 
 /// Opens the log stream of one container or pod by its name.
@@ -182,17 +185,20 @@ pub struct Services {
     releases: Arc<Releases>,
     registries: Arc<Registries>,
     jobs: Arc<Jobs>,
+    sources: source::Sources,
     log_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
-    /// Services in `store`, on `targets`, their operations run by `jobs`.
+    /// Services in `store`, on `targets`, their operations run by `jobs`,
+    /// built from what `sources` allows.
     pub fn new(
         store: Store,
         targets: Arc<Targets>,
         releases: Arc<Releases>,
         registries: Arc<Registries>,
         jobs: Arc<Jobs>,
+        sources: source::Sources,
     ) -> Services {
         Services {
             store,
@@ -200,6 +206,7 @@ impl Services {
             releases,
             registries,
             jobs,
+            sources,
             log_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_STREAMS)),
         }
     }
@@ -266,6 +273,12 @@ impl Services {
             line
         });
         Ok(merged.boxed())
+    }
+
+    /// Why code may not be fetched from `url` to build a service, if it
+    /// may not.
+    pub fn check_source(&self, url: &str) -> Result<(), String> {
+        self.sources.check(url).map(|_| ())
     }
 
     /// The work the job runner calls for service operations.

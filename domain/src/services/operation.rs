@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use slipway_runtime::kinds::{Health, Observed, Probe, Rollout, Service};
 use slipway_store::{Job, ServiceRecord, now_ms};
 
+use super::source::Source;
 use super::spec::ServiceSpec;
 use super::{OperationRequest, Services, health_words};
 use crate::jobs::{Advance, Step, Work};
@@ -48,6 +49,8 @@ pub enum Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Phase {
+    /// Fetch the code, build and push its image, make it a new revision.
+    Build,
     /// Render, check, pull, create the network and volumes.
     Prepare,
     /// One replica (sequential) or all of them (parallel).
@@ -69,6 +72,9 @@ pub struct OperationState {
     pub sequential: bool,
     /// Labels it adds.
     pub labels: BTreeMap<String, String>,
+    /// The code a deploy builds its revision from first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     phase: Phase,
     /// Replicas done, in the replicas phase.
     done: u32,
@@ -90,12 +96,17 @@ impl OperationState {
         request: OperationRequest,
         by: &str,
     ) -> OperationState {
+        let phase = match (&request.source, operation) {
+            (Some(_), Operation::Deploy) => Phase::Build,
+            _ => Phase::Prepare,
+        };
         OperationState {
             operation,
             revision,
             sequential: request.sequential,
             labels: request.labels,
-            phase: Phase::Prepare,
+            source: request.source,
+            phase,
             done: 0,
             applied: Vec::new(),
             deadline_ms: None,
@@ -168,9 +179,12 @@ impl Services {
             Ok(context) => context,
             Err(step) => return step,
         };
-        let stepped = match context.target.driver().clone() {
-            Driver::Docker(docker) => docker_step(self, &docker, &context, &mut state).await,
-            Driver::Kubernetes(kube) => kubernetes::step(self, &kube, &context, &mut state).await,
+        let stepped = match (context.target.driver().clone(), state.phase) {
+            (_, Phase::Build) => self.build(job, &context, &mut state).await,
+            (Driver::Docker(docker), _) => docker_step(self, &docker, &context, &mut state).await,
+            (Driver::Kubernetes(kube), _) => {
+                kubernetes::step(self, &kube, &context, &mut state).await
+            }
         };
         match stepped {
             Ok(step) => step,
@@ -186,6 +200,40 @@ impl Services {
                 })
             }
         }
+    }
+}
+
+impl Services {
+    /// The build phase: the source fetched and built by the server's
+    /// Docker Engine, pushed where the organisation's images go, and the
+    /// image made the service's newest revision, which the deploy applies.
+    async fn build(
+        &self,
+        job: &Job,
+        context: &Context,
+        state: &mut OperationState,
+    ) -> Result<Step, String> {
+        let source = state.source.clone().ok_or("the build has no source")?;
+        let record = &context.record;
+        let built = self
+            .sources
+            .build(job, record, &source, &self.registries)
+            .await?;
+        let mut spec = context.spec.clone();
+        spec.image = Some(built.pinned.clone());
+        spec.release = None;
+        let view = self
+            .revise(record.organisation, record.id, spec, &state.by)
+            .map_err(|e| format!("the built image cannot be the service's revision: {e}"))?;
+        state.applied.push(format!(
+            "built {} from {} ({} build steps)",
+            built.pinned,
+            source.describe(),
+            built.steps
+        ));
+        state.revision = view.revision;
+        state.phase = Phase::Prepare;
+        Ok(next(state, format!("built revision {}", view.revision)))
     }
 }
 
@@ -338,6 +386,10 @@ async fn docker_step(
 ) -> Result<Step, String> {
     let id = context.record.id;
     match (state.operation, state.phase) {
+        // Run by the host before any target step (see `Services::step`).
+        (Operation::Deploy | Operation::Start, Phase::Build) => {
+            Err("a build is not a step of the target".into())
+        }
         (Operation::Deploy | Operation::Start, Phase::Prepare) => {
             let plan = render(docker, context).await?;
             check_capacity(docker, context).await?;

@@ -76,6 +76,45 @@ pub struct Config {
     /// How many service operations run at once (apart from release jobs:
     /// they mostly wait for containers to turn healthy).
     pub deploy_concurrency: usize,
+    /// Where deploy plans may fetch code to build from.
+    pub sources: SourceSettings,
+}
+
+/// Where deploy plans may fetch code to build from (`HTTP_UPLOAD_DEPLOY`),
+/// and what a build may take.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceSettings {
+    /// Hosts code may come from (`name`, `*.name`, `name:port`); none by
+    /// default. Their addresses are still held to `egress-allow`.
+    pub hosts: Vec<String>,
+    /// MiB a code package may have, packed or unpacked.
+    pub max_mib: u64,
+    /// Seconds one build may take.
+    pub build_time_limit_secs: u64,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            hosts: Vec::new(),
+            max_mib: 256,
+            build_time_limit_secs: 600,
+        }
+    }
+}
+
+impl SourceSettings {
+    /// The host patterns, or the first that does not parse.
+    pub fn patterns(&self) -> Result<Vec<slipway_runtime::HostPattern>, String> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                slipway_runtime::HostPattern::try_from(h.clone())
+                    .map_err(|e| format!("sources.hosts: {e}"))
+            })
+            .collect()
+    }
 }
 
 /// The server's own Docker Engine as a deploy target (`local-docker`).
@@ -233,6 +272,7 @@ impl Default for Config {
             docker: DockerSettings::default(),
             images: ImageSettings::default(),
             deploy_concurrency: DEFAULT_DEPLOY_CONCURRENCY,
+            sources: SourceSettings::default(),
         }
     }
 }
@@ -317,6 +357,10 @@ impl Config {
 
     /// Refuses values that parse but cannot work.
     pub fn check(&self) -> Result<(), String> {
+        self.sources.patterns()?;
+        if self.sources.max_mib == 0 || self.sources.build_time_limit_secs == 0 {
+            return Err("sources.max-mib and sources.build-time-limit-secs are at least 1".into());
+        }
         if !(1..=256).contains(&self.deploy_concurrency) {
             return Err(format!(
                 "deploy-concurrency must be between 1 and 256, not {}",

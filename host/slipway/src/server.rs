@@ -17,6 +17,7 @@ use slipway_domain::plugins::Plugins;
 use slipway_domain::registry::Registries;
 use slipway_domain::releases::Releases;
 use slipway_domain::services::Services;
+use slipway_domain::services::source::Sources;
 use slipway_domain::targets::{DockerDriver, DockerPolicy, Targets};
 use slipway_runtime::{Egress, Runtime, RuntimeConfig};
 
@@ -122,12 +123,20 @@ impl AppState {
             None => None,
         };
         let targets = Arc::new(Targets::new(store.clone(), plugins.clone(), local));
+        let sources = Sources::new(
+            // Checked when the configuration was read.
+            config.sources.patterns().unwrap_or_default(),
+            config.sources.max_mib.saturating_mul(1 << 20),
+            Duration::from_secs(config.sources.build_time_limit_secs),
+            plugins.runtime().egress().clone(),
+        );
         let services = Arc::new(Services::new(
             store.clone(),
             targets.clone(),
             releases.clone(),
             registries.clone(),
             jobs.clone(),
+            sources,
         ));
         let plans = Arc::new(Plans::new(store.clone(), services.clone(), jobs.clone()));
         let mut works = releases.works();

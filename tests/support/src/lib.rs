@@ -7,6 +7,7 @@ pub mod aws;
 pub mod azure;
 pub mod docker;
 pub mod docker_tls;
+pub mod files;
 pub mod front;
 pub mod google;
 pub mod kube_api;

@@ -1,13 +1,28 @@
 use super::*;
 
-/// Services 111, 222 and 333 are the caller's.
-fn owned(id: u64) -> bool {
-    [111, 222, 333].contains(&id)
+/// Services 111, 222 and 333 are the caller's; code comes from anywhere
+/// but `blocked.example`.
+struct Owned;
+
+impl Checks for Owned {
+    fn owns(&self, id: u64) -> bool {
+        [111, 222, 333].contains(&id)
+    }
+
+    fn source(&self, url: &str) -> Result<(), String> {
+        if url.contains("blocked.example") {
+            Err("not from there".into())
+        } else {
+            Ok(())
+        }
+    }
 }
+
+const OWNED: &Owned = &Owned;
 
 /// The problems of `text`, as (pointer, line, column).
 fn problems(text: &str) -> Vec<(String, u32, u32)> {
-    parse(text, owned)
+    parse(text, OWNED)
         .expect_err("the plan has problems")
         .into_iter()
         .map(|p| (p.path, p.line, p.column))
@@ -15,7 +30,7 @@ fn problems(text: &str) -> Vec<(String, u32, u32)> {
 }
 
 fn message(text: &str, path: &str) -> String {
-    parse(text, owned)
+    parse(text, OWNED)
         .expect_err("the plan has problems")
         .into_iter()
         .find(|p| p.path == path)
@@ -44,7 +59,7 @@ deployPlanItems:   \t\t\t# 发布计划的具体内容
 
 #[test]
 fn the_seeds_example_parses_with_its_defaults() {
-    let plan = parse(SEED, owned).unwrap();
+    let plan = parse(SEED, OWNED).unwrap();
     assert_eq!(plan.comment, "这是一个发布计划的注释");
     let [first, second] = &plan.deploy_plan_items[..] else {
         panic!("two items");
@@ -73,7 +88,7 @@ fn the_seeds_example_parses_with_its_defaults() {
     // Defaults: priority 0, PARALLEL; an empty comment.
     let plan = parse(
         "comment:\ndeployPlanItems:\n  - serviceId: 333\n    deployment: RESTART\n",
-        owned,
+        OWNED,
     )
     .unwrap();
     assert_eq!(plan.comment, "");
@@ -88,7 +103,7 @@ fn the_seeds_example_parses_with_its_defaults() {
 #[test]
 fn json_parses_as_the_same_plan() {
     let json = r#"{"comment":"","deployPlanItems":[{"serviceId":333,"deployment":"RESTART","priority":2,"containerExecMethod":"SEQUENTIAL","deployLabel":"tier=web, canary"}]}"#;
-    let plan = parse(json, owned).unwrap();
+    let plan = parse(json, OWNED).unwrap();
     let item = &plan.deploy_plan_items[0];
     assert_eq!(
         (item.priority, item.container_exec_method),
@@ -209,13 +224,14 @@ fn compile_deploy_needs_its_repository_and_branch() {
         );
     }
     let good = "deployPlanItems:\n  - serviceId: 111\n    deployment: COMPILE_DEPLOY\n    compileRepoPath: https://git.example.com/a.git\n    compileRepoBranch: release/2.1\n";
-    let item = &parse(good, owned).unwrap().deploy_plan_items[0];
+    let item = &parse(good, OWNED).unwrap().deploy_plan_items[0];
     assert_eq!(item.compile_repo_branch.as_deref(), Some("release/2.1"));
 }
 
 #[test]
 fn urls_are_http_without_credentials() {
     for (uri, says) in [
+        ("https://blocked.example/a.zip", "not from there"),
         ("file:///etc/passwd", "not an http or https URL"),
         ("http://user:secret@example.com/a.zip", "holds credentials"),
         ("not a url", "is not a URL"),
@@ -275,7 +291,7 @@ fn one_service_is_once_in_a_wave() {
 #[test]
 fn labels_are_checked_as_a_services_are() {
     let text = "deployPlanItems:\n  - serviceId: 111\n    deployment: START\n    deployLabel: 'ok,,bad key,slipway.own=x'\n";
-    let all = parse(text, owned).unwrap_err();
+    let all = parse(text, OWNED).unwrap_err();
     assert!(all.len() >= 3, "{all:?}");
     assert!(
         all.iter()
@@ -287,7 +303,7 @@ fn labels_are_checked_as_a_services_are() {
 fn hostile_documents_are_refused_with_one_problem() {
     // Aliases (the billion laughs) are refused outright.
     let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\ndeployPlanItems: [*b, *b]\n";
-    let [problem] = &parse(laughs, owned).unwrap_err()[..] else {
+    let [problem] = &parse(laughs, OWNED).unwrap_err()[..] else {
         panic!("one problem");
     };
     assert_eq!((problem.line, problem.column), (2, 8));
@@ -298,15 +314,15 @@ fn hostile_documents_are_refused_with_one_problem() {
         "[".repeat(5000),
         "]".repeat(5000)
     );
-    assert_eq!(parse(&deep, owned).unwrap_err().len(), 1);
+    assert_eq!(parse(&deep, OWNED).unwrap_err().len(), 1);
     // Too many items.
     let many: String = std::iter::once("deployPlanItems:\n".to_string())
         .chain((0..=MAX_ITEMS).map(|_| "  - {serviceId: 111, deployment: START}\n".to_string()))
         .collect();
     assert_eq!(problems(&many), [("/deployPlanItems".to_string(), 2, 3)]);
     // Two documents; not YAML.
-    assert_eq!(parse("a: 1\n---\nb: 2\n", owned).unwrap_err().len(), 1);
-    let broken = parse("deployPlanItems: [\n", owned).unwrap_err();
+    assert_eq!(parse("a: 1\n---\nb: 2\n", OWNED).unwrap_err().len(), 1);
+    let broken = parse("deployPlanItems: [\n", OWNED).unwrap_err();
     assert!(
         broken[0].message.starts_with("the plan is not YAML"),
         "{broken:?}"

@@ -89,6 +89,10 @@ pub(super) async fn step(
         ..context.service.clone()
     };
     match (state.operation, state.phase) {
+        // Run by the host before any target step (see `Services::step`).
+        (Operation::Deploy | Operation::Start, Phase::Build) => {
+            Err("a build is not a step of the target".into())
+        }
         (Operation::Deploy | Operation::Start, Phase::Prepare | Phase::Replicas) => {
             // The cluster's nodes pull the image; never from this server.
             let host = context.service.image.split('/').next().unwrap_or_default();

@@ -271,6 +271,7 @@ pub(super) async fn operate(
     let request = OperationRequest {
         sequential: matches!(body.containers, Containers::Sequential),
         labels: body.labels,
+        source: None,
     };
     let job = state
         .services

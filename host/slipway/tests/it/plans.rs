@@ -667,6 +667,201 @@ async fn an_execution_pauses_stops_and_resumes_between_waves_and_after_a_kill() 
     assert_eq!(status, 409, "a stopped execution does not resume: {body}");
 }
 
+/// A tar.gz of `files`.
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, path, *bytes).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upload_deploy_builds_the_package_and_runs_it_as_a_new_revision() {
+    let registry = TestRegistry::htpasswd(crate::distribution::USER, crate::distribution::PASSWORD);
+    // The server fetches code from loopback only, at most 1 MiB.
+    let server = Served::start_with(&format!(
+        "egress-allow = [\"127.0.0.1/32\"]\n\n\
+         [registry]\nadapter = \"distribution\"\nversion = \"^1\"\n\
+         settings = {{ url = \"http://{address}\", namespace = \"flows\", username = \"{user}\" }}\n\
+         secrets = {{ password = \"{password}\" }}\n\n\
+         [sources]\nhosts = [\"127.0.0.1\"]\nmax-mib = 1\n",
+        address = registry.address,
+        user = crate::distribution::USER,
+        password = crate::distribution::PASSWORD,
+    ))
+    .await;
+    let release = ready_release(&server).await;
+    let pinned = format!(
+        "{}/flows/orders@{}",
+        registry.address,
+        release["image"]["digest"].as_str().unwrap()
+    );
+    let (_, target) = server
+        .call("GET", "/api/v1/targets/local-docker", Value::Null)
+        .await;
+    let mut leftovers = Leftovers(
+        target["namespace"].as_str().unwrap().to_string(),
+        vec![pinned.clone()],
+    );
+    let namespace = leftovers.0.clone();
+    // Packages built on the release's image.
+    let dockerfile = format!("FROM {pinned}\nCOPY hello.txt /hello.txt\n");
+    let package = tar_gz(&[
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("hello.txt", b"built by a plan\n"),
+    ]);
+    let no_dockerfile = tar_gz(&[("hello.txt", b"hi")]);
+    let internal = tar_gz(&[("Dockerfile", b"FROM 10.1.2.3:5000/secret:1\n")]);
+    let variable = tar_gz(&[("Dockerfile", b"ARG BASE\nFROM ${BASE}\n")]);
+    let noise: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let big = tar_gz(&[("Dockerfile", dockerfile.as_bytes()), ("big", &noise)]);
+    let code = slipway_test_support::files::FileServer::start(vec![
+        ("/app.tar.gz", package),
+        ("/none.tar.gz", no_dockerfile),
+        ("/big.tar.gz", big),
+        ("/internal.tar.gz", internal),
+        ("/variable.tar.gz", variable),
+    ])
+    .await;
+    let base = server.service("base", json!({"image": pinned})).await;
+    let app = server.service("app", json!({"image": pinned})).await;
+
+    // Code from a host the operator did not allow is a problem at once.
+    let (status, refused) = server
+        .send(
+            "POST",
+            "/api/v1/plans",
+            "application/yaml",
+            &format!("deployPlanItems:\n  - serviceId: {app}\n    deployment: HTTP_UPLOAD_DEPLOY\n    httpSrcUri: http://localhost:1/app.tar.gz\n"),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    let refused: Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(refused["error"]["path"], "/deployPlanItems/0/httpSrcUri");
+    assert_eq!(
+        (
+            refused["error"]["line"].as_u64(),
+            refused["error"]["column"].as_u64()
+        ),
+        (Some(4), Some(17))
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allows no such source host"),
+        "{refused}"
+    );
+
+    // Base first (its engine pulls the release), then app built on it.
+    let plan = server
+        .plan(&format!(
+            "deployPlanItems:\n  - {{serviceId: {base}, priority: 2, deployment: START}}\n  - {{serviceId: {app}, priority: 1, deployment: HTTP_UPLOAD_DEPLOY, httpSrcUri: '{}/app.tar.gz'}}\n",
+            code.url
+        ))
+        .await;
+    let execution = server.run(plan).await;
+    let done = server
+        .execution_until(execution, &["succeeded", "failed"])
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(code.requests("/app.tar.gz"), 1);
+    let item = &items(&done)[1].3;
+    assert_eq!(
+        (
+            item["revision_before"].as_u64(),
+            item["revision_after"].as_u64()
+        ),
+        (None, Some(2)),
+        "{item}"
+    );
+    let built = item["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .find(|m| m.starts_with("built "))
+        .unwrap_or_else(|| panic!("{item}"))
+        .to_string();
+    assert!(
+        built.contains(&format!("from the package at {}/app.tar.gz", code.url)),
+        "{built}"
+    );
+    let (_, shown) = server
+        .call("GET", &format!("/api/v1/services/{app}"), Value::Null)
+        .await;
+    assert_eq!(
+        (shown["revision"].as_u64(), shown["running"].as_u64()),
+        (Some(2), Some(2)),
+        "{shown}"
+    );
+    let image = shown["image"].as_str().unwrap().to_string();
+    assert!(
+        image.starts_with(&format!("{}/flows/app.build@sha256:", registry.address)),
+        "{image}"
+    );
+    leftovers.1.push(image);
+    // What runs is the package: its file is in the container.
+    let container = format!("{namespace}_app_r2_0");
+    let copied = Command::new("docker")
+        .args(["cp", &format!("{container}:/hello.txt"), "-"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&copied.stdout).contains("built by a plan"),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert_eq!(container_state(&container), "running");
+    // The engine keeps no copy of the build.
+    let kept = Command::new("docker")
+        .args(["images", "-q", "slipway-build/*"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&kept.stdout).trim(), "");
+
+    // A package past the limit, without a Dockerfile, or built on an
+    // image the server's own pulls may not reach (or cannot name before
+    // the build) fails its item.
+    for (path, says) in [
+        ("/big.tar.gz", "larger than 1048576 bytes unpacked"),
+        ("/none.tar.gz", "Dockerfile"),
+        (
+            "/internal.tar.gz",
+            "`FROM 10.1.2.3:5000/secret:1`: the registry `10.1.2.3:5000` is on an internal address",
+        ),
+        ("/variable.tar.gz", "names its image with a variable"),
+    ] {
+        let plan = server
+            .plan(&format!(
+                "deployPlanItems:\n  - {{serviceId: {app}, deployment: HTTP_UPLOAD_DEPLOY, httpSrcUri: '{}{path}'}}\n",
+                code.url
+            ))
+            .await;
+        let execution = server.run(plan).await;
+        let done = server
+            .execution_until(execution, &["succeeded", "failed"])
+            .await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let error = items(&done)[0].3["error"].as_str().unwrap().to_string();
+        assert!(error.contains(says), "{path}: {error}");
+    }
+    for id in [base, app] {
+        server
+            .call("DELETE", &format!("/api/v1/services/{id}"), Value::Null)
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn bad_plans_are_refused_with_every_problem_at_its_pointer_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
