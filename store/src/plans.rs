@@ -168,31 +168,22 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Queues an execution of plan `plan` whose first step starts from
+    /// Queues an execution for `organisation` whose first step starts from
     /// `state`, holding `services` until it ends; refused when an execution
-    /// that has not ended holds one of them.
+    /// that has not ended holds one of them. Its subject is the plan it
+    /// runs, or the execution it rolls back.
     pub fn start_execution(
         &self,
-        plan: u64,
+        organisation: u64,
+        subject: u64,
         services: &[u64],
         state: serde_json::Value,
     ) -> Result<Job, PlanError> {
-        let record = self.plan(plan)?.ok_or(PlanError::NotFound(plan))?;
-        let mut job = self.new_job(record.organisation, JobKind::PlanExecution, plan)?;
+        let mut job = self.new_job(organisation, JobKind::PlanExecution, subject)?;
         job.state = state;
         let (jobs, open, owners, subjects) = self.job_trees();
-        (
-            &self.plans,
-            &self.service_executions,
-            jobs,
-            open,
-            owners,
-            subjects,
-        )
-            .transaction(|(plans, held, jobs, open, owners, subjects)| {
-                if plans.get(key(plan))?.is_none() {
-                    return Err(ConflictableTransactionError::Abort(Refusal::Missing));
-                }
+        (&self.service_executions, jobs, open, owners, subjects)
+            .transaction(|(held, jobs, open, owners, subjects)| {
                 let trees = JobTrees {
                     jobs,
                     open,
@@ -219,7 +210,7 @@ impl Store {
                 }
                 trees.insert(&job).map_err(|e| lift(e, Refusal::Corrupt))
             })
-            .map_err(|e| refused(e, plan))?;
+            .map_err(|e| refused(e, subject))?;
         self.db.flush().map_err(StoreError::from)?;
         Ok(job)
     }
@@ -247,10 +238,10 @@ mod tests {
             .create_plan(7, serde_json::json!({}), "x".into(), "ada")
             .unwrap();
         let first = store
-            .start_execution(plan.id, &[11, 12], serde_json::json!({}))
+            .start_execution(7, plan.id, &[11, 12], serde_json::json!({}))
             .unwrap();
         let refused = store
-            .start_execution(plan.id, &[12, 13], serde_json::json!({}))
+            .start_execution(7, plan.id, &[12, 13], serde_json::json!({}))
             .unwrap_err();
         assert!(
             matches!(refused, PlanError::Held { service: 12, execution } if execution == first.id),
@@ -266,14 +257,14 @@ mod tests {
             .unwrap();
         assert!(
             store
-                .start_execution(plan.id, &[12], serde_json::json!({}))
+                .start_execution(7, plan.id, &[12], serde_json::json!({}))
                 .is_err()
         );
         store
             .update_job(first.id, |job| job.status = JobStatus::Stopped)
             .unwrap();
         let second = store
-            .start_execution(plan.id, &[12, 13], serde_json::json!({}))
+            .start_execution(7, plan.id, &[12, 13], serde_json::json!({}))
             .unwrap();
         assert_eq!(store.organisation_executions(7).unwrap().len(), 2);
         // A deleted execution holds nothing either.
@@ -282,7 +273,7 @@ mod tests {
             .unwrap();
         store.delete_job(second.id).unwrap();
         store
-            .start_execution(plan.id, &[13], serde_json::json!({}))
+            .start_execution(7, plan.id, &[13], serde_json::json!({}))
             .unwrap();
         assert_eq!(store.organisation_plans(7).unwrap(), [plan]);
         assert!(store.organisation_plans(8).unwrap().is_empty());

@@ -41,6 +41,17 @@ pub enum ItemStatus {
     Failed,
 }
 
+/// What a rollback does to a service instead of its item's deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Undo {
+    /// Deploys a new revision with the settings and image of this one.
+    Revision(u32),
+    /// Stops it: no revision ran before.
+    Stop,
+}
+
 /// One service of an execution: what is done to it and how that went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -60,6 +71,9 @@ pub struct ItemRun {
     /// The code package it builds from (`HTTP_UPLOAD_DEPLOY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// In a rollback, what undoes the deployment instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
     /// Where it is.
     pub status: ItemStatus,
     /// Its operation's job.
@@ -105,6 +119,9 @@ pub struct Moment {
 pub struct ExecutionState {
     /// The plan.
     pub plan: u64,
+    /// The execution this one rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
     /// The plan's comment.
     pub comment: String,
     /// Who started it.
@@ -135,6 +152,7 @@ impl ExecutionState {
         let services: usize = waves.iter().map(|w| w.items.len()).sum();
         ExecutionState {
             plan,
+            rollback_of: None,
             comment,
             by: by.into(),
             timeline: vec![Moment {
@@ -339,15 +357,32 @@ impl Plans {
                 }
             };
             item.revision_before = record.running;
-            let (operation, source) = match (item.deployment, &item.source) {
-                (Deployment::Start, _) => (Operation::Start, None),
-                (Deployment::Stop, _) => (Operation::Stop, None),
-                (Deployment::Restart, _) => (Operation::Restart, None),
-                (Deployment::HttpUploadDeploy, Some(url)) => (
+            let undo = match item.undo {
+                Some(Undo::Revision(revision)) => {
+                    match self
+                        .services
+                        .revert(job.organisation, item.service, revision, &by)
+                    {
+                        Ok(_) => Some(Operation::Deploy),
+                        Err(e) => {
+                            fail(item, format!("revision {revision} cannot be restored: {e}"));
+                            continue;
+                        }
+                    }
+                }
+                Some(Undo::Stop) => Some(Operation::Stop),
+                None => None,
+            };
+            let (operation, source) = match (undo, item.deployment, &item.source) {
+                (Some(undo), ..) => (undo, None),
+                (None, Deployment::Start, _) => (Operation::Start, None),
+                (None, Deployment::Stop, _) => (Operation::Stop, None),
+                (None, Deployment::Restart, _) => (Operation::Restart, None),
+                (None, Deployment::HttpUploadDeploy, Some(url)) => (
                     Operation::Deploy,
                     Some(Source::Package { url: url.clone() }),
                 ),
-                (deployment, _) => {
+                (None, deployment, _) => {
                     fail(
                         item,
                         format!("this server cannot run {} items yet", deployment.as_str()),
@@ -429,9 +464,12 @@ impl Plans {
             match op.status {
                 JobStatus::Succeeded => {
                     item.status = ItemStatus::Succeeded;
-                    item.revision_after = match item.deployment {
-                        Deployment::Stop => item.revision_before,
-                        _ => done.map(|d| d.revision).or(item.revision_before),
+                    let stops = item.undo == Some(Undo::Stop)
+                        || (item.undo.is_none() && item.deployment == Deployment::Stop);
+                    item.revision_after = if stops {
+                        item.revision_before
+                    } else {
+                        done.map(|d| d.revision).or(item.revision_before)
                     };
                     item.messages.push(op.message.clone());
                 }

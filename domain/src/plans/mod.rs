@@ -21,7 +21,7 @@ use slipway_store::{
 };
 
 pub use document::{Deployment, ExecMethod, PlanDocument, PlanItem, Problem};
-pub use execution::{ExecutionState, ItemRun, ItemStatus, Moment, Wave};
+pub use execution::{ExecutionState, ItemRun, ItemStatus, Moment, Undo, Wave};
 
 use crate::jobs::{self, Jobs, Work, Works};
 use crate::services::Services;
@@ -112,6 +112,8 @@ pub struct ExecutionView {
     pub id: u64,
     /// The plan it runs.
     pub plan: u64,
+    /// The execution it rolls back, when it is a rollback.
+    pub rollback_of: Option<u64>,
     /// `running`, `pausing`, `stopping`, `paused`, `stopped`,
     /// `interrupted`, `succeeded` or `failed` (seed 002's statuses).
     pub status: &'static str,
@@ -187,6 +189,7 @@ impl ExecutionView {
         Ok(ExecutionView {
             id: job.id,
             plan: state.plan,
+            rollback_of: state.rollback_of,
             status: status(job),
             comment: state.comment,
             by: state.by,
@@ -206,9 +209,13 @@ impl ExecutionView {
     /// key messages, then the timeline.
     pub fn text(&self) -> String {
         let mut out = String::new();
+        let rolls_back = self
+            .rollback_of
+            .map(|e| format!(" (rolling back execution {e})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "execution {} of plan {}: {}{}",
+            "execution {} of plan {}{rolls_back}: {}{}",
             self.id,
             self.plan,
             self.status,
@@ -227,12 +234,16 @@ impl ExecutionView {
         for (n, wave) in self.waves.iter().enumerate() {
             let _ = writeln!(out, "\nwave {} (priority {}):", n + 1, wave.priority);
             for item in &wave.items {
+                let what = match item.undo {
+                    Some(Undo::Revision(r)) => format!("back to revision {r}"),
+                    Some(Undo::Stop) => "stopped (no revision ran before)".into(),
+                    None => item.deployment.as_str().into(),
+                };
                 let _ = writeln!(
                     out,
-                    "  {} ({}) {}: {}",
+                    "  {} ({}) {what}: {}",
                     item.name,
                     item.service,
-                    item.deployment.as_str(),
                     match item.status {
                         ItemStatus::Pending => "not started",
                         ItemStatus::Running => "running",
@@ -394,6 +405,7 @@ impl Plans {
                         .http_src_uri
                         .clone()
                         .filter(|_| item.deployment == Deployment::HttpUploadDeploy),
+                    undo: None,
                     status: ItemStatus::Pending,
                     operation: None,
                     started_ms: None,
@@ -415,6 +427,7 @@ impl Plans {
         let services: Vec<u64> = baseline.keys().copied().collect();
         let state = ExecutionState::new(id, plan.comment, by, waves, baseline);
         let job = self.store.start_execution(
+            organisation,
             id,
             &services,
             serde_json::to_value(&state).expect("serializes"),
@@ -638,6 +651,124 @@ impl Plans {
             }
         }
         Ok(changed)
+    }
+
+    /// Starts an execution that puts back what ended execution `id`
+    /// changed: each service it left on another revision goes back on the
+    /// one it ran before (as a new revision with its settings and image),
+    /// or is stopped when none ran before, in reverse wave order. Services
+    /// changed since are refused, naming them, unless `force`.
+    pub fn rollback(
+        &self,
+        organisation: u64,
+        id: u64,
+        force: bool,
+        by: &str,
+    ) -> Result<ExecutionView, Refused> {
+        let job = self.execution_job(organisation, id)?;
+        if !job.status.is_final() {
+            return Err(Refused::State(format!(
+                "execution {id} is {}: an execution is rolled back once it has ended",
+                status(&job)
+            )));
+        }
+        let done: ExecutionState =
+            serde_json::from_value(job.state.clone()).map_err(|e| StoreError::Corrupt {
+                tree: "jobs",
+                detail: e.to_string(),
+            })?;
+        let show = |r: Option<u32>| r.map_or("none".to_string(), |r| r.to_string());
+        let mut changed = Vec::new();
+        let mut baseline = BTreeMap::new();
+        // What each service ran before the execution first touched it.
+        let mut before = BTreeMap::new();
+        for item in done.items() {
+            before.entry(item.service).or_insert(item.revision_before);
+        }
+        let mut waves = Vec::new();
+        for wave in done.waves.iter().rev() {
+            let mut items = Vec::new();
+            for item in wave.items.iter().rev() {
+                let first = before.get(&item.service).copied().flatten();
+                if item.status != ItemStatus::Succeeded
+                    || first == item.revision_after
+                    || baseline.contains_key(&item.service)
+                {
+                    continue;
+                }
+                let Some(now) = self
+                    .store
+                    .service(item.service)?
+                    .filter(|s| s.organisation == organisation)
+                else {
+                    changed.push(format!("{} ({}) was deleted", item.name, item.service));
+                    continue;
+                };
+                if done.baseline.get(&item.service) != Some(&(now.revision, now.running)) {
+                    changed.push(format!(
+                        "{} ({}) is at revision {} (running {}) since",
+                        item.name,
+                        item.service,
+                        now.revision,
+                        show(now.running)
+                    ));
+                    if !force {
+                        continue;
+                    }
+                }
+                baseline.insert(now.id, (now.revision, now.running));
+                let mut undo = item.clone();
+                undo.undo = Some(match first {
+                    Some(revision) => Undo::Revision(revision),
+                    None => Undo::Stop,
+                });
+                undo.status = ItemStatus::Pending;
+                undo.operation = None;
+                (undo.started_ms, undo.ended_ms) = (None, None);
+                undo.revision_before = now.running;
+                (undo.revision_after, undo.health, undo.error) = (None, None, None);
+                undo.messages.clear();
+                items.push(undo);
+            }
+            if !items.is_empty() {
+                waves.push(Wave {
+                    priority: wave.priority,
+                    items,
+                });
+            }
+        }
+        if !changed.is_empty() && !force {
+            return Err(Refused::Changed(changed));
+        }
+        if waves.is_empty() {
+            return Err(Refused::State(format!(
+                "execution {id} left no service on another revision: nothing to roll back"
+            )));
+        }
+        let services: Vec<u64> = baseline.keys().copied().collect();
+        let mut state = ExecutionState::new(done.plan, done.comment.clone(), by, waves, baseline);
+        state.rollback_of = Some(id);
+        state.note(if changed.is_empty() {
+            format!("rolls back execution {id}")
+        } else {
+            format!("rolls back execution {id}, forced: {}", changed.join("; "))
+        });
+        let job = self.store.start_execution(
+            organisation,
+            id,
+            &services,
+            serde_json::to_value(&state).expect("serializes"),
+        )?;
+        tracing::info!(
+            organisation,
+            execution = job.id,
+            rolls_back = id,
+            force,
+            by,
+            "rollback queued"
+        );
+        self.jobs.wake();
+        Ok(ExecutionView::of(&job)?)
     }
 
     /// Deletes execution `id`, unless it is running, pausing or stopping.

@@ -381,6 +381,34 @@ impl Services {
         self.view(&record)
     }
 
+    /// Makes a copy of `revision` (its settings and image) the service's
+    /// newest revision: how a rollback puts back what ran before.
+    pub fn revert(
+        &self,
+        organisation: u64,
+        id: u64,
+        revision: u32,
+        by: &str,
+    ) -> Result<ServiceView, Refused> {
+        self.owned(organisation, id)?;
+        let old = self.store.service_revision(id, revision)?.ok_or_else(|| {
+            one(
+                "/revision",
+                format!("service {id} has no revision {revision}"),
+            )
+        })?;
+        let record = self.store.revise_service(
+            id,
+            Revision {
+                revision: 0,
+                by: by.into(),
+                at_ms: now_ms(),
+                ..old
+            },
+        )?;
+        self.view(&record)
+    }
+
     fn owned(&self, organisation: u64, id: u64) -> Result<ServiceRecord, Refused> {
         self.store
             .service(id)?

@@ -69,7 +69,7 @@ impl Modify for BearerToken {
         integrations::create, integrations::list, integrations::show, integrations::delete,
         integrations::add_version, integrations::versions, integrations::version, integrations::validate,
         plans::create, plans::list, plans::show, plans::remove, plans::run,
-        plans::executions, plans::execution, plans::remove_execution, plans::pause, plans::stop, plans::resume, plans::report, plans::events,
+        plans::executions, plans::execution, plans::remove_execution, plans::pause, plans::stop, plans::resume, plans::rollback, plans::report, plans::events,
         plugins::upload, plugins::list, plugins::show, plugins::remove, plugins::grant,
         registry::show, registry::set, registry::changes,
         releases::create, releases::list, releases::show, releases::remove, releases::events,

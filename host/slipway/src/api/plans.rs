@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/executions/{id}/pause", post(pause))
         .route("/api/v1/executions/{id}/stop", post(stop))
         .route("/api/v1/executions/{id}/resume", post(resume))
+        .route("/api/v1/executions/{id}/rollback", post(rollback))
         .route("/api/v1/executions/{id}/report", get(report))
         .route("/api/v1/executions/{id}/events", get(events))
 }
@@ -256,13 +257,13 @@ pub(super) async fn stop(
     ask(&state, &principal, id, JobRequest::Stop).await
 }
 
-/// How to resume.
+/// How to resume or roll back.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct ResumeQuery {
-    /// Go on even though services still to deploy changed since the
-    /// execution started (seed 002 warns this can deploy the wrong version).
+    /// Go on even though services changed since the execution saw them
+    /// (seed 002 warns this can deploy the wrong version).
     #[serde(default)]
     force: bool,
 }
@@ -281,6 +282,31 @@ pub(super) async fn resume(
     let view = state
         .plans
         .resume(
+            principal.organisation.id,
+            id,
+            query.force,
+            &principal.user.name,
+        )
+        .map_err(refused)?;
+    Ok(accepted(view))
+}
+
+/// Starts an execution that puts back what an ended execution changed:
+/// each service it left on another revision back on the one it ran before
+/// (a new revision with those settings), in reverse wave order; 409
+/// `changed` when some changed since, unless `force`.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rollback", tag = "plans", params(("id" = u64, Path, description = EXECUTION), ResumeQuery),
+    responses((status = 202, body = ExecutionView, headers(("location" = String, description = "The rollback's URL"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn rollback(
+    State(state): State<Arc<AppState>>,
+    principal: Caller,
+    Path(id): Path<u64>,
+    Params(query): Params<ResumeQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(WRITERS)?;
+    let view = state
+        .plans
+        .rollback(
             principal.organisation.id,
             id,
             query.force,

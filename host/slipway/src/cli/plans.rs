@@ -86,6 +86,18 @@ pub enum Execution {
         #[arg(long)]
         follow: bool,
     },
+    /// Roll back an ended execution: each service it left on another
+    /// revision back on the one it ran before, in reverse wave order.
+    Rollback {
+        /// The execution's id.
+        id: u64,
+        /// Go on even though services changed since.
+        #[arg(long)]
+        force: bool,
+        /// Follow the rollback live until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Print the report: each service's status, times, messages, and the
     /// timeline.
     Report {
@@ -224,6 +236,24 @@ pub async fn execution(
             }
             show(as_json, &execution, |_| println!("execution {id} resumed"));
         }
+        Execution::Rollback { id, force, follow } => {
+            let rollback = client
+                .send(
+                    Method::POST,
+                    &path(id, &format!("/rollback?force={force}")),
+                    None,
+                )
+                .await?;
+            let rollback_id = rollback["id"]
+                .as_u64()
+                .context("the server answered no execution id")?;
+            if follow {
+                return follow_execution(&client, rollback_id, as_json).await;
+            }
+            show(as_json, &rollback, |_| {
+                println!("execution {rollback_id} rolls back execution {id}");
+            });
+        }
         Execution::Report { id } => {
             if as_json {
                 show(true, &client.get(&path(id, "/report")).await?, |_| {});
@@ -268,18 +298,22 @@ fn lines(e: &Value, steps: &BTreeMap<u64, String>) -> Vec<String> {
     for (n, wave) in e["waves"].as_array().into_iter().flatten().enumerate() {
         for item in wave["items"].as_array().into_iter().flatten() {
             let status = text(&item["status"]);
+            let what = match (&item["undo"]["revision"], item["undo"].as_str()) {
+                (Value::Number(r), _) => format!("back to revision {r}"),
+                (_, Some("stop")) => "STOP (no revision ran before)".into(),
+                _ => text(&item["deployment"]),
+            };
             let detail = match (status.as_str(), item["operation"].as_u64()) {
                 ("running", Some(op)) => steps.get(&op).map(|s| format!(": {s}")),
                 ("failed", _) => item["error"].as_str().map(|e| format!(": {e}")),
                 _ => None,
             };
             lines.push(format!(
-                "  wave {} (priority {}) {} ({}) {}: {status}{}",
+                "  wave {} (priority {}) {} ({}) {what}: {status}{}",
                 n + 1,
                 text(&wave["priority"]),
                 text(&item["name"]),
                 text(&item["service"]),
-                text(&item["deployment"]),
                 detail.unwrap_or_default()
             ));
         }

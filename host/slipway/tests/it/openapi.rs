@@ -68,6 +68,7 @@ async fn the_document_describes_every_route_and_only_those() {
         "POST /api/v1/executions/{id}/pause",
         "POST /api/v1/executions/{id}/stop",
         "POST /api/v1/executions/{id}/resume",
+        "POST /api/v1/executions/{id}/rollback",
         "GET /api/v1/executions/{id}/report",
         "GET /api/v1/executions/{id}/events",
         "GET /api/v1/plugins",

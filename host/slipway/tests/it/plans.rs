@@ -734,6 +734,8 @@ async fn an_http_upload_deploy_builds_the_package_and_runs_it_as_a_new_revision(
     .await;
     let base = server.service("base", json!({"image": pinned})).await;
     let app = server.service("app", json!({"image": pinned})).await;
+    let deployed = server.operate(app, json!({"operation": "deploy"})).await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
 
     // Code from a host the operator did not allow is a problem at once.
     let (status, refused) = server
@@ -781,7 +783,7 @@ async fn an_http_upload_deploy_builds_the_package_and_runs_it_as_a_new_revision(
             item["revision_before"].as_u64(),
             item["revision_after"].as_u64()
         ),
-        (None, Some(2)),
+        (Some(1), Some(2)),
         "{item}"
     );
     let built = item["messages"]
@@ -828,6 +830,52 @@ async fn an_http_upload_deploy_builds_the_package_and_runs_it_as_a_new_revision(
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&kept.stdout).trim(), "");
+
+    // Rolled back, in reverse wave order: app on what it ran before (as
+    // revision 3), base stopped, as nothing of it ran before.
+    let out = server.cli(&["execution", "rollback", &execution.to_string(), "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("app ({app}) back to revision 1: succeeded")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "base ({base}) STOP (no revision ran before): succeeded"
+        )),
+        "{text}"
+    );
+    let (_, shown) = server
+        .call("GET", &format!("/api/v1/services/{app}"), Value::Null)
+        .await;
+    assert_eq!(
+        (shown["revision"].as_u64(), shown["running"].as_u64()),
+        (Some(3), Some(3)),
+        "{shown}"
+    );
+    assert_eq!(shown["image"], pinned.as_str());
+    assert_eq!(container_state(&format!("{namespace}_app_r3_0")), "running");
+    assert_eq!(container_state(&format!("{namespace}_base_r1_0")), "exited");
+    let (_, executions) = server.call("GET", "/api/v1/executions", Value::Null).await;
+    let rollback = executions.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(rollback["rollback_of"], execution, "{rollback}");
+    let rolled = &items(&rollback);
+    assert_eq!(rolled[0].0, "app", "the later wave first: {rollback}");
+    // Once more: app has changed since (the rollback moved it), so no.
+    let (status, refused) = server
+        .call(
+            "POST",
+            &format!("/api/v1/executions/{execution}/rollback"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "changed", "{refused}");
 
     // A package past the limit, without a Dockerfile, or built on an
     // image the server's own pulls may not reach (or cannot name before
