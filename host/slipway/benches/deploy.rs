@@ -17,6 +17,10 @@
 //! loaded from the host; the requests that failed and the time the restart
 //! took, beside the same load as long with no restart.
 //!
+//! Then a deploy plan of 20 services in 4 waves of 5 (RESTART, STOP,
+//! START, RESTART): the execution's wall time beside, in the same run, the
+//! same operations run directly wave by wave, summing each wave's slowest.
+//!
 //! Needs `docker-registry` (Debian), Docker, and what
 //! `tests/support/src/static_engine.rs` needs.
 //! `cargo bench --workspace --bench deploy`
@@ -288,6 +292,7 @@ async fn main() {
         rows.push((label, median(ours), median(theirs)));
     }
     let restart = restart_under_load(&bench, &release).await;
+    let plan = plan_beside_its_operations(&bench, &release).await;
     docker(&["rmi", "-f", &image]);
     println!("two replicas, from the call, median of {RUNS}");
     println!("| until | Slipway | Docker CLI (baseline) | ratio |");
@@ -311,6 +316,112 @@ async fn main() {
     for (label, took, (sent, failed)) in restart {
         println!("| {label} | {} | {sent} | {failed} |", ms(took));
     }
+
+    println!();
+    println!(
+        "a plan of 20 services in 4 waves of 5 (RESTART, STOP, START, RESTART), median of {PLAN_RUNS}"
+    );
+    println!("| | time |");
+    println!("|---|---:|");
+    let (execution, direct) = plan;
+    println!(
+        "| the execution, from the call to `succeeded` | {} |",
+        ms(execution)
+    );
+    println!(
+        "| the same operations run directly, each wave's slowest summed (baseline) | {} |",
+        ms(direct)
+    );
+    println!(
+        "| over the baseline | {} ({:.1}%) |",
+        ms(execution.saturating_sub(direct)),
+        (execution.as_secs_f64() / direct.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+/// Plan executions timed, and their operations run directly as often.
+const PLAN_RUNS: usize = 5;
+
+/// 20 services of `release`; a plan of four waves over them, timed beside
+/// its operations run directly wave by wave (the sum of each wave's
+/// slowest), alternately, each from the same starting state.
+async fn plan_beside_its_operations(bench: &Bench, release: &str) -> (Duration, Duration) {
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let id = bench
+            .create(json!({"name": format!("p{i}"), "target": "local-docker", "release": release}))
+            .await;
+        bench.operate(id, Operation::Deploy).await;
+        ids.push(id);
+    }
+    let waves: [(Operation, &[u64]); 4] = [
+        (Operation::Restart, &ids[0..5]),
+        (Operation::Stop, &ids[5..10]),
+        (Operation::Start, &ids[10..15]),
+        (Operation::Restart, &ids[15..20]),
+    ];
+    let mut yaml = String::from("comment: bench\ndeployPlanItems:\n");
+    for (n, (operation, services)) in waves.iter().enumerate() {
+        let deployment = match operation {
+            Operation::Restart => "RESTART",
+            Operation::Stop => "STOP",
+            _ => "START",
+        };
+        for id in *services {
+            yaml.push_str(&format!(
+                "  - {{serviceId: {id}, priority: {}, deployment: {deployment}}}\n",
+                4 - n
+            ));
+        }
+    }
+    let plan = bench
+        .state
+        .plans
+        .create(bench.org, &yaml, "bench")
+        .unwrap()
+        .id;
+    // Before each run: the services the plan stops run, those it starts do not.
+    let reset = || async {
+        let mut ops = Vec::new();
+        for id in &ids[5..10] {
+            ops.push(bench.operate(*id, Operation::Start));
+        }
+        for id in &ids[10..15] {
+            ops.push(bench.operate(*id, Operation::Stop));
+        }
+        futures::future::join_all(ops).await;
+    };
+    let mut executions = Vec::new();
+    let mut directs = Vec::new();
+    for _ in 0..PLAN_RUNS {
+        reset().await;
+        let mut direct = Duration::ZERO;
+        for (operation, services) in &waves {
+            let took =
+                futures::future::join_all(services.iter().map(|id| bench.operate(*id, *operation)))
+                    .await;
+            direct += took.into_iter().max().unwrap();
+        }
+        directs.push(direct);
+        reset().await;
+        let started = Instant::now();
+        let execution = bench.state.plans.run(bench.org, plan, "bench").unwrap().id;
+        loop {
+            let job = bench.state.store.job(execution).unwrap().unwrap();
+            match job.status {
+                JobStatus::Succeeded => break,
+                JobStatus::Failed | JobStatus::Stopped => {
+                    panic!("the execution ended {:?}: {:?}", job.status, job.error)
+                }
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        executions.push(started.elapsed());
+    }
+    for id in ids {
+        bench.operate(id, Operation::Delete).await;
+    }
+    (median(executions), median(directs))
 }
 
 /// Between two requests of the steady load.
