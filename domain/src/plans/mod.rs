@@ -173,11 +173,7 @@ pub fn status(job: &Job) -> &'static str {
 
 impl ExecutionView {
     fn of(job: &Job) -> Result<ExecutionView, StoreError> {
-        let state: ExecutionState =
-            serde_json::from_value(job.state.clone()).map_err(|e| StoreError::Corrupt {
-                tree: "jobs",
-                detail: format!("execution {}: {e}", job.id),
-            })?;
+        let state = stored_state(job)?;
         let mut timeline = state.timeline.clone();
         // How it came to rest, when it has: the runner's last word.
         if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
@@ -256,12 +252,11 @@ impl ExecutionView {
                     let _ = writeln!(out, "    {} → {}", time(start), end);
                 }
                 if item.revision_before.is_some() || item.revision_after.is_some() {
-                    let show = |r: Option<u32>| r.map_or("none".into(), |r| r.to_string());
                     let _ = writeln!(
                         out,
                         "    revision {} → {}",
-                        show(item.revision_before),
-                        show(item.revision_after)
+                        revision_name(item.revision_before),
+                        revision_name(item.revision_after)
                     );
                 }
                 if let Some(health) = &item.health {
@@ -281,6 +276,19 @@ impl ExecutionView {
         }
         out
     }
+}
+
+/// The state execution `job` saved.
+fn stored_state(job: &Job) -> Result<ExecutionState, StoreError> {
+    serde_json::from_value(job.state.clone()).map_err(|e| StoreError::Corrupt {
+        tree: "jobs",
+        detail: format!("execution {}: {e}", job.id),
+    })
+}
+
+/// A revision for people: its number, or `none`.
+fn revision_name(revision: Option<u32>) -> String {
+    revision.map_or("none".into(), |r| r.to_string())
 }
 
 /// A time for people (UTC, to the millisecond).
@@ -586,11 +594,7 @@ impl Plans {
                 status(&job)
             )));
         }
-        let state: ExecutionState =
-            serde_json::from_value(job.state.clone()).map_err(|e| StoreError::Corrupt {
-                tree: "jobs",
-                detail: e.to_string(),
-            })?;
+        let state = stored_state(&job)?;
         let changed = self.changed_since(&state)?;
         if !changed.is_empty() && !force {
             return Err(Refused::Changed(changed));
@@ -634,7 +638,6 @@ impl Plans {
             let Some(&(newest, running)) = state.baseline.get(&item.service) else {
                 continue;
             };
-            let show = |r: Option<u32>| r.map_or("none".to_string(), |r| r.to_string());
             match self.store.service(item.service)? {
                 None => changed.push(format!("{} ({}) was deleted", item.name, item.service)),
                 Some(now) if (now.revision, now.running) != (newest, running) => {
@@ -643,8 +646,8 @@ impl Plans {
                         item.name,
                         item.service,
                         now.revision,
-                        show(running),
-                        show(now.running)
+                        revision_name(running),
+                        revision_name(now.running)
                     ))
                 }
                 Some(_) => {}
@@ -672,12 +675,7 @@ impl Plans {
                 status(&job)
             )));
         }
-        let done: ExecutionState =
-            serde_json::from_value(job.state.clone()).map_err(|e| StoreError::Corrupt {
-                tree: "jobs",
-                detail: e.to_string(),
-            })?;
-        let show = |r: Option<u32>| r.map_or("none".to_string(), |r| r.to_string());
+        let done = stored_state(&job)?;
         let mut changed = Vec::new();
         let mut baseline = BTreeMap::new();
         // What each service ran before the execution first touched it.
@@ -710,7 +708,7 @@ impl Plans {
                         item.name,
                         item.service,
                         now.revision,
-                        show(now.running)
+                        revision_name(now.running)
                     ));
                     if !force {
                         continue;
